@@ -1,0 +1,206 @@
+//! Binary attachments: `{"_placeholder":true,"num":N}` in the JSON, the bytes in frames of
+//! their own after the packet.
+
+use crate::DecodeError;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// A JSON-like value that may also hold binary data anywhere inside it.
+///
+/// Use it to send or read arguments with attachments; plain JSON arguments are better served
+/// by [`crate::Payload::push`] and [`crate::Payload::deserialize`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    /// JSON `null`.
+    Null,
+    /// JSON boolean.
+    Bool(bool),
+    /// JSON number.
+    Number(serde_json::Number),
+    /// JSON string.
+    String(String),
+    /// Binary data, sent as an attachment.
+    Binary(Bytes),
+    /// JSON array.
+    Array(Vec<Data>),
+    /// JSON object.
+    Object(BTreeMap<String, Data>),
+}
+
+impl From<Value> for Data {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::Null => Data::Null,
+            Value::Bool(b) => Data::Bool(b),
+            Value::Number(n) => Data::Number(n),
+            Value::String(s) => Data::String(s),
+            Value::Array(items) => Data::Array(items.into_iter().map(Data::from).collect()),
+            Value::Object(map) => {
+                Data::Object(map.into_iter().map(|(k, v)| (k, Data::from(v))).collect())
+            }
+        }
+    }
+}
+
+impl From<Bytes> for Data {
+    fn from(bytes: Bytes) -> Self {
+        Data::Binary(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Data {
+    fn from(bytes: Vec<u8>) -> Self {
+        Data::Binary(bytes.into())
+    }
+}
+
+impl From<&str> for Data {
+    fn from(s: &str) -> Self {
+        Data::String(s.to_owned())
+    }
+}
+
+impl Data {
+    /// The binary data, if this is binary.
+    pub fn as_binary(&self) -> Option<&Bytes> {
+        match self {
+            Data::Binary(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Converts to JSON, failing if any binary is inside.
+    pub fn into_json(self) -> Option<Value> {
+        Some(match self {
+            Data::Null => Value::Null,
+            Data::Bool(b) => Value::Bool(b),
+            Data::Number(n) => Value::Number(n),
+            Data::String(s) => Value::String(s),
+            Data::Binary(_) => return None,
+            Data::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(Data::into_json)
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            Data::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| v.into_json().map(|v| (k, v)))
+                    .collect::<Option<Map<_, _>>>()?,
+            ),
+        })
+    }
+}
+
+/// Replaces every binary in `data` with a placeholder numbered after those already in
+/// `attachments`, moving the bytes there.
+pub fn split(data: Data, attachments: &mut Vec<Bytes>) -> Value {
+    match data {
+        Data::Null => Value::Null,
+        Data::Bool(b) => Value::Bool(b),
+        Data::Number(n) => Value::Number(n),
+        Data::String(s) => Value::String(s),
+        Data::Binary(bytes) => {
+            let num = attachments.len();
+            attachments.push(bytes);
+            placeholder(num)
+        }
+        Data::Array(items) => {
+            Value::Array(items.into_iter().map(|d| split(d, attachments)).collect())
+        }
+        Data::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, split(v, attachments)))
+                .collect(),
+        ),
+    }
+}
+
+fn placeholder(num: usize) -> Value {
+    let mut map = Map::new();
+    map.insert("_placeholder".into(), Value::Bool(true));
+    map.insert("num".into(), Value::from(num));
+    Value::Object(map)
+}
+
+/// Replaces every placeholder in `value` with the attachment it names.
+pub fn reassemble(value: Value, attachments: &[Bytes]) -> Result<Data, DecodeError> {
+    Ok(match value {
+        Value::Object(map) => {
+            if map.get("_placeholder") == Some(&Value::Bool(true)) {
+                let num = map
+                    .get("num")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| DecodeError::Placeholder("missing num".into()))?;
+                let bytes = usize::try_from(num)
+                    .ok()
+                    .and_then(|n| attachments.get(n))
+                    .ok_or_else(|| {
+                        DecodeError::Placeholder(format!(
+                            "num {num} but {} attachments",
+                            attachments.len()
+                        ))
+                    })?;
+                Data::Binary(bytes.clone())
+            } else {
+                Data::Object(
+                    map.into_iter()
+                        .map(|(k, v)| reassemble(v, attachments).map(|d| (k, d)))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+        }
+        Value::Array(items) => Data::Array(
+            items
+                .into_iter()
+                .map(|v| reassemble(v, attachments))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => Data::from(other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn split_numbers_placeholders_in_walk_order() {
+        let data = Data::from(json!({"a": 1}));
+        let Data::Object(mut map) = data else {
+            panic!("object")
+        };
+        map.insert("bin".into(), Data::Binary(Bytes::from_static(b"x")));
+        map.insert(
+            "list".into(),
+            Data::Array(vec![Data::Binary(Bytes::from_static(b"y"))]),
+        );
+        let mut attachments = vec![Bytes::from_static(b"before")];
+        let value = split(Data::Object(map), &mut attachments);
+        assert_eq!(
+            value,
+            json!({"a": 1, "bin": {"_placeholder": true, "num": 1}, "list": [{"_placeholder": true, "num": 2}]})
+        );
+        assert_eq!(attachments.len(), 3);
+        let back = reassemble(value, &attachments).expect("valid");
+        assert_eq!(
+            back.into_json(),
+            None,
+            "binary does not convert to plain JSON"
+        );
+    }
+
+    #[test]
+    fn reassemble_rejects_out_of_range_and_malformed_placeholders() {
+        let atts = [Bytes::from_static(b"a")];
+        assert!(reassemble(json!([{"_placeholder": true, "num": 1}]), &atts).is_err());
+        assert!(reassemble(json!([{"_placeholder": true}]), &atts).is_err());
+        assert!(reassemble(json!([{"_placeholder": true, "num": -1}]), &atts).is_err());
+        assert_eq!(
+            reassemble(json!({"_placeholder": false, "num": 0}), &atts).expect("plain object"),
+            Data::from(json!({"_placeholder": false, "num": 0}))
+        );
+    }
+}

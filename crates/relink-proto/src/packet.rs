@@ -1,0 +1,520 @@
+//! Socket.IO v5 packets: `<type>[<attachments>-][<namespace>,][<ack id>][<json>]`.
+//!
+//! Decoding validates the JSON once and keeps it as text: event arguments are only parsed
+//! into user types when somebody asks for them (see [`crate::Payload`]).
+
+use crate::DecodeError;
+use serde_json::value::RawValue;
+
+/// The default namespace.
+pub const ROOT_NAMESPACE: &str = "/";
+
+/// Socket.IO packet types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PacketKind {
+    /// `0`: connect to a namespace (client: with auth; server: with `sid`).
+    Connect,
+    /// `1`: leave a namespace.
+    Disconnect,
+    /// `2`: an event `["name", args...]`.
+    Event,
+    /// `3`: an acknowledgement `[args...]`.
+    Ack,
+    /// `4`: the namespace refused the connection.
+    ConnectError,
+    /// `5`: an event with binary attachments.
+    BinaryEvent,
+    /// `6`: an acknowledgement with binary attachments.
+    BinaryAck,
+}
+
+impl PacketKind {
+    fn digit(self) -> char {
+        match self {
+            PacketKind::Connect => '0',
+            PacketKind::Disconnect => '1',
+            PacketKind::Event => '2',
+            PacketKind::Ack => '3',
+            PacketKind::ConnectError => '4',
+            PacketKind::BinaryEvent => '5',
+            PacketKind::BinaryAck => '6',
+        }
+    }
+
+    fn from_digit(c: char) -> Option<Self> {
+        Some(match c {
+            '0' => PacketKind::Connect,
+            '1' => PacketKind::Disconnect,
+            '2' => PacketKind::Event,
+            '3' => PacketKind::Ack,
+            '4' => PacketKind::ConnectError,
+            '5' => PacketKind::BinaryEvent,
+            '6' => PacketKind::BinaryAck,
+            _ => return None,
+        })
+    }
+
+    /// Whether packets of this type carry an attachment count.
+    pub fn is_binary(self) -> bool {
+        matches!(self, PacketKind::BinaryEvent | PacketKind::BinaryAck)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PacketKind::Connect => "CONNECT",
+            PacketKind::Disconnect => "DISCONNECT",
+            PacketKind::Event => "EVENT",
+            PacketKind::Ack => "ACK",
+            PacketKind::ConnectError => "CONNECT_ERROR",
+            PacketKind::BinaryEvent => "BINARY_EVENT",
+            PacketKind::BinaryAck => "BINARY_ACK",
+        }
+    }
+}
+
+/// What a packet carries, already split by shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PacketData {
+    /// Nothing (DISCONNECT, or CONNECT without auth).
+    None,
+    /// A JSON value kept as text: CONNECT auth or reply, CONNECT_ERROR details.
+    Json(String),
+    /// An event: its name and its arguments as a JSON array (placeholders included).
+    Event {
+        /// The event name.
+        name: String,
+        /// The arguments after the name, as a JSON array.
+        args: String,
+    },
+    /// Acknowledgement arguments as a JSON array.
+    Ack {
+        /// The arguments, as a JSON array.
+        args: String,
+    },
+}
+
+/// One Socket.IO packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// The packet type.
+    pub kind: PacketKind,
+    /// The namespace, `/` by default.
+    pub namespace: String,
+    /// Number of binary attachments that follow (binary types only).
+    pub attachments: usize,
+    /// The ack id, if the sender wants an acknowledgement (or this is one).
+    pub id: Option<u64>,
+    /// The payload.
+    pub data: PacketData,
+}
+
+/// More attachments than this in one packet is treated as malformed.
+pub const MAX_ATTACHMENTS_WIRE: usize = 1 << 20;
+
+impl Packet {
+    /// Decodes the data of an Engine.IO message (what follows the `4`).
+    pub fn decode(text: &str) -> Result<Packet, DecodeError> {
+        let mut rest = text;
+        let first = rest.chars().next().ok_or(DecodeError::Empty)?;
+        let kind = PacketKind::from_digit(first).ok_or(DecodeError::UnknownPacketType(first))?;
+        rest = &rest[first.len_utf8()..];
+
+        let mut attachments = 0;
+        if kind.is_binary() {
+            let dash = rest.find('-').ok_or(DecodeError::Attachments)?;
+            let digits = &rest[..dash];
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(DecodeError::Attachments);
+            }
+            attachments = digits
+                .parse::<usize>()
+                .map_err(|_| DecodeError::Attachments)?;
+            if attachments > MAX_ATTACHMENTS_WIRE {
+                return Err(DecodeError::Attachments);
+            }
+            rest = &rest[dash + 1..];
+        }
+
+        let namespace = if rest.starts_with('/') {
+            match rest.find(',') {
+                Some(comma) => {
+                    let ns = &rest[..comma];
+                    rest = &rest[comma + 1..];
+                    ns
+                }
+                None => {
+                    let ns = rest;
+                    rest = "";
+                    ns
+                }
+            }
+        } else {
+            ROOT_NAMESPACE
+        };
+
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let id = if digits > 0 {
+            let id = rest[..digits]
+                .parse::<u64>()
+                .map_err(|_| DecodeError::AckId)?;
+            rest = &rest[digits..];
+            Some(id)
+        } else {
+            None
+        };
+
+        let data = decode_data(kind, rest)?;
+        Ok(Packet {
+            kind,
+            namespace: namespace.to_owned(),
+            attachments,
+            id,
+            data,
+        })
+    }
+
+    /// Appends the wire form (without the Engine.IO `4`) to `out`.
+    pub fn encode(&self, out: &mut String) {
+        encode_header(out, self.kind, self.attachments, &self.namespace, self.id);
+        match &self.data {
+            PacketData::None => {}
+            PacketData::Json(json) => out.push_str(json),
+            PacketData::Event { name, args } => encode_event_body(out, name, args),
+            PacketData::Ack { args } => out.push_str(args),
+        }
+    }
+
+    /// The wire form (without the Engine.IO `4`) as a new string.
+    pub fn to_wire(&self) -> String {
+        let mut out = String::new();
+        self.encode(&mut out);
+        out
+    }
+}
+
+/// Writes `<type>[<n>-][<nsp>,][<id>]`. The reference encoder writes the comma after a custom
+/// namespace even when nothing follows; so do we, byte for byte.
+pub(crate) fn encode_header(
+    out: &mut String,
+    kind: PacketKind,
+    attachments: usize,
+    namespace: &str,
+    id: Option<u64>,
+) {
+    use std::fmt::Write;
+    out.push(kind.digit());
+    if kind.is_binary() {
+        let _ = write!(out, "{attachments}-");
+    }
+    if namespace != ROOT_NAMESPACE && !namespace.is_empty() {
+        out.push_str(namespace);
+        out.push(',');
+    }
+    if let Some(id) = id {
+        let _ = write!(out, "{id}");
+    }
+}
+
+/// Writes `["name",arg1,...]` given the arguments as a JSON array.
+pub(crate) fn encode_event_body(out: &mut String, name: &str, args: &str) {
+    out.push('[');
+    push_json_string(out, name);
+    let inner = args
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or("")
+        .trim();
+    if !inner.is_empty() {
+        out.push(',');
+        out.push_str(inner);
+    }
+    out.push(']');
+}
+
+/// Appends `s` as a JSON string literal.
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
+    // serde_json escapes exactly as JSON requires; a &str always serializes.
+    match serde_json::to_string(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+fn decode_data(kind: PacketKind, rest: &str) -> Result<PacketData, DecodeError> {
+    let shape = |expected| DecodeError::Shape {
+        packet: kind.name(),
+        expected,
+    };
+    if rest.is_empty() {
+        return match kind {
+            PacketKind::Connect | PacketKind::Disconnect => Ok(PacketData::None),
+            PacketKind::ConnectError => Err(shape("an object or a string")),
+            PacketKind::Event | PacketKind::BinaryEvent => {
+                Err(shape("an array starting with the event name"))
+            }
+            PacketKind::Ack | PacketKind::BinaryAck => Err(shape("an array")),
+        };
+    }
+    match kind {
+        PacketKind::Disconnect => Err(shape("empty")),
+        PacketKind::Connect | PacketKind::ConnectError => {
+            let raw: &RawValue = parse(rest)?;
+            let text = raw.get();
+            let ok = text.starts_with('{')
+                || (kind == PacketKind::ConnectError && text.starts_with('"'));
+            if !ok {
+                return Err(shape(if kind == PacketKind::Connect {
+                    "an object"
+                } else {
+                    "an object or a string"
+                }));
+            }
+            Ok(PacketData::Json(text.to_owned()))
+        }
+        PacketKind::Event | PacketKind::BinaryEvent => {
+            let items: Vec<&RawValue> =
+                parse(rest).map_err(|_| shape("an array starting with the event name"))?;
+            let (name, args) = items
+                .split_first()
+                .ok_or_else(|| shape("an array starting with the event name"))?;
+            let name: String = serde_json::from_str(name.get())
+                .map_err(|_| shape("an array starting with the event name"))?;
+            Ok(PacketData::Event {
+                name,
+                args: join_array(args),
+            })
+        }
+        PacketKind::Ack | PacketKind::BinaryAck => {
+            let items: Vec<&RawValue> = parse(rest).map_err(|_| shape("an array"))?;
+            Ok(PacketData::Ack {
+                args: join_array(&items),
+            })
+        }
+    }
+}
+
+fn parse<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, DecodeError> {
+    serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))
+}
+
+/// Builds a JSON array from already validated elements.
+pub(crate) fn join_array(items: &[&RawValue]) -> String {
+    let len = items.iter().map(|i| i.get().len() + 1).sum::<usize>() + 2;
+    let mut out = String::with_capacity(len);
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item.get());
+    }
+    out.push(']');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ns: &str, id: Option<u64>, name: &str, args: &str) -> Packet {
+        Packet {
+            kind: PacketKind::Event,
+            namespace: ns.into(),
+            attachments: 0,
+            id,
+            data: PacketData::Event {
+                name: name.into(),
+                args: args.into(),
+            },
+        }
+    }
+
+    fn check(wire: &str, packet: Packet) {
+        assert_eq!(Packet::decode(wire), Ok(packet.clone()), "decode {wire}");
+        assert_eq!(packet.to_wire(), wire, "encode");
+    }
+
+    #[test]
+    fn golden_vectors_from_the_wire() {
+        check(
+            r#"0{"token":"abc"}"#,
+            Packet {
+                kind: PacketKind::Connect,
+                namespace: "/".into(),
+                attachments: 0,
+                id: None,
+                data: PacketData::Json(r#"{"token":"abc"}"#.into()),
+            },
+        );
+        check(
+            "0",
+            Packet {
+                kind: PacketKind::Connect,
+                namespace: "/".into(),
+                attachments: 0,
+                id: None,
+                data: PacketData::None,
+            },
+        );
+        check(
+            r#"0/admin,{"token":"abc"}"#,
+            Packet {
+                kind: PacketKind::Connect,
+                namespace: "/admin".into(),
+                attachments: 0,
+                id: None,
+                data: PacketData::Json(r#"{"token":"abc"}"#.into()),
+            },
+        );
+        check(
+            r#"0{"sid":"s1","pid":"p1"}"#,
+            Packet {
+                kind: PacketKind::Connect,
+                namespace: "/".into(),
+                attachments: 0,
+                id: None,
+                data: PacketData::Json(r#"{"sid":"s1","pid":"p1"}"#.into()),
+            },
+        );
+        check(
+            "1",
+            Packet {
+                kind: PacketKind::Disconnect,
+                namespace: "/".into(),
+                attachments: 0,
+                id: None,
+                data: PacketData::None,
+            },
+        );
+        check(
+            "1/admin,",
+            Packet {
+                kind: PacketKind::Disconnect,
+                namespace: "/admin".into(),
+                attachments: 0,
+                id: None,
+                data: PacketData::None,
+            },
+        );
+        check(
+            r#"21["echo","plain"]"#,
+            event("/", Some(1), "echo", r#"["plain"]"#),
+        );
+        check(r#"2["hello"]"#, event("/", None, "hello", "[]"));
+        check(
+            r#"2/admin,7["e",1,{"a":[2]}]"#,
+            event("/admin", Some(7), "e", r#"[1,{"a":[2]}]"#),
+        );
+        check(
+            r#"31[{"echoed":"plain"}]"#,
+            Packet {
+                kind: PacketKind::Ack,
+                namespace: "/".into(),
+                attachments: 0,
+                id: Some(1),
+                data: PacketData::Ack {
+                    args: r#"[{"echoed":"plain"}]"#.into(),
+                },
+            },
+        );
+        check(
+            r#"4{"message":"unauthorized","data":{"reason":"empty token"}}"#,
+            Packet {
+                kind: PacketKind::ConnectError,
+                namespace: "/".into(),
+                attachments: 0,
+                id: None,
+                data: PacketData::Json(
+                    r#"{"message":"unauthorized","data":{"reason":"empty token"}}"#.into(),
+                ),
+            },
+        );
+        check(
+            r#"51-["echo",{"_placeholder":true,"num":0}]"#,
+            Packet {
+                kind: PacketKind::BinaryEvent,
+                namespace: "/".into(),
+                attachments: 1,
+                id: None,
+                data: PacketData::Event {
+                    name: "echo".into(),
+                    args: r#"[{"_placeholder":true,"num":0}]"#.into(),
+                },
+            },
+        );
+        check(
+            r#"62-/admin,12[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+            Packet {
+                kind: PacketKind::BinaryAck,
+                namespace: "/admin".into(),
+                attachments: 2,
+                id: Some(12),
+                data: PacketData::Ack {
+                    args: r#"[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#.into(),
+                },
+            },
+        );
+    }
+
+    #[test]
+    fn namespace_without_trailing_comma_is_accepted() {
+        let p = Packet::decode("1/admin").expect("valid");
+        assert_eq!(p.namespace, "/admin");
+        assert_eq!(p.kind, PacketKind::Disconnect);
+    }
+
+    #[test]
+    fn whitespace_between_arguments_is_normalised() {
+        let p = Packet::decode(r#"2[ "a" , 1 , [ 2 ] ]"#).expect("valid");
+        assert_eq!(
+            p.data,
+            PacketData::Event {
+                name: "a".into(),
+                args: "[1,[ 2 ]]".into()
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_packets_are_typed_errors() {
+        let cases: &[(&str, fn(&DecodeError) -> bool)] = &[
+            ("", |e| *e == DecodeError::Empty),
+            ("9", |e| *e == DecodeError::UnknownPacketType('9')),
+            ("5[\"a\"]", |e| *e == DecodeError::Attachments),
+            ("5x-[\"a\"]", |e| *e == DecodeError::Attachments),
+            ("599999999999999999999-[\"a\"]", |e| {
+                *e == DecodeError::Attachments
+            }),
+            ("299999999999999999999999[\"a\"]", |e| {
+                *e == DecodeError::AckId
+            }),
+            ("2", |e| matches!(e, DecodeError::Shape { .. })),
+            ("2[]", |e| matches!(e, DecodeError::Shape { .. })),
+            ("2[1]", |e| matches!(e, DecodeError::Shape { .. })),
+            ("2{\"a\":1}", |e| matches!(e, DecodeError::Shape { .. })),
+            ("2[\"a\"", |e| matches!(e, DecodeError::Shape { .. })),
+            ("3{}", |e| matches!(e, DecodeError::Shape { .. })),
+            ("0[1]", |e| matches!(e, DecodeError::Shape { .. })),
+            ("0{", |e| matches!(e, DecodeError::Json(_))),
+            ("1{}", |e| matches!(e, DecodeError::Shape { .. })),
+            ("4", |e| matches!(e, DecodeError::Shape { .. })),
+        ];
+        for (wire, ok) in cases {
+            let err = Packet::decode(wire).expect_err(wire);
+            assert!(ok(&err), "{wire}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn legacy_string_connect_error_is_accepted() {
+        let p = Packet::decode(r#"4"Invalid namespace""#).expect("valid");
+        assert_eq!(p.data, PacketData::Json(r#""Invalid namespace""#.into()));
+    }
+
+    #[test]
+    fn escapes_event_names() {
+        let p = event("/", None, "quo\"te", "[]");
+        assert_eq!(p.to_wire(), r#"2["quo\"te"]"#);
+        assert_eq!(Packet::decode(&p.to_wire()), Ok(p));
+    }
+}

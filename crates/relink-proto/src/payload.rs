@@ -1,0 +1,238 @@
+//! Event and ack arguments: a JSON array kept as text, plus binary attachments.
+
+use crate::DecodeError;
+use crate::binary::{self, Data};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The arguments of an event or an acknowledgement.
+///
+/// Arguments stay raw JSON text until somebody asks for them: an event nobody reads is never
+/// parsed into values. Binary attachments travel beside the JSON, referenced from it by
+/// `{"_placeholder":true,"num":N}` objects, exactly as on the wire.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Payload {
+    json: String,
+    attachments: Vec<Bytes>,
+}
+
+impl Default for Payload {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field("json", &self.json)
+            .field("attachments", &self.attachments.len())
+            .finish()
+    }
+}
+
+impl Payload {
+    /// No arguments.
+    pub fn new() -> Self {
+        Payload {
+            json: "[]".to_owned(),
+            attachments: Vec::new(),
+        }
+    }
+
+    /// One JSON argument.
+    pub fn json<T: Serialize + ?Sized>(arg: &T) -> Result<Self, serde_json::Error> {
+        let mut payload = Payload::new();
+        payload.push(arg)?;
+        Ok(payload)
+    }
+
+    /// Arguments from a tree that may hold binary anywhere (see [`Data`]).
+    pub fn from_data(args: impl IntoIterator<Item = Data>) -> Self {
+        let mut payload = Payload::new();
+        for arg in args {
+            payload.push_data(arg);
+        }
+        payload
+    }
+
+    /// Wraps a JSON array text and its attachments received from the wire.
+    ///
+    /// The caller guarantees `json` is a valid JSON array (the packet decoder checked it).
+    pub(crate) fn from_wire(json: String, attachments: Vec<Bytes>) -> Self {
+        Payload { json, attachments }
+    }
+
+    /// Parses a JSON array text, checking it, with its attachments.
+    pub fn from_json_array(json: &str, attachments: Vec<Bytes>) -> Result<Self, DecodeError> {
+        let items: Vec<&serde_json::value::RawValue> =
+            serde_json::from_str(json).map_err(|e| DecodeError::Json(e.to_string()))?;
+        Ok(Payload {
+            json: crate::packet::join_array(&items),
+            attachments,
+        })
+    }
+
+    /// Appends one JSON argument.
+    pub fn push<T: Serialize + ?Sized>(&mut self, arg: &T) -> Result<(), serde_json::Error> {
+        let text = serde_json::to_string(arg)?;
+        self.push_raw(&text);
+        Ok(())
+    }
+
+    /// Appends one JSON argument, builder style.
+    pub fn with<T: Serialize + ?Sized>(mut self, arg: &T) -> Result<Self, serde_json::Error> {
+        self.push(arg)?;
+        Ok(self)
+    }
+
+    /// Appends a binary argument.
+    pub fn push_binary(&mut self, bytes: impl Into<Bytes>) {
+        self.push_data(Data::Binary(bytes.into()));
+    }
+
+    /// Appends an argument that may hold binary anywhere inside it.
+    pub fn push_data(&mut self, arg: Data) {
+        let value = binary::split(arg, &mut self.attachments);
+        self.push_raw(&value.to_string());
+    }
+
+    fn push_raw(&mut self, text: &str) {
+        self.json.pop();
+        if self.json.len() > 1 {
+            self.json.push(',');
+        }
+        self.json.push_str(text);
+        self.json.push(']');
+    }
+
+    /// The arguments as a JSON array text (binary as placeholders).
+    pub fn as_json(&self) -> &str {
+        &self.json
+    }
+
+    /// The binary attachments, in placeholder order.
+    pub fn attachments(&self) -> &[Bytes] {
+        &self.attachments
+    }
+
+    /// Whether there are no arguments.
+    pub fn is_empty(&self) -> bool {
+        self.json == "[]"
+    }
+
+    /// Deserializes the whole argument array, e.g. into `(String, u32)` or `Vec<Value>`.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.json)
+    }
+
+    /// Deserializes the first argument (the common single-argument case).
+    pub fn first<T: DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
+        let mut items: Vec<&serde_json::value::RawValue> = serde_json::from_str(&self.json)?;
+        if items.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(items.swap_remove(0).get()).map(Some)
+    }
+
+    /// The arguments as trees with binary reassembled in place of placeholders.
+    pub fn to_data(&self) -> Result<Vec<Data>, DecodeError> {
+        let value: serde_json::Value =
+            serde_json::from_str(&self.json).map_err(|e| DecodeError::Json(e.to_string()))?;
+        match binary::reassemble(value, &self.attachments)? {
+            Data::Array(items) => Ok(items),
+            _ => Err(DecodeError::Shape {
+                packet: "payload",
+                expected: "an array",
+            }),
+        }
+    }
+
+    /// Splits into the JSON array text and the attachments.
+    pub fn into_parts(self) -> (String, Vec<Bytes>) {
+        (self.json, self.attachments)
+    }
+
+    /// Removes the last argument if it is a JSON string, returning it.
+    ///
+    /// Connection state recovery appends the server's offset this way; relink takes it out so
+    /// user code sees the arguments the server's code emitted.
+    pub(crate) fn pop_trailing_string(&mut self) -> Option<String> {
+        let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(&self.json).ok()?;
+        let (last, rest) = items.split_last()?;
+        let offset: String = serde_json::from_str(last.get()).ok()?;
+        let json = crate::packet::join_array(rest);
+        self.json = json;
+        Some(offset)
+    }
+}
+
+impl From<Data> for Payload {
+    fn from(arg: Data) -> Self {
+        Payload::from_data([arg])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn builds_json_arrays_without_intermediate_values() {
+        let p = Payload::new()
+            .with("a")
+            .and_then(|p| p.with(&1))
+            .and_then(|p| p.with(&json!({"k": [true]})))
+            .expect("serializable");
+        assert_eq!(p.as_json(), r#"["a",1,{"k":[true]}]"#);
+        assert!(!p.is_empty());
+        assert!(Payload::new().is_empty());
+    }
+
+    #[test]
+    fn deserializes_tuples_and_first() {
+        let p = Payload::json("x").and_then(|p| p.with(&5)).expect("ok");
+        let (s, n): (String, u32) = p.deserialize().expect("tuple");
+        assert_eq!((s.as_str(), n), ("x", 5));
+        assert_eq!(p.first::<String>().expect("ok"), Some("x".to_string()));
+        assert_eq!(Payload::new().first::<String>().expect("ok"), None);
+    }
+
+    #[test]
+    fn binary_arguments_become_placeholders() {
+        let mut p = Payload::json("name").expect("ok");
+        p.push_binary(vec![1u8, 2]);
+        p.push_data(Data::Array(vec![
+            Data::Binary(Bytes::from_static(b"z")),
+            Data::Null,
+        ]));
+        assert_eq!(
+            p.as_json(),
+            r#"["name",{"_placeholder":true,"num":0},[{"_placeholder":true,"num":1},null]]"#
+        );
+        assert_eq!(p.attachments().len(), 2);
+        let data = p.to_data().expect("reassembles");
+        assert_eq!(data[1], Data::Binary(Bytes::from_static(&[1, 2])));
+        assert_eq!(
+            data[2],
+            Data::Array(vec![Data::Binary(Bytes::from_static(b"z")), Data::Null])
+        );
+    }
+
+    #[test]
+    fn pops_a_trailing_offset_only_when_it_is_a_string() {
+        let mut p = Payload::from_json_array(r#"[1,"off-1"]"#, vec![]).expect("ok");
+        assert_eq!(p.pop_trailing_string().as_deref(), Some("off-1"));
+        assert_eq!(p.as_json(), "[1]");
+        assert_eq!(p.pop_trailing_string(), None);
+        assert_eq!(p.as_json(), "[1]");
+    }
+
+    #[test]
+    fn from_json_array_rejects_non_arrays() {
+        assert!(Payload::from_json_array("{}", vec![]).is_err());
+        assert!(Payload::from_json_array("[1,", vec![]).is_err());
+    }
+}

@@ -1,0 +1,591 @@
+//! One connection's protocol state: Engine.IO handshake, heartbeat, one Socket.IO namespace.
+//!
+//! Feed it every frame with [`Session::handle_text`] / [`Session::handle_binary`] and the time
+//! with [`Session::handle_timeout`]; drain what it wants sent with [`Session::poll_transmit`]
+//! and what happened with [`Session::poll_event`]; sleep until [`Session::poll_timeout`].
+//! It answers pings itself and never reads a clock.
+
+use crate::engine::{EnginePacket, OpenData};
+use crate::packet::{self, Packet, PacketData, PacketKind};
+use crate::{DecodeError, Payload};
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use std::collections::VecDeque;
+use std::time::Instant;
+use thiserror::Error;
+
+/// Default bound on attachments in one packet: more is treated as a hostile peer.
+pub const DEFAULT_MAX_ATTACHMENTS: usize = 256;
+
+/// What a session needs to know before the first frame.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The namespace to connect to (`/` by default).
+    pub namespace: String,
+    /// The CONNECT payload: a JSON object text, e.g. `{"token":"..."}`.
+    pub auth: Option<String>,
+    /// What to ask the server to restore (connection state recovery).
+    pub recovery: Option<Recovery>,
+    /// Most attachments accepted in one packet.
+    pub max_attachments: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            namespace: packet::ROOT_NAMESPACE.to_owned(),
+            auth: None,
+            recovery: None,
+            max_attachments: DEFAULT_MAX_ATTACHMENTS,
+        }
+    }
+}
+
+/// The server session to restore: its private id and the last offset seen.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The private session id from the last CONNECT reply.
+    pub pid: String,
+    /// The offset of the last event received.
+    pub offset: String,
+}
+
+impl std::fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pid lets whoever holds it take over the session: keep it out of logs.
+        f.debug_struct("Recovery")
+            .field("pid", &"<redacted>")
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+/// Where the session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Waiting for the Engine.IO OPEN packet.
+    AwaitOpen,
+    /// CONNECT sent, waiting for the namespace's answer.
+    AwaitConnect,
+    /// The namespace accepted us.
+    Connected,
+    /// Over; see the [`SessionEvent::Closed`] reason.
+    Closed,
+}
+
+/// A frame to write to the WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// A text frame.
+    Text(String),
+    /// A binary frame (an attachment).
+    Binary(Bytes),
+}
+
+/// Something that happened on the connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// The Engine.IO handshake arrived.
+    Opened(OpenData),
+    /// The namespace accepted the connection.
+    Connected {
+        /// The socket id.
+        sid: String,
+        /// The private session id, present when the server offers state recovery.
+        pid: Option<String>,
+    },
+    /// An event from the server.
+    Event {
+        /// Event name.
+        name: String,
+        /// Arguments, with the recovery offset already removed.
+        args: Payload,
+        /// Set when the server wants an acknowledgement.
+        ack_id: Option<u64>,
+        /// The recovery offset the server appended, if any.
+        offset: Option<String>,
+    },
+    /// An acknowledgement of one of our emits.
+    Ack {
+        /// The id we sent.
+        id: u64,
+        /// Its arguments.
+        args: Payload,
+    },
+    /// The session is over.
+    Closed(CloseReason),
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The namespace refused the connection (CONNECT_ERROR), e.g. middleware rejected the token.
+    ConnectError {
+        /// The error message.
+        message: String,
+        /// The `data` field as JSON text, if any.
+        data: Option<String>,
+    },
+    /// The server disconnected us from the namespace on purpose (`io server disconnect`).
+    ServerDisconnect,
+    /// The Engine.IO session was closed by the server (`transport close`).
+    EngineClose,
+    /// Nothing arrived within pingInterval + pingTimeout (`ping timeout`).
+    PingTimeout,
+    /// We disconnected (`io client disconnect`).
+    ClientDisconnect,
+}
+
+/// The peer broke the protocol; the connection must be dropped (`parse error`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A frame did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A valid packet arrived where the protocol does not allow it.
+    #[error("unexpected {0} in state {1:?}")]
+    Unexpected(&'static str, SessionState),
+    /// A packet announced more attachments than allowed.
+    #[error("{0} attachments exceed the limit of {1}")]
+    TooManyAttachments(usize, usize),
+}
+
+/// Why an emit could not be queued.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The namespace is not connected.
+    #[error("not connected")]
+    NotConnected,
+    /// A frame would exceed the server's `maxPayload`, which would make it drop the link.
+    #[error("frame of {size} bytes exceeds the server's maxPayload of {max}")]
+    TooLarge {
+        /// Frame size.
+        size: usize,
+        /// The server's limit.
+        max: u64,
+    },
+}
+
+struct PendingBinary {
+    packet: Packet,
+    received: Vec<Bytes>,
+}
+
+/// One connection's protocol state machine.
+pub struct Session {
+    config: SessionConfig,
+    state: SessionState,
+    open: Option<OpenData>,
+    pid: Option<String>,
+    deadline: Option<Instant>,
+    binary: Option<PendingBinary>,
+    /// Events that arrived before the CONNECT reply (recovery replays them there).
+    early: Vec<(String, Payload, Option<u64>)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SessionEvent>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("namespace", &self.config.namespace)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session waiting for the server's OPEN packet.
+    pub fn new(config: SessionConfig) -> Self {
+        Session {
+            config,
+            state: SessionState::AwaitOpen,
+            open: None,
+            pid: None,
+            deadline: None,
+            binary: None,
+            early: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    /// The OPEN data, once received.
+    pub fn open_data(&self) -> Option<&OpenData> {
+        self.open.as_ref()
+    }
+
+    /// The namespace this session connects to.
+    pub fn namespace(&self) -> &str {
+        &self.config.namespace
+    }
+
+    /// Handles one text frame received at `now`.
+    pub fn handle_text(&mut self, frame: &str, now: Instant) -> Result<(), ProtocolError> {
+        if self.state == SessionState::Closed {
+            return Ok(());
+        }
+        let result = self.handle_text_inner(frame, now);
+        if result.is_err() {
+            self.state = SessionState::Closed;
+        }
+        result
+    }
+
+    fn handle_text_inner(&mut self, frame: &str, now: Instant) -> Result<(), ProtocolError> {
+        let engine = EnginePacket::decode(frame)?;
+        if self.binary.is_some() {
+            return Err(ProtocolError::Unexpected(
+                "text frame while attachments are due",
+                self.state,
+            ));
+        }
+        self.touch(now);
+        match engine {
+            EnginePacket::Open(open) => {
+                if self.state != SessionState::AwaitOpen {
+                    return Err(ProtocolError::Unexpected("OPEN", self.state));
+                }
+                self.deadline = Some(now + open.heartbeat_window());
+                self.open = Some(open.clone());
+                self.events.push_back(SessionEvent::Opened(open));
+                self.send_connect();
+                self.state = SessionState::AwaitConnect;
+            }
+            EnginePacket::Ping(data) => {
+                self.require_open("PING")?;
+                let mut out = String::with_capacity(1 + data.len());
+                EnginePacket::Pong(data).encode(&mut out);
+                self.transmits.push_back(Transmit::Text(out));
+            }
+            EnginePacket::Pong(_) | EnginePacket::Noop | EnginePacket::Upgrade => {}
+            EnginePacket::Close => self.close(CloseReason::EngineClose),
+            EnginePacket::Message(text) => {
+                self.require_open("MESSAGE")?;
+                let packet = Packet::decode(text)?;
+                if packet.namespace != self.config.namespace {
+                    // Another namespace multiplexed on this engine: not ours to handle.
+                    return Ok(());
+                }
+                if packet.kind.is_binary() {
+                    if packet.attachments > self.config.max_attachments {
+                        return Err(ProtocolError::TooManyAttachments(
+                            packet.attachments,
+                            self.config.max_attachments,
+                        ));
+                    }
+                    if packet.attachments > 0 {
+                        self.binary = Some(PendingBinary {
+                            received: Vec::with_capacity(packet.attachments),
+                            packet,
+                        });
+                        return Ok(());
+                    }
+                }
+                self.handle_packet(packet, Vec::new())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one binary frame (an attachment) received at `now`.
+    pub fn handle_binary(&mut self, frame: Bytes, now: Instant) -> Result<(), ProtocolError> {
+        if self.state == SessionState::Closed {
+            return Ok(());
+        }
+        let Some(pending) = self.binary.as_mut() else {
+            self.state = SessionState::Closed;
+            return Err(ProtocolError::Unexpected("binary frame", self.state));
+        };
+        pending.received.push(frame);
+        if pending.received.len() == pending.packet.attachments {
+            if let Some(done) = self.binary.take() {
+                let result = self.handle_packet(done.packet, done.received);
+                if result.is_err() {
+                    self.state = SessionState::Closed;
+                }
+                result?;
+            }
+        }
+        self.touch(now);
+        Ok(())
+    }
+
+    fn touch(&mut self, now: Instant) {
+        // Any frame proves the link is alive, not only pings.
+        if let Some(open) = &self.open {
+            self.deadline = Some(now + open.heartbeat_window());
+        }
+    }
+
+    fn require_open(&self, what: &'static str) -> Result<(), ProtocolError> {
+        if self.state == SessionState::AwaitOpen {
+            return Err(ProtocolError::Unexpected(what, self.state));
+        }
+        Ok(())
+    }
+
+    fn send_connect(&mut self) {
+        let auth = self.connect_payload();
+        let mut out = String::from("4");
+        packet::encode_header(
+            &mut out,
+            PacketKind::Connect,
+            0,
+            &self.config.namespace,
+            None,
+        );
+        if let Some(auth) = auth {
+            out.push_str(&auth);
+        }
+        self.transmits.push_back(Transmit::Text(out));
+    }
+
+    fn connect_payload(&self) -> Option<String> {
+        let Some(recovery) = &self.config.recovery else {
+            return self.config.auth.clone();
+        };
+        // Like the reference client: pid and offset first, the user's auth may override them.
+        let mut map = Map::new();
+        map.insert("pid".into(), Value::String(recovery.pid.clone()));
+        map.insert("offset".into(), Value::String(recovery.offset.clone()));
+        if let Some(auth) = &self.config.auth {
+            if let Ok(Value::Object(user)) = serde_json::from_str::<Value>(auth) {
+                map.extend(user);
+            }
+        }
+        Some(Value::Object(map).to_string())
+    }
+
+    fn handle_packet(
+        &mut self,
+        packet: Packet,
+        attachments: Vec<Bytes>,
+    ) -> Result<(), ProtocolError> {
+        match (packet.kind, packet.data) {
+            (PacketKind::Connect, data) => {
+                if self.state != SessionState::AwaitConnect {
+                    return Err(ProtocolError::Unexpected("CONNECT", self.state));
+                }
+                let PacketData::Json(json) = data else {
+                    return Err(DecodeError::Shape {
+                        packet: "CONNECT",
+                        expected: "an object with sid",
+                    }
+                    .into());
+                };
+                let reply: ConnectReply =
+                    serde_json::from_str(&json).map_err(|_| DecodeError::Shape {
+                        packet: "CONNECT",
+                        expected: "an object with sid",
+                    })?;
+                self.state = SessionState::Connected;
+                self.pid = reply.pid.clone();
+                self.events.push_back(SessionEvent::Connected {
+                    sid: reply.sid,
+                    pid: reply.pid,
+                });
+                for (name, args, ack_id) in std::mem::take(&mut self.early) {
+                    self.push_event(name, args, ack_id);
+                }
+            }
+            (PacketKind::ConnectError, data) => {
+                let (message, data) = match data {
+                    PacketData::Json(json) => parse_connect_error(&json),
+                    _ => ("connect error".to_owned(), None),
+                };
+                self.close(CloseReason::ConnectError { message, data });
+            }
+            (PacketKind::Disconnect, _) => self.close(CloseReason::ServerDisconnect),
+            (PacketKind::Event | PacketKind::BinaryEvent, PacketData::Event { name, args }) => {
+                let args = Payload::from_wire(args, attachments);
+                match self.state {
+                    SessionState::Connected => self.push_event(name, args, packet.id),
+                    SessionState::AwaitConnect => self.early.push((name, args, packet.id)),
+                    _ => return Err(ProtocolError::Unexpected("EVENT", self.state)),
+                }
+            }
+            (PacketKind::Ack | PacketKind::BinaryAck, PacketData::Ack { args }) => {
+                let Some(id) = packet.id else {
+                    return Err(DecodeError::AckId.into());
+                };
+                self.events.push_back(SessionEvent::Ack {
+                    id,
+                    args: Payload::from_wire(args, attachments),
+                });
+            }
+            // The decoder only pairs kinds with their data shapes; anything else is malformed.
+            (_, _) => return Err(ProtocolError::Unexpected("packet shape", self.state)),
+        }
+        Ok(())
+    }
+
+    fn push_event(&mut self, name: String, mut args: Payload, ack_id: Option<u64>) {
+        // Recovery-enabled servers append an offset to every event without an ack id.
+        let offset = if self.pid.is_some() && ack_id.is_none() {
+            args.pop_trailing_string()
+        } else {
+            None
+        };
+        self.events.push_back(SessionEvent::Event {
+            name,
+            args,
+            ack_id,
+            offset,
+        });
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.state != SessionState::Closed {
+            self.state = SessionState::Closed;
+            self.deadline = None;
+            self.events.push_back(SessionEvent::Closed(reason));
+        }
+    }
+
+    /// Handles the passage of time: a silent link past its heartbeat window is dead.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(deadline) = self.deadline {
+            if now >= deadline {
+                self.close(CloseReason::PingTimeout);
+            }
+        }
+    }
+
+    /// When [`Session::handle_timeout`] next needs calling.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == SessionState::Closed {
+            None
+        } else {
+            self.deadline
+        }
+    }
+
+    /// The next frame to write.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing that happened.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// Queues an event `name` with `args`, asking for an ack when `ack_id` is set.
+    pub fn emit(
+        &mut self,
+        name: &str,
+        args: &Payload,
+        ack_id: Option<u64>,
+    ) -> Result<(), SendError> {
+        self.send(
+            args,
+            ack_id,
+            |out, args| packet::encode_event_body(out, name, args),
+            true,
+        )
+    }
+
+    /// Queues the acknowledgement of the server's event `id`.
+    pub fn ack(&mut self, id: u64, args: &Payload) -> Result<(), SendError> {
+        self.send(args, Some(id), |out, args| out.push_str(args), false)
+    }
+
+    fn send(
+        &mut self,
+        args: &Payload,
+        id: Option<u64>,
+        body: impl FnOnce(&mut String, &str),
+        event: bool,
+    ) -> Result<(), SendError> {
+        if self.state != SessionState::Connected {
+            return Err(SendError::NotConnected);
+        }
+        let attachments = args.attachments();
+        let kind = match (event, attachments.is_empty()) {
+            (true, true) => PacketKind::Event,
+            (true, false) => PacketKind::BinaryEvent,
+            (false, true) => PacketKind::Ack,
+            (false, false) => PacketKind::BinaryAck,
+        };
+        let mut out = String::with_capacity(args.as_json().len() + 32);
+        out.push('4');
+        packet::encode_header(
+            &mut out,
+            kind,
+            attachments.len(),
+            &self.config.namespace,
+            id,
+        );
+        body(&mut out, args.as_json());
+        let max = self.open.as_ref().map_or(u64::MAX, |o| o.max_payload);
+        let too_large = |size: usize| (size as u64) > max;
+        if too_large(out.len()) {
+            return Err(SendError::TooLarge {
+                size: out.len(),
+                max,
+            });
+        }
+        if let Some(big) = attachments.iter().find(|a| too_large(a.len())) {
+            return Err(SendError::TooLarge {
+                size: big.len(),
+                max,
+            });
+        }
+        self.transmits.push_back(Transmit::Text(out));
+        self.transmits
+            .extend(attachments.iter().cloned().map(Transmit::Binary));
+        Ok(())
+    }
+
+    /// Leaves the namespace: queues a DISCONNECT and ends the session.
+    pub fn disconnect(&mut self) {
+        if matches!(
+            self.state,
+            SessionState::Connected | SessionState::AwaitConnect
+        ) {
+            let mut out = String::from("4");
+            packet::encode_header(
+                &mut out,
+                PacketKind::Disconnect,
+                0,
+                &self.config.namespace,
+                None,
+            );
+            self.transmits.push_back(Transmit::Text(out));
+        }
+        self.close(CloseReason::ClientDisconnect);
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ConnectReply {
+    sid: String,
+    #[serde(default)]
+    pid: Option<String>,
+}
+
+fn parse_connect_error(json: &str) -> (String, Option<String>) {
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::String(message)) => (message, None),
+        Ok(Value::Object(mut map)) => {
+            let message = match map.remove("message") {
+                Some(Value::String(m)) => m,
+                _ => "connect error".to_owned(),
+            };
+            let data = map.remove("data").map(|d| d.to_string());
+            (message, data)
+        }
+        _ => ("connect error".to_owned(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests;
