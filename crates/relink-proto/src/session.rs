@@ -18,7 +18,7 @@ use thiserror::Error;
 pub const DEFAULT_MAX_ATTACHMENTS: usize = 256;
 
 /// What a session needs to know before the first frame.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SessionConfig {
     /// The namespace to connect to (`/` by default).
     pub namespace: String,
@@ -28,6 +28,18 @@ pub struct SessionConfig {
     pub recovery: Option<Recovery>,
     /// Most attachments accepted in one packet.
     pub max_attachments: usize,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `auth` carries the token: never print it.
+        f.debug_struct("SessionConfig")
+            .field("namespace", &self.namespace)
+            .field("auth", &self.auth.as_ref().map(|_| "<redacted>"))
+            .field("recovery", &self.recovery)
+            .field("max_attachments", &self.max_attachments)
+            .finish()
+    }
 }
 
 impl Default for SessionConfig {

@@ -1,0 +1,80 @@
+//! `relink emit`: connect, emit once, optionally print the ack, exit.
+
+use crate::cli::EmitArgs;
+use crate::connect::builder;
+use crate::exit::CliError;
+use crate::output::Output;
+use relink::{AckError, Payload};
+
+pub(crate) async fn run(args: EmitArgs) -> Result<(), CliError> {
+    let payload = arguments(&args.args)?;
+    let (client, _events) = builder(&args.connect)?
+        .connect_timeout(args.timeout.min(args.connect.connect_timeout))
+        .connect()?;
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let result = tokio::time::timeout_at(deadline, async {
+        client
+            .wait_connected()
+            .await
+            .map_err(|s| CliError::from_state(&s))?;
+        if args.ack {
+            let ack = client
+                .emit_with_ack(args.event.clone(), payload, args.timeout)
+                .await
+                .map_err(|e| match e {
+                    AckError::Timeout(_) => {
+                        CliError::Other("no acknowledgement before the timeout".into())
+                    }
+                    other => CliError::Other(other.to_string()),
+                })?;
+            Output::new(true).ack(&ack);
+        } else {
+            client
+                .emit(args.event.clone(), payload)
+                .await
+                .map_err(|e| CliError::Other(e.to_string()))?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        let state = client.state();
+        match state.last_error {
+            Some(e) => Err(CliError::Other(format!("timed out; last error: {e}"))),
+            None => Err(CliError::Other("timed out".into())),
+        }
+    });
+    // Sends what was queued, then DISCONNECT and a WebSocket close.
+    client.disconnect().await;
+    result
+}
+
+/// Each argument is JSON; a bare word that is not JSON is sent as a string.
+fn arguments(args: &[String]) -> Result<Payload, CliError> {
+    let mut payload = Payload::new();
+    for arg in args {
+        let pushed = match serde_json::from_str::<&serde_json::value::RawValue>(arg) {
+            Ok(raw) => payload.push(raw),
+            Err(_) => payload.push(arg.as_str()),
+        };
+        pushed.map_err(|e| CliError::Usage(format!("argument {arg:?}: {e}")))?;
+    }
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_json_or_strings() {
+        let p = arguments(&[
+            "1".into(),
+            "{\"a\":true}".into(),
+            "hello".into(),
+            "\"q\"".into(),
+        ])
+        .expect("valid");
+        assert_eq!(p.as_json(), r#"[1,{"a":true},"hello","q"]"#);
+    }
+}

@@ -1,0 +1,17 @@
+//! Logs on stderr: text or JSON lines, filtered by RUST_LOG (default `info`).
+
+use crate::cli::LogFormat;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. Logs never go to stdout: stdout is for data.
+pub(crate) fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

@@ -1,0 +1,536 @@
+//! [`ClientBuilder`]: every setting checked once, before anything is dialled.
+
+use crate::error::BuildError;
+use crate::policy::backoff::Backoff;
+use crate::token::Token;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// A boxed future returning a fresh token, or a description of why there is none.
+pub type TokenFuture = Pin<Box<dyn Future<Output = Result<Token, String>> + Send>>;
+
+/// Called before every connection attempt for the token to send.
+pub(crate) type TokenProvider = Arc<dyn Fn() -> TokenFuture + Send + Sync>;
+
+/// Where to connect, and how to show it without secrets.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    /// `ws(s)://host:port/path?EIO=4&transport=websocket[&user query]`.
+    pub(crate) ws_url: Url,
+    /// `scheme://host:port/path`, no query, no userinfo: safe to log.
+    pub(crate) display: String,
+}
+
+/// The validated configuration the supervisor runs on.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) namespace: String,
+    pub(crate) token: Option<Token>,
+    pub(crate) token_provider: Option<TokenProvider>,
+    pub(crate) auth: serde_json::Map<String, serde_json::Value>,
+    pub(crate) backoff: Backoff,
+    pub(crate) stable_after: Duration,
+    pub(crate) escalate_after: u32,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect_on_server_disconnect: bool,
+    pub(crate) recovery: bool,
+    pub(crate) outbox_packets: usize,
+    pub(crate) outbox_bytes: usize,
+    pub(crate) event_buffer: usize,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_attachments: usize,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("endpoint", &self.endpoint.display)
+            .field("namespace", &self.namespace)
+            .field("token", &self.token)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`crate::Client`]. Defaults follow the Socket.IO reference client where they are
+/// sound, and relink's policy where they are not (backoff, escalation).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let (client, mut events) = relink::Client::builder("https://example.com")
+///     .token("s3cret")
+///     .namespace("/chat")
+///     .connect()?;
+/// client.emit("hello", relink::Payload::json("world")?).await?;
+/// while let Some(incoming) = events.next().await {
+///     println!("{incoming:?}");
+/// }
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct ClientBuilder {
+    url: String,
+    path: String,
+    namespace: Option<String>,
+    token: Option<Token>,
+    token_provider: Option<TokenProvider>,
+    auth: Option<serde_json::Value>,
+    backoff: Backoff,
+    stable_after: Duration,
+    escalate_after: u32,
+    connect_timeout: Duration,
+    reconnect_on_server_disconnect: bool,
+    recovery: bool,
+    outbox_packets: usize,
+    outbox_bytes: usize,
+    event_buffer: usize,
+    max_message_size: usize,
+    max_attachments: usize,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("namespace", &self.namespace)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// Starts a builder for `url`: `http(s)://` or `ws(s)://`. A path other than `/` names the
+    /// namespace, as in the reference client (`https://host/admin` is namespace `/admin`).
+    pub fn new(url: impl Into<String>) -> Self {
+        ClientBuilder {
+            url: url.into(),
+            path: "/socket.io/".into(),
+            namespace: None,
+            token: None,
+            token_provider: None,
+            auth: None,
+            backoff: Backoff::default(),
+            stable_after: Duration::from_secs(5),
+            escalate_after: 5,
+            connect_timeout: Duration::from_secs(20),
+            reconnect_on_server_disconnect: false,
+            recovery: true,
+            outbox_packets: 1024,
+            outbox_bytes: 4 << 20,
+            event_buffer: 1024,
+            max_message_size: 64 << 20,
+            max_attachments: relink_proto::session::DEFAULT_MAX_ATTACHMENTS,
+            tls: None,
+        }
+    }
+
+    /// The namespace to join (default `/`, or the URL's path).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The Engine.IO path on the server (default `/socket.io/`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The token, sent as `{"token": ...}` in the CONNECT packet (never in the URL).
+    pub fn token(mut self, token: impl Into<Token>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Called before every connection attempt for a fresh token. When the server rejects the
+    /// credentials the client asks once more and retries once; a second rejection is final.
+    pub fn token_provider<F, Fut, E>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Token, E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        self.token_provider = Some(Arc::new(move || {
+            let fut = provider();
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+        }));
+        self
+    }
+
+    /// Extra fields for the CONNECT payload (a JSON object); `token` is added to it.
+    pub fn auth(mut self, auth: serde_json::Value) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// The first backoff ceiling (default 1 s).
+    pub fn backoff_initial(mut self, initial: Duration) -> Self {
+        self.backoff.initial = initial;
+        self
+    }
+
+    /// The largest backoff ceiling (default 30 s).
+    pub fn backoff_max(mut self, max: Duration) -> Self {
+        self.backoff.max = max;
+        self
+    }
+
+    /// The longest `Retry-After` honoured (default 5 min).
+    pub fn retry_after_max(mut self, max: Duration) -> Self {
+        self.backoff.retry_after_max = max;
+        self
+    }
+
+    /// How long a connection must hold before backoff resets (default 5 s).
+    pub fn stable_after(mut self, period: Duration) -> Self {
+        self.stable_after = period;
+        self
+    }
+
+    /// Failed attempts in one outage before the single ERROR record (default 5).
+    pub fn escalate_after(mut self, attempts: u32) -> Self {
+        self.escalate_after = attempts;
+        self
+    }
+
+    /// Limit for TCP, TLS, upgrade and both handshakes together (default 20 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Reconnect even when the server disconnects the namespace on purpose (default off, as in
+    /// Socket.IO: a server-side disconnect is final).
+    pub fn reconnect_on_server_disconnect(mut self, yes: bool) -> Self {
+        self.reconnect_on_server_disconnect = yes;
+        self
+    }
+
+    /// Ask the server to restore the session after a drop (default on; needs the server's
+    /// `connectionStateRecovery`).
+    pub fn recovery(mut self, yes: bool) -> Self {
+        self.recovery = yes;
+        self
+    }
+
+    /// Bounds of the outbox that keeps emits while disconnected (default 1024 packets, 4 MiB).
+    pub fn outbox_limits(mut self, packets: usize, bytes: usize) -> Self {
+        self.outbox_packets = packets;
+        self.outbox_bytes = bytes;
+        self
+    }
+
+    /// How many inbound events may wait for the application (default 1024).
+    pub fn event_buffer(mut self, events: usize) -> Self {
+        self.event_buffer = events;
+        self
+    }
+
+    /// The largest WebSocket message accepted from the server (default 64 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// The most binary attachments accepted in one packet (default 256).
+    pub fn max_attachments(mut self, attachments: usize) -> Self {
+        self.max_attachments = attachments;
+        self
+    }
+
+    /// A custom rustls configuration (private CAs, client certificates).
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Checks every setting.
+    pub(crate) fn build(self) -> Result<Config, BuildError> {
+        if self.token.as_ref().is_some_and(Token::is_blank) {
+            return Err(BuildError::EmptyToken);
+        }
+        let (endpoint, url_namespace) = endpoint(&self.url, &self.path)?;
+        let namespace = match (self.namespace, url_namespace) {
+            (Some(ns), Some(from_url)) if ns != from_url => {
+                return Err(BuildError::InvalidNamespace(format!(
+                    "{ns} conflicts with the URL's path {from_url}"
+                )));
+            }
+            (Some(ns), _) => ns,
+            (None, Some(from_url)) => from_url,
+            (None, None) => "/".to_owned(),
+        };
+        check_namespace(&namespace)?;
+        let auth = match self.auth {
+            None => serde_json::Map::new(),
+            Some(serde_json::Value::Object(map)) => map,
+            Some(_) => return Err(BuildError::InvalidAuth),
+        };
+        let setting = |name, ok: bool, reason: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(BuildError::InvalidSetting {
+                    name,
+                    reason: reason.to_owned(),
+                })
+            }
+        };
+        setting(
+            "backoff_initial",
+            !self.backoff.initial.is_zero(),
+            "must be more than zero",
+        )?;
+        setting(
+            "backoff_max",
+            self.backoff.max >= self.backoff.initial,
+            "must be at least backoff_initial",
+        )?;
+        setting(
+            "connect_timeout",
+            !self.connect_timeout.is_zero(),
+            "must be more than zero",
+        )?;
+        setting(
+            "outbox_limits",
+            self.outbox_packets > 0 && self.outbox_bytes > 0,
+            "must be more than zero",
+        )?;
+        setting(
+            "event_buffer",
+            self.event_buffer > 0,
+            "must be more than zero",
+        )?;
+        setting(
+            "max_message_size",
+            self.max_message_size >= 1024,
+            "must be at least 1024 bytes",
+        )?;
+        let tls = match self.tls {
+            Some(tls) => tls,
+            None => {
+                crate::transport::default_tls().map_err(|reason| BuildError::InvalidSetting {
+                    name: "tls",
+                    reason,
+                })?
+            }
+        };
+        Ok(Config {
+            endpoint,
+            namespace,
+            token: self.token,
+            token_provider: self.token_provider,
+            auth,
+            backoff: self.backoff,
+            stable_after: self.stable_after,
+            escalate_after: self.escalate_after,
+            connect_timeout: self.connect_timeout,
+            reconnect_on_server_disconnect: self.reconnect_on_server_disconnect,
+            recovery: self.recovery,
+            outbox_packets: self.outbox_packets,
+            outbox_bytes: self.outbox_bytes,
+            event_buffer: self.event_buffer,
+            max_message_size: self.max_message_size,
+            max_attachments: self.max_attachments,
+            tls,
+        })
+    }
+}
+
+fn check_namespace(namespace: &str) -> Result<(), BuildError> {
+    if !namespace.starts_with('/') {
+        return Err(BuildError::InvalidNamespace(format!(
+            "{namespace:?} must start with '/'"
+        )));
+    }
+    if namespace.contains(',') || namespace.chars().any(char::is_control) {
+        return Err(BuildError::InvalidNamespace(format!(
+            "{namespace:?} must not contain ',' or control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Maps the user's URL to the WebSocket URL; returns the namespace its path names, if any.
+fn endpoint(raw: &str, path: &str) -> Result<(Endpoint, Option<String>), BuildError> {
+    let invalid = |why: &str| BuildError::InvalidUrl(format!("{why} (got {})", redact_url(raw)));
+    let mut url = Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
+    let scheme = match url.scheme() {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        _ => return Err(invalid("scheme must be http, https, ws or wss")),
+    };
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("missing host"));
+    }
+    url.set_scheme(scheme)
+        .map_err(|()| invalid("cannot use this scheme"))?;
+    let namespace = match url.path() {
+        "" | "/" => None,
+        p => Some(p.trim_end_matches('/').to_owned()),
+    };
+    if !path.starts_with('/') {
+        return Err(BuildError::InvalidSetting {
+            name: "path",
+            reason: "must start with '/'".into(),
+        });
+    }
+    url.set_path(path);
+    let user_query: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "EIO" && k != "transport")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.set_fragment(None);
+    {
+        let mut query = url.query_pairs_mut();
+        query.clear();
+        query
+            .append_pair("EIO", "4")
+            .append_pair("transport", "websocket");
+        for (k, v) in &user_query {
+            query.append_pair(k, v);
+        }
+    }
+    let display = redact_url(url.as_str());
+    Ok((
+        Endpoint {
+            ws_url: url,
+            display,
+        },
+        namespace,
+    ))
+}
+
+/// A URL fit for logs and error messages: no userinfo, no query, no fragment.
+pub(crate) fn redact_url(raw: &str) -> String {
+    match Url::parse(raw.trim()) {
+        Ok(url) => {
+            let host = url.host_str().unwrap_or("");
+            let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{host}{port}{}", url.scheme(), url.path())
+        }
+        Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built(b: ClientBuilder) -> Config {
+        b.build().expect("valid config")
+    }
+
+    #[test]
+    fn http_urls_map_to_websocket_with_engine_query() {
+        let c = built(ClientBuilder::new("http://127.0.0.1:3000"));
+        assert_eq!(
+            c.endpoint.ws_url.as_str(),
+            "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
+        );
+        assert_eq!(c.namespace, "/");
+        let c = built(ClientBuilder::new("https://example.com/admin?room=a"));
+        assert_eq!(
+            c.endpoint.ws_url.as_str(),
+            "wss://example.com/socket.io/?EIO=4&transport=websocket&room=a"
+        );
+        assert_eq!(c.namespace, "/admin");
+        assert_eq!(c.endpoint.display, "wss://example.com/socket.io/");
+        let c = built(ClientBuilder::new("ws://h/").path("/io/").namespace("/x"));
+        assert_eq!(
+            c.endpoint.ws_url.as_str(),
+            "ws://h/io/?EIO=4&transport=websocket"
+        );
+        assert_eq!(c.namespace, "/x");
+    }
+
+    #[test]
+    fn bad_urls_are_typed_errors_without_secrets() {
+        for url in ["", "not a url", "ftp://h/", "http://", "unix:/tmp/x"] {
+            assert!(
+                matches!(
+                    ClientBuilder::new(url).build(),
+                    Err(BuildError::InvalidUrl(_))
+                ),
+                "{url}"
+            );
+        }
+        let Err(BuildError::InvalidUrl(msg)) =
+            ClientBuilder::new("ftp://user:hunter2@h/?token=hunter2").build()
+        else {
+            panic!("expected invalid url")
+        };
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn blank_tokens_are_refused_at_build_time() {
+        for t in ["", "   ", "\t\n"] {
+            assert_eq!(
+                ClientBuilder::new("http://h").token(t).build().err(),
+                Some(BuildError::EmptyToken)
+            );
+        }
+        assert!(ClientBuilder::new("http://h").token("t").build().is_ok());
+    }
+
+    #[test]
+    fn namespaces_are_checked() {
+        assert!(matches!(
+            ClientBuilder::new("http://h").namespace("admin").build(),
+            Err(BuildError::InvalidNamespace(_))
+        ));
+        assert!(matches!(
+            ClientBuilder::new("http://h/a").namespace("/b").build(),
+            Err(BuildError::InvalidNamespace(_))
+        ));
+        assert!(matches!(
+            ClientBuilder::new("http://h").namespace("/a,b").build(),
+            Err(BuildError::InvalidNamespace(_))
+        ));
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(matches!(
+            ClientBuilder::new("http://h")
+                .backoff_initial(Duration::ZERO)
+                .build(),
+            Err(BuildError::InvalidSetting {
+                name: "backoff_initial",
+                ..
+            })
+        ));
+        assert!(matches!(
+            ClientBuilder::new("http://h")
+                .backoff_initial(Duration::from_secs(5))
+                .backoff_max(Duration::from_secs(1))
+                .build(),
+            Err(BuildError::InvalidSetting {
+                name: "backoff_max",
+                ..
+            })
+        ));
+        assert_eq!(
+            ClientBuilder::new("http://h")
+                .auth(serde_json::json!([1]))
+                .build()
+                .err(),
+            Some(BuildError::InvalidAuth)
+        );
+    }
+
+    #[test]
+    fn debug_output_has_no_token() {
+        let b = ClientBuilder::new("http://h").token("hunter2");
+        assert!(!format!("{b:?}").contains("hunter2"));
+        assert!(!format!("{:?}", b.build().expect("valid")).contains("hunter2"));
+    }
+}

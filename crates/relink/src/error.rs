@@ -1,0 +1,161 @@
+//! Typed errors, one per operation.
+
+use relink_proto::Payload;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a connection attempt failed or a live connection ended.
+///
+/// Every variant is decided on by [`crate::policy::classify::classify`]; messages never contain
+/// the token (it only ever travels inside the CONNECT packet).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// TCP-level failure: refused, reset, unreachable, EOF.
+    #[error("network error: {0}")]
+    Network(String),
+    /// The TLS handshake failed.
+    #[error("TLS error: {0}")]
+    Tls(String),
+    /// Connecting (TCP, TLS, upgrade and both handshakes) took longer than the connect timeout.
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    /// The server or a gateway answered the WebSocket upgrade with an HTTP error.
+    #[error("HTTP {status} on upgrade{}", engine_code.map(|c| format!(" (engine.io code {c})")).unwrap_or_default())]
+    Http {
+        /// The status code.
+        status: u16,
+        /// `Retry-After`, converted to a duration from now.
+        retry_after: Option<Duration>,
+        /// The engine.io error code from a JSON body `{"code":N}`, if any.
+        engine_code: Option<u8>,
+    },
+    /// The namespace refused the connection (CONNECT_ERROR), usually server middleware.
+    #[error("connection refused by the server: {message}")]
+    Rejected {
+        /// The server's message.
+        message: String,
+        /// The server's `data`, as JSON text.
+        data: Option<String>,
+    },
+    /// The server disconnected this namespace on purpose (`io server disconnect`).
+    #[error("disconnected by the server")]
+    ServerDisconnect,
+    /// The transport closed (`transport close`): WebSocket close, Engine.IO close, EOF.
+    #[error("connection closed by the peer")]
+    TransportClose,
+    /// No packet within pingInterval + pingTimeout (`ping timeout`).
+    #[error("heartbeat lost (ping timeout)")]
+    PingTimeout,
+    /// The peer broke the protocol (`parse error`).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Another WebSocket-level failure.
+    #[error("WebSocket error: {0}")]
+    WebSocket(String),
+    /// The URL cannot be dialled (scheme, host).
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    /// The token to send is empty or whitespace; nothing was dialled.
+    #[error("token must not be empty")]
+    EmptyToken,
+    /// The auth provider failed to produce credentials.
+    #[error("auth provider failed: {0}")]
+    AuthProvider(String),
+}
+
+/// Why a [`crate::ClientBuilder`] could not build a client.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The token is empty or only whitespace.
+    #[error("token must not be empty")]
+    EmptyToken,
+    /// The URL does not parse or cannot be used.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    /// The namespace is malformed, or conflicts with the URL's path.
+    #[error("invalid namespace: {0}")]
+    InvalidNamespace(String),
+    /// The auth payload is not a JSON object.
+    #[error("auth must be a JSON object")]
+    InvalidAuth,
+    /// A numeric or duration setting is out of range.
+    #[error("invalid setting {name}: {reason}")]
+    InvalidSetting {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No tokio runtime is running (the client spawns its supervisor task).
+    #[error("no tokio runtime: call connect() from within a tokio runtime")]
+    NoRuntime,
+}
+
+/// Why an emit was not accepted. The payload comes back so nothing is silently lost.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// Disconnected and the outbox is at its bound (packets or bytes).
+    #[error("outbox full ({packets} packets, {bytes} bytes buffered while disconnected)")]
+    OutboxFull {
+        /// The event name.
+        event: String,
+        /// The payload, handed back.
+        payload: Payload,
+        /// Packets buffered.
+        packets: usize,
+        /// Bytes buffered.
+        bytes: usize,
+    },
+    /// The client has been shut down (or failed for good) and will not connect again.
+    #[error("client is closed")]
+    Closed {
+        /// The event name.
+        event: String,
+        /// The payload, handed back.
+        payload: Payload,
+    },
+    /// The payload is larger than the server accepts (`maxPayload`) or than the outbox holds.
+    #[error("payload too large: {size} bytes, limit {limit}")]
+    TooLarge {
+        /// The event name.
+        event: String,
+        /// The payload, handed back.
+        payload: Payload,
+        /// Its encoded size.
+        size: usize,
+        /// The limit it exceeds.
+        limit: u64,
+    },
+}
+
+impl EmitError {
+    /// The payload that was not sent, handed back.
+    pub fn into_payload(self) -> Option<Payload> {
+        match self {
+            EmitError::OutboxFull { payload, .. }
+            | EmitError::Closed { payload, .. }
+            | EmitError::TooLarge { payload, .. } => Some(payload),
+        }
+    }
+}
+
+/// Why an acknowledgement did not arrive.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AckError {
+    /// The emit was not accepted.
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+    /// No ack within the timeout (after every retry, if retries were asked for).
+    #[error("no acknowledgement within {0:?}")]
+    Timeout(Duration),
+    /// The link dropped after the emit was sent, and it was not being retried.
+    #[error("disconnected before the acknowledgement arrived")]
+    Disconnected,
+    /// The client was shut down.
+    #[error("client is closed")]
+    Closed,
+}

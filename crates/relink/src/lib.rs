@@ -1,0 +1,32 @@
+//! relink: a Socket.IO v4 client that stays connected through outages and stays quiet
+//! about them.
+//!
+//! - Reconnects with capped exponential backoff and full jitter after the cap, resets only
+//!   after a stable connection, honours `Retry-After`.
+//! - Tells a rejected credential (stop after one refresh) from a dead server (retry) from a
+//!   bad configuration (fail at once).
+//! - Logs WARN per failed attempt, one ERROR per outage, INFO when it recovers.
+//! - Keeps emits made while disconnected in a bounded outbox; acks, retries and connection
+//!   state recovery so nothing promised is lost.
+//!
+//! Start with [`Client::builder`].
+
+#![forbid(unsafe_code)]
+
+mod client;
+mod config;
+mod error;
+mod outbox;
+pub mod policy;
+mod state;
+mod supervisor;
+mod token;
+mod transport;
+
+pub use client::{Client, Event, Events, Incoming};
+pub use config::{ClientBuilder, TokenFuture};
+pub use error::{AckError, BuildError, EmitError, LinkError};
+pub use relink_proto::Payload;
+pub use relink_proto::binary::Data;
+pub use state::{ConnectionState, EndReason, Status};
+pub use token::Token;

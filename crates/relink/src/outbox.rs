@@ -1,0 +1,217 @@
+//! The bounded queue of emits on their way to the server.
+//!
+//! Emits go through it while connected too (the supervisor drains it in batches), and it keeps
+//! them while disconnected, in order, up to a bound in packets and bytes. Plain data: the
+//! locking and waking live in [`crate::client`].
+
+use crate::error::AckError;
+use relink_proto::Payload;
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Resolves an acked emit.
+pub(crate) type AckSender = oneshot::Sender<Result<Payload, AckError>>;
+
+/// What waits on an emit's acknowledgement.
+#[derive(Debug)]
+pub(crate) struct AckRequest {
+    pub(crate) tx: AckSender,
+    pub(crate) timeout: Duration,
+    /// Resends left after a timeout or a drop; 0 means at most once.
+    pub(crate) retries_left: u32,
+}
+
+/// One queued emit.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// Order of acceptance, so emits re-queued after a drop go back in their place.
+    pub(crate) seq: u64,
+    pub(crate) name: String,
+    pub(crate) args: Payload,
+    pub(crate) ack: Option<AckRequest>,
+}
+
+impl Outgoing {
+    /// What the outbox counts against its byte bound.
+    pub(crate) fn size(&self) -> usize {
+        self.name.len()
+            + self.args.as_json().len()
+            + self
+                .args
+                .attachments()
+                .iter()
+                .map(|a| a.len())
+                .sum::<usize>()
+    }
+}
+
+/// An emit the outbox had no room for.
+#[derive(Debug)]
+pub(crate) struct Full {
+    pub(crate) item: Outgoing,
+    pub(crate) packets: usize,
+    pub(crate) bytes: usize,
+}
+
+/// The queue and its bounds.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    queue: VecDeque<Outgoing>,
+    bytes: usize,
+    max_packets: usize,
+    max_bytes: usize,
+    next_seq: u64,
+}
+
+impl Outbox {
+    pub(crate) fn new(max_packets: usize, max_bytes: usize) -> Self {
+        Outbox {
+            queue: VecDeque::new(),
+            bytes: 0,
+            max_packets,
+            max_bytes,
+            next_seq: 0,
+        }
+    }
+
+    /// The next sequence number, for a new emit.
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Whether an item of `size` bytes fits now.
+    pub(crate) fn has_room(&self, size: usize) -> bool {
+        self.queue.len() < self.max_packets && self.bytes.saturating_add(size) <= self.max_bytes
+    }
+
+    /// Whether an item of `size` bytes could ever fit.
+    pub(crate) fn could_fit(&self, size: usize) -> bool {
+        size <= self.max_bytes
+    }
+
+    /// Appends, or hands the item back when the bound is reached.
+    pub(crate) fn push(&mut self, item: Outgoing) -> Result<(), Full> {
+        let size = item.size();
+        if !self.has_room(size) {
+            return Err(Full {
+                item,
+                packets: self.queue.len(),
+                bytes: self.bytes,
+            });
+        }
+        self.bytes += size;
+        self.queue.push_back(item);
+        Ok(())
+    }
+
+    /// Puts emits that were in flight back at the front, in their original order.
+    ///
+    /// They were accepted once, so they go back even past the bound: losing them would break
+    /// the promise made when they were accepted.
+    pub(crate) fn requeue_front(&mut self, mut items: Vec<Outgoing>) {
+        items.sort_by_key(|i| std::cmp::Reverse(i.seq));
+        for item in items {
+            self.bytes += item.size();
+            self.queue.push_front(item);
+        }
+    }
+
+    /// Takes the oldest item.
+    pub(crate) fn pop(&mut self) -> Option<Outgoing> {
+        let item = self.queue.pop_front()?;
+        self.bytes -= item.size();
+        Some(item)
+    }
+
+    /// Takes everything (shutdown).
+    pub(crate) fn drain(&mut self) -> Vec<Outgoing> {
+        self.bytes = 0;
+        self.queue.drain(..).collect()
+    }
+
+    /// The byte bound.
+    pub(crate) fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Packets queued.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Bytes queued.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(outbox: &mut Outbox, name: &str, arg: &str) -> Outgoing {
+        Outgoing {
+            seq: outbox.next_seq(),
+            name: name.into(),
+            args: Payload::json(arg).expect("json"),
+            ack: None,
+        }
+    }
+
+    #[test]
+    fn keeps_order_and_counts_bytes() {
+        let mut o = Outbox::new(10, 1000);
+        let a = item(&mut o, "a", "1");
+        let b = item(&mut o, "b", "22");
+        let (sa, sb) = (a.size(), b.size());
+        o.push(a).expect("room");
+        o.push(b).expect("room");
+        assert_eq!((o.len(), o.bytes()), (2, sa + sb));
+        assert_eq!(o.pop().map(|i| i.name), Some("a".into()));
+        assert_eq!(o.bytes(), sb);
+        assert_eq!(o.pop().map(|i| i.name), Some("b".into()));
+        assert_eq!((o.len(), o.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn bounded_by_packets_and_bytes_and_hands_items_back() {
+        let mut o = Outbox::new(2, 1000);
+        for n in ["a", "b"] {
+            let i = item(&mut o, n, "x");
+            o.push(i).expect("room");
+        }
+        let c = item(&mut o, "c", "x");
+        let full = o.push(c).expect_err("full by packets");
+        assert_eq!((full.item.name.as_str(), full.packets), ("c", 2));
+
+        let mut o = Outbox::new(100, 20);
+        let big = item(&mut o, "big", &"y".repeat(30));
+        assert!(!o.could_fit(big.size()));
+        let back = o.push(big).expect_err("full by bytes");
+        assert_eq!(
+            back.item.args.first::<String>().expect("json"),
+            Some("y".repeat(30))
+        );
+    }
+
+    #[test]
+    fn requeued_items_go_first_in_original_order() {
+        let mut o = Outbox::new(2, 1000);
+        let first = item(&mut o, "first", "1");
+        let second = item(&mut o, "second", "2");
+        let later = item(&mut o, "later", "3");
+        o.push(later).expect("room");
+        o.requeue_front(vec![second, first]);
+        assert_eq!(
+            o.len(),
+            3,
+            "requeue may pass the bound: nothing accepted is lost"
+        );
+        let names: Vec<String> = std::iter::from_fn(|| o.pop()).map(|i| i.name).collect();
+        assert_eq!(names, vec!["first", "second", "later"]);
+    }
+}

@@ -1,0 +1,87 @@
+//! The connection state users observe. Only the supervisor writes it.
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// Where the client is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Making the first connection.
+    Connecting,
+    /// Connected to the namespace.
+    Connected,
+    /// The link is down; the client is trying again.
+    Reconnecting,
+    /// Ended without error: `disconnect()` was called or the server disconnected us.
+    Disconnected,
+    /// Ended for good: the credentials were rejected or the configuration is wrong.
+    Failed,
+}
+
+impl Status {
+    /// Whether the client has stopped and will not connect again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Disconnected | Status::Failed)
+    }
+}
+
+/// Why the client ended in [`Status::Failed`] or [`Status::Disconnected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The server rejected the credentials, also after one refresh.
+    Unauthorized,
+    /// The token to send was empty; nothing was dialled.
+    EmptyToken,
+    /// The configuration cannot work (URL, protocol version, namespace).
+    Configuration,
+    /// The server disconnected the namespace on purpose.
+    ServerDisconnect,
+    /// The user called `disconnect()` or dropped the client.
+    ClientDisconnect,
+}
+
+/// A snapshot of the connection, published on every transition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionState {
+    /// The lifecycle status.
+    pub status: Status,
+    /// The Socket.IO socket id while connected.
+    pub socket_id: Option<String>,
+    /// The current or last attempt number in this outage (1 for the first try).
+    pub attempt: u32,
+    /// The last failure, described without secrets.
+    pub last_error: Option<String>,
+    /// A stable name for the last failure's kind (`http_5xx`, `ping_timeout`, ...).
+    pub reason: Option<&'static str>,
+    /// How long until the next attempt, as of when this state was published.
+    #[serde(serialize_with = "millis")]
+    pub next_attempt_in: Option<Duration>,
+    /// Whether the current connection restored the previous session (state recovery).
+    pub recovered: bool,
+    /// Why the client ended, once terminal.
+    pub end: Option<EndReason>,
+}
+
+fn millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        None => s.serialize_none(),
+    }
+}
+
+impl ConnectionState {
+    pub(crate) fn initial() -> Self {
+        ConnectionState {
+            status: Status::Connecting,
+            socket_id: None,
+            attempt: 0,
+            last_error: None,
+            reason: None,
+            next_attempt_in: None,
+            recovered: false,
+            end: None,
+        }
+    }
+}

@@ -1,0 +1,725 @@
+//! The one task that owns the socket: connect, run, classify how it ended, decide, wait.
+//!
+//! Decisions come from [`crate::policy`]; this loop only carries them out, publishes every
+//! state transition, and logs at the level the escalation latch chose.
+
+use crate::client::{Event, Incoming, Shared};
+use crate::config::Config;
+use crate::error::{AckError, EmitError, LinkError};
+use crate::outbox::{AckRequest, Outgoing};
+use crate::policy::classify::{Class, classify, reason};
+use crate::policy::escalation::{Escalation, Level};
+use crate::state::{ConnectionState, EndReason, Status};
+use crate::token::Token;
+use crate::transport::{self, Ws};
+use futures_util::{SinkExt, StreamExt};
+use relink_proto::Payload;
+use relink_proto::acks::AckTable;
+use relink_proto::session::{
+    CloseReason, Recovery, SendError, Session, SessionConfig, SessionEvent, SessionState, Transmit,
+};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{debug, error, info, warn};
+
+/// Emits taken from the outbox per round, so inbound frames are read between batches.
+const BATCH: usize = 256;
+/// How long a clean close may take before the socket is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_millis(50);
+
+/// An emit waiting for its ack.
+struct InFlight {
+    seq: u64,
+    name: String,
+    /// Kept only when it may be resent.
+    args: Option<Payload>,
+    ack: AckRequest,
+}
+
+/// How a connection or a wait ended.
+enum End {
+    /// The user asked to stop (or dropped every handle).
+    Shutdown,
+    /// The link failed or ended; `stable` tells whether it had held for the stable period.
+    Lost { error: LinkError, stable: bool },
+}
+
+/// What to do after a failure.
+enum Decision {
+    Retry(Duration),
+    Stop(Status, EndReason),
+}
+
+pub(crate) struct Supervisor {
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    state_tx: watch::Sender<ConnectionState>,
+    transitions: broadcast::Sender<ConnectionState>,
+    events: mpsc::Sender<Incoming>,
+    state: ConnectionState,
+    acks: AckTable<InFlight>,
+    escalation: Escalation,
+    /// Failures since the last stable connection: the backoff exponent.
+    failures: u32,
+    /// Credential rejections in a row: the second one is final.
+    auth_rejections: u32,
+    ever_connected: bool,
+    /// Increases per connection, so acks for a dead connection's events are discarded.
+    generation: u64,
+    pid: Option<String>,
+    offset: Option<String>,
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        cfg: Arc<Config>,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+        state_tx: watch::Sender<ConnectionState>,
+        transitions: broadcast::Sender<ConnectionState>,
+        events: mpsc::Sender<Incoming>,
+    ) -> Self {
+        let escalation = Escalation::new(cfg.escalate_after);
+        Supervisor {
+            cfg,
+            shared,
+            shutdown,
+            state_tx,
+            transitions,
+            events,
+            state: ConnectionState::initial(),
+            acks: AckTable::new(),
+            escalation,
+            failures: 0,
+            auth_rejections: 0,
+            ever_connected: false,
+            generation: 0,
+            pid: None,
+            offset: None,
+        }
+    }
+
+    fn publish(&mut self, change: impl FnOnce(&mut ConnectionState)) {
+        change(&mut self.state);
+        self.state_tx.send_replace(self.state.clone());
+        let _ = self.transitions.send(self.state.clone());
+    }
+
+    pub(crate) async fn run(mut self) {
+        let end = loop {
+            let attempt = self.escalation.streak() + 1;
+            let status = if self.ever_connected {
+                Status::Reconnecting
+            } else {
+                Status::Connecting
+            };
+            self.publish(|s| {
+                s.status = status;
+                s.attempt = attempt;
+                s.socket_id = None;
+                s.next_attempt_in = None;
+                s.recovered = false;
+            });
+            let outcome = match self.attempt().await {
+                None => break EndReason::ClientDisconnect,
+                Some(Ok((ws, session))) => self.run_connection(ws, session).await,
+                Some(Err(error)) => End::Lost {
+                    error,
+                    stable: false,
+                },
+            };
+            let End::Lost { error, stable } = outcome else {
+                break EndReason::ClientDisconnect;
+            };
+            match self.decide(error, stable) {
+                Decision::Retry(delay) => {
+                    if !self.sleep(delay).await {
+                        break EndReason::ClientDisconnect;
+                    }
+                }
+                Decision::Stop(status, reason) => {
+                    self.finish(status, reason);
+                    return;
+                }
+            }
+        };
+        self.finish(Status::Disconnected, end);
+    }
+
+    /// Resolves once shutdown is asked for or every handle is gone.
+    async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    }
+
+    /// Waits `delay` unless shutdown comes first; returns whether to go on.
+    async fn sleep(&mut self, delay: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = Self::shutdown_requested(&mut self.shutdown) => false,
+        }
+    }
+
+    /// One connection attempt up to a connected namespace; `None` if shutdown came first.
+    async fn attempt(&mut self) -> Option<Result<(Ws, Session), LinkError>> {
+        let cfg = Arc::clone(&self.cfg);
+        let recovery = match (&self.pid, &self.offset) {
+            (Some(pid), Some(offset)) if cfg.recovery => Some(Recovery {
+                pid: pid.clone(),
+                offset: offset.clone(),
+            }),
+            _ => None,
+        };
+        let work = async move {
+            // Defence in depth: the builder refused a blank token, but a provider may return
+            // one; nothing is dialled with it.
+            let token = credentials(&cfg).await?;
+            let auth = auth_payload(&cfg, token.as_ref());
+            let session = Session::new(SessionConfig {
+                namespace: cfg.namespace.clone(),
+                auth,
+                recovery,
+                max_attachments: cfg.max_attachments,
+            });
+            match tokio::time::timeout(cfg.connect_timeout, establish(&cfg, session)).await {
+                Ok(result) => result,
+                Err(_) => Err(LinkError::ConnectTimeout(cfg.connect_timeout)),
+            }
+        };
+        tokio::select! {
+            result = work => Some(result),
+            () = Self::shutdown_requested(&mut self.shutdown) => None,
+        }
+    }
+
+    async fn run_connection(&mut self, mut ws: Ws, mut session: Session) -> End {
+        self.generation += 1;
+        let mut stable_at = Some(Instant::now() + self.cfg.stable_after);
+        let end = loop {
+            if let Err(end) = self.dispatch(&mut session).await {
+                break end;
+            }
+            if let Err(error) = self.write(&mut ws, &mut session).await {
+                break End::Lost {
+                    error,
+                    stable: stable_at.is_none(),
+                };
+            }
+            let heartbeat = session.poll_timeout().map(Instant::from_std);
+            let ack_deadline = self.acks.next_deadline().map(Instant::from_std);
+            tokio::select! {
+                () = Self::shutdown_requested(&mut self.shutdown) => {
+                    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                        // Emits accepted before disconnect() go out before the DISCONNECT.
+                        loop {
+                            self.flush_outbox(&mut session);
+                            if self.write(&mut ws, &mut session).await.is_err() {
+                                return;
+                            }
+                            if self.shared.lock().outbox.len() == 0 {
+                                break;
+                            }
+                        }
+                        session.disconnect();
+                        let _ = self.write(&mut ws, &mut session).await;
+                        let _ = ws.close(None).await;
+                    })
+                    .await;
+                    break End::Shutdown;
+                }
+                frame = ws.next() => {
+                    let now = Instant::now().into_std();
+                    let result = match frame {
+                        Some(Ok(Message::Text(text))) => session.handle_text(text.as_str(), now),
+                        Some(Ok(Message::Binary(bytes))) => session.handle_binary(bytes, now),
+                        Some(Ok(Message::Close(_))) | None => {
+                            break End::Lost { error: LinkError::TransportClose, stable: stable_at.is_none() };
+                        }
+                        Some(Ok(_)) => Ok(()),
+                        Some(Err(e)) => {
+                            break End::Lost { error: transport::map_error(e), stable: stable_at.is_none() };
+                        }
+                    };
+                    if let Err(e) = result {
+                        break End::Lost { error: LinkError::Protocol(e.to_string()), stable: stable_at.is_none() };
+                    }
+                }
+                () = self.shared.wake.notified() => self.flush_outbox(&mut session),
+                () = sleep_until(heartbeat) => session.handle_timeout(Instant::now().into_std()),
+                () = sleep_until(ack_deadline) => self.expire_acks(&mut session),
+                () = sleep_until(stable_at) => {
+                    stable_at = None;
+                    self.on_stable();
+                }
+            }
+        };
+        self.connection_ended(matches!(end, End::Shutdown));
+        end
+    }
+
+    /// The connection has held for the stable period: backoff resets, the outage is over.
+    fn on_stable(&mut self) {
+        self.failures = 0;
+        if let Some(report) = self.escalation.on_stable(Instant::now().into_std()) {
+            info!(
+                outage_ms = report.outage.as_millis() as u64,
+                attempts = report.attempts,
+                escalated = report.escalated,
+                "connection recovered"
+            );
+        }
+        self.publish(|s| s.attempt = 0);
+    }
+
+    /// Writes what the session queued; bounded by the heartbeat so a peer that stops
+    /// reading cannot hold the loop forever.
+    async fn write(&mut self, ws: &mut Ws, session: &mut Session) -> Result<(), LinkError> {
+        let mut wrote = false;
+        let heartbeat = session.poll_timeout().map(Instant::from_std);
+        let work = async {
+            while let Some(t) = session.poll_transmit() {
+                let message = match t {
+                    Transmit::Text(text) => Message::text(text),
+                    Transmit::Binary(bytes) => Message::binary(bytes),
+                };
+                ws.feed(message).await.map_err(transport::map_error)?;
+                wrote = true;
+            }
+            if wrote {
+                ws.flush().await.map_err(transport::map_error)?;
+            }
+            Ok(())
+        };
+        tokio::select! {
+            result = work => result,
+            () = sleep_until(heartbeat) => Err(LinkError::PingTimeout),
+        }
+    }
+
+    /// Hands session events to the user; `Err` ends the connection.
+    async fn dispatch(&mut self, session: &mut Session) -> Result<(), End> {
+        while let Some(event) = session.poll_event() {
+            match event {
+                SessionEvent::Opened(open) => {
+                    self.shared
+                        .max_payload
+                        .store(open.max_payload, Ordering::Relaxed);
+                }
+                SessionEvent::Connected { sid, pid } => {
+                    let recovered = pid.is_some() && self.pid == pid && self.offset.is_some();
+                    if self.pid.is_some() && !recovered {
+                        info!("previous session not recovered: missed events are lost");
+                    }
+                    if !recovered {
+                        self.offset = None;
+                    }
+                    self.pid = pid;
+                    self.auth_rejections = 0;
+                    self.ever_connected = true;
+                    info!(namespace = %self.cfg.namespace, recovered, "connected");
+                    let socket_id = sid.clone();
+                    self.publish(|s| {
+                        s.status = Status::Connected;
+                        s.socket_id = Some(socket_id);
+                        s.next_attempt_in = None;
+                        s.recovered = recovered;
+                    });
+                    self.shared.lock().connected = true;
+                    self.flush_outbox(session);
+                    self.deliver(Incoming::Connected {
+                        socket_id: sid,
+                        recovered,
+                    })
+                    .await?;
+                }
+                SessionEvent::Event {
+                    name,
+                    args,
+                    ack_id,
+                    offset,
+                } => {
+                    if offset.is_some() {
+                        self.offset = offset;
+                    }
+                    let ack = ack_id.map(|id| (Arc::clone(&self.shared), self.generation, id));
+                    self.deliver(Incoming::Event(Event::new(name, args, ack)))
+                        .await?;
+                }
+                SessionEvent::Ack { id, args } => match self.acks.remove(id) {
+                    Some(inflight) => {
+                        let _ = inflight.ack.tx.send(Ok(args));
+                    }
+                    None => debug!(id, "ack for an emit no longer waiting"),
+                },
+                SessionEvent::Closed(reason) => {
+                    return Err(End::Lost {
+                        error: close_error(reason),
+                        stable: false,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends to the user, waiting while their buffer is full, unless shutdown comes first.
+    async fn deliver(&mut self, item: Incoming) -> Result<(), End> {
+        match self.events.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(item)) => tokio::select! {
+                _ = self.events.send(item) => Ok(()),
+                () = Self::shutdown_requested(&mut self.shutdown) => Err(End::Shutdown),
+            },
+        }
+    }
+
+    /// Moves queued acks and emits into the session, a batch at a time.
+    fn flush_outbox(&mut self, session: &mut Session) {
+        if session.state() != SessionState::Connected {
+            return;
+        }
+        let mut queue = self.shared.lock();
+        while let Some(ack) = queue.acks_out.pop_front() {
+            if ack.generation == self.generation {
+                if let Err(e) = session.ack(ack.id, &ack.args) {
+                    warn!(error = %e, "ack not sent");
+                }
+            }
+        }
+        let batch: Vec<Outgoing> = std::iter::from_fn(|| queue.outbox.pop())
+            .take(BATCH)
+            .collect();
+        let more = queue.outbox.len() > 0;
+        drop(queue);
+        if more {
+            self.shared.wake.notify_one();
+        }
+        if !batch.is_empty() {
+            self.shared.space.notify_waiters();
+        }
+        for item in batch {
+            self.send(session, item);
+        }
+    }
+
+    fn send(&mut self, session: &mut Session, item: Outgoing) {
+        let Outgoing {
+            seq,
+            name,
+            args,
+            ack,
+        } = item;
+        let id = ack.map(|ack| {
+            let deadline = Instant::now().into_std() + ack.timeout;
+            let keep = (ack.retries_left > 0).then(|| args.clone());
+            self.acks.insert(
+                InFlight {
+                    seq,
+                    name: name.clone(),
+                    args: keep,
+                    ack,
+                },
+                Some(deadline),
+            )
+        });
+        match session.emit(&name, &args, id) {
+            Ok(()) => {}
+            Err(SendError::TooLarge { size, max }) => {
+                let error = EmitError::TooLarge {
+                    event: name,
+                    payload: args,
+                    size,
+                    limit: max,
+                };
+                match id.and_then(|id| self.acks.remove(id)) {
+                    Some(inflight) => {
+                        let _ = inflight.ack.tx.send(Err(AckError::Emit(error)));
+                    }
+                    None => warn!(
+                        size,
+                        max, "emit larger than the server's maxPayload dropped"
+                    ),
+                }
+            }
+            Err(e) => {
+                // Not connected after all: keep it for the next connection.
+                debug!(error = %e, "emit requeued");
+                let ack = id.and_then(|id| self.acks.remove(id)).map(|i| i.ack);
+                self.shared.lock().outbox.requeue_front(vec![Outgoing {
+                    seq,
+                    name,
+                    args,
+                    ack,
+                }]);
+            }
+        }
+    }
+
+    /// Acks past their deadline: resend while retries last, else fail with `Timeout`.
+    fn expire_acks(&mut self, session: &mut Session) {
+        for (_, inflight) in self.acks.expire(Instant::now().into_std()) {
+            let InFlight {
+                seq,
+                name,
+                args,
+                mut ack,
+            } = inflight;
+            match args {
+                Some(args) if ack.retries_left > 0 => {
+                    ack.retries_left -= 1;
+                    debug!(event = %name, retries_left = ack.retries_left, "no ack in time: resending");
+                    self.send(
+                        session,
+                        Outgoing {
+                            seq,
+                            name,
+                            args,
+                            ack: Some(ack),
+                        },
+                    );
+                }
+                _ => {
+                    let _ = ack.tx.send(Err(AckError::Timeout(ack.timeout)));
+                }
+            }
+        }
+    }
+
+    /// The link is gone: stop accepting sends, requeue what will be retried, fail the rest.
+    fn connection_ended(&mut self, shutdown: bool) {
+        let mut requeue = Vec::new();
+        for (_, inflight) in self.acks.drain() {
+            let InFlight {
+                seq,
+                name,
+                args,
+                mut ack,
+            } = inflight;
+            match args {
+                Some(args) if ack.retries_left > 0 && !shutdown => {
+                    ack.retries_left -= 1;
+                    requeue.push(Outgoing {
+                        seq,
+                        name,
+                        args,
+                        ack: Some(ack),
+                    });
+                }
+                _ => {
+                    let error = if shutdown {
+                        AckError::Closed
+                    } else {
+                        AckError::Disconnected
+                    };
+                    let _ = ack.tx.send(Err(error));
+                }
+            }
+        }
+        let mut queue = self.shared.lock();
+        queue.connected = false;
+        queue.acks_out.clear();
+        queue.outbox.requeue_front(requeue);
+        drop(queue);
+        self.shared.space.notify_waiters();
+    }
+
+    /// Classifies, logs at the escalation's level, and decides.
+    fn decide(&mut self, error: LinkError, stable: bool) -> Decision {
+        let now = Instant::now().into_std();
+        let kind = reason(&error);
+        let class = match classify(&error) {
+            Class::ServerDisconnect if self.cfg.reconnect_on_server_disconnect => {
+                Class::Transient { retry_after: None }
+            }
+            class => class,
+        };
+        if self.ever_connected && self.state.status == Status::Connected {
+            let _ = self
+                .events
+                .try_send(Incoming::Disconnected { reason: kind });
+        }
+        let message = error.to_string();
+        let delay = match class {
+            Class::Transient { retry_after } => {
+                if stable {
+                    // A connection that had held: a new outage starts; no attempt failed yet.
+                    self.escalation.on_drop(now);
+                    self.failures = 1;
+                    let delay = self.cfg.backoff.delay(1, rand::random::<f64>());
+                    warn!(reason = kind, error = %message, delay_ms = delay.as_millis() as u64, "connection lost");
+                    delay
+                } else {
+                    self.failures = self.failures.saturating_add(1);
+                    let report = self.escalation.on_failure(now);
+                    let delay = self.cfg.backoff.delay_with_retry_after(
+                        self.failures,
+                        rand::random::<f64>(),
+                        retry_after,
+                    );
+                    let delay_ms = delay.as_millis() as u64;
+                    warn!(attempt = report.streak, streak = report.streak, reason = kind, error = %message, delay_ms, "connection attempt failed");
+                    if report.level == Level::Error {
+                        error!(attempt = report.streak, streak = report.streak, reason = kind, error = %message, url = %self.cfg.endpoint.display, "connection attempts keep failing");
+                    }
+                    delay
+                }
+            }
+            Class::Unauthorized => {
+                self.auth_rejections += 1;
+                if self.auth_rejections >= 2 {
+                    error!(reason = kind, error = %message, "credentials rejected again: giving up");
+                    self.record_error(kind, message);
+                    return Decision::Stop(Status::Failed, EndReason::Unauthorized);
+                }
+                let report = self.escalation.on_failure(now);
+                warn!(attempt = report.streak, streak = report.streak, reason = kind, error = %message, delay_ms = 0u64, "credentials rejected: retrying once with fresh credentials");
+                Duration::ZERO
+            }
+            Class::Fatal => {
+                error!(reason = kind, error = %message, "cannot connect: check the configuration");
+                self.record_error(kind, message);
+                let end = if error == LinkError::EmptyToken {
+                    EndReason::EmptyToken
+                } else {
+                    EndReason::Configuration
+                };
+                return Decision::Stop(Status::Failed, end);
+            }
+            Class::ServerDisconnect => {
+                info!("disconnected by the server");
+                self.record_error(kind, message);
+                return Decision::Stop(Status::Disconnected, EndReason::ServerDisconnect);
+            }
+        };
+        let attempt = self.escalation.streak() + 1;
+        self.publish(|s| {
+            s.status = Status::Reconnecting;
+            s.socket_id = None;
+            s.attempt = attempt;
+            s.last_error = Some(message);
+            s.reason = Some(kind);
+            s.next_attempt_in = Some(delay);
+        });
+        Decision::Retry(delay)
+    }
+
+    fn record_error(&mut self, kind: &'static str, message: String) {
+        self.state.last_error = Some(message);
+        self.state.reason = Some(kind);
+    }
+
+    /// Ends for good: nothing more will be sent, waiting emits and acks learn it now.
+    fn finish(&mut self, status: Status, end: EndReason) {
+        let mut queue = self.shared.lock();
+        queue.closed = true;
+        queue.connected = false;
+        let stranded = queue.outbox.drain();
+        drop(queue);
+        self.shared.space.notify_waiters();
+        if !stranded.is_empty() {
+            warn!(
+                emits = stranded.len(),
+                "client closed with emits never sent"
+            );
+        }
+        for item in stranded {
+            if let Some(ack) = item.ack {
+                let _ = ack.tx.send(Err(AckError::Closed));
+            }
+        }
+        for (_, inflight) in self.acks.drain() {
+            let _ = inflight.ack.tx.send(Err(AckError::Closed));
+        }
+        self.publish(|s| {
+            s.status = status;
+            s.socket_id = None;
+            s.next_attempt_in = None;
+            s.end = Some(end);
+        });
+    }
+}
+
+/// Waits until `at`, or forever when there is no deadline.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The token for this attempt: from the provider (asked every time) or the configured one.
+async fn credentials(cfg: &Config) -> Result<Option<Token>, LinkError> {
+    let token = match &cfg.token_provider {
+        Some(provider) => Some(provider().await.map_err(LinkError::AuthProvider)?),
+        None => cfg.token.clone(),
+    };
+    if token.as_ref().is_some_and(Token::is_blank) {
+        return Err(LinkError::EmptyToken);
+    }
+    Ok(token)
+}
+
+/// The CONNECT payload: the user's auth fields plus the token. This string holds the secret:
+/// it goes into the session and nowhere else.
+fn auth_payload(cfg: &Config, token: Option<&Token>) -> Option<String> {
+    if cfg.auth.is_empty() && token.is_none() {
+        return None;
+    }
+    let mut auth = cfg.auth.clone();
+    if let Some(token) = token {
+        auth.insert(
+            "token".into(),
+            serde_json::Value::String(token.expose().to_owned()),
+        );
+    }
+    Some(serde_json::Value::Object(auth).to_string())
+}
+
+/// Dials and runs both handshakes; returns once the namespace accepted us.
+async fn establish(cfg: &Config, mut session: Session) -> Result<(Ws, Session), LinkError> {
+    let mut ws = transport::dial(cfg).await?;
+    loop {
+        while let Some(t) = session.poll_transmit() {
+            let message = match t {
+                Transmit::Text(text) => Message::text(text),
+                Transmit::Binary(bytes) => Message::binary(bytes),
+            };
+            ws.feed(message).await.map_err(transport::map_error)?;
+        }
+        ws.flush().await.map_err(transport::map_error)?;
+        match session.state() {
+            SessionState::Connected => return Ok((ws, session)),
+            SessionState::Closed => {
+                let reason = std::iter::from_fn(|| session.poll_event()).find_map(|e| match e {
+                    SessionEvent::Closed(reason) => Some(reason),
+                    _ => None,
+                });
+                return Err(reason.map_or(LinkError::TransportClose, close_error));
+            }
+            SessionState::AwaitOpen | SessionState::AwaitConnect => {}
+        }
+        let now = Instant::now().into_std();
+        let result = match ws.next().await {
+            Some(Ok(Message::Text(text))) => session.handle_text(text.as_str(), now),
+            Some(Ok(Message::Binary(bytes))) => session.handle_binary(bytes, now),
+            Some(Ok(Message::Close(_))) | None => return Err(LinkError::TransportClose),
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => return Err(transport::map_error(e)),
+        };
+        result.map_err(|e| LinkError::Protocol(e.to_string()))?;
+    }
+}
+
+fn close_error(reason: CloseReason) -> LinkError {
+    match reason {
+        CloseReason::ConnectError { message, data } => LinkError::Rejected { message, data },
+        CloseReason::ServerDisconnect => LinkError::ServerDisconnect,
+        CloseReason::EngineClose | CloseReason::ClientDisconnect => LinkError::TransportClose,
+        CloseReason::PingTimeout => LinkError::PingTimeout,
+    }
+}

@@ -1,0 +1,162 @@
+//! Dialling the WebSocket: tokio-tungstenite over TCP, rustls for `wss://`.
+//!
+//! HTTP errors on the upgrade keep their status and `Retry-After`: a gateway answering 503
+//! says how long it expects to be down, and a browser client never gets to see that.
+
+use crate::config::Config;
+use crate::error::LinkError;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, http};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+/// The WebSocket the supervisor owns.
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens the WebSocket to the configured endpoint (TCP, TLS, upgrade).
+pub(crate) async fn dial(config: &Config) -> Result<Ws, LinkError> {
+    let request = config
+        .endpoint
+        .ws_url
+        .as_str()
+        .into_client_request()
+        .map_err(map_error)?;
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_message_size));
+    let connector = Connector::Rustls(Arc::clone(&config.tls));
+    let (ws, _response) = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(ws_config),
+        true,
+        Some(connector),
+    )
+    .await
+    .map_err(map_error)?;
+    Ok(ws)
+}
+
+/// rustls with the Mozilla roots from webpki-roots, ring as the crypto provider.
+pub(crate) fn default_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Maps a tungstenite error to what the policy decides on.
+pub(crate) fn map_error(error: tungstenite::Error) -> LinkError {
+    use tungstenite::Error as E;
+    match error {
+        E::Http(response) => http_error(&response),
+        E::Io(io) => {
+            let tls = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .map(ToString::to_string);
+            match tls {
+                Some(tls) => LinkError::Tls(tls),
+                None => LinkError::Network(io.to_string()),
+            }
+        }
+        E::Tls(tls) => LinkError::Tls(tls.to_string()),
+        E::Url(url) => LinkError::InvalidUrl(url.to_string()),
+        E::ConnectionClosed | E::AlreadyClosed => LinkError::TransportClose,
+        other => LinkError::WebSocket(other.to_string()),
+    }
+}
+
+fn http_error(response: &http::Response<Option<Vec<u8>>>) -> LinkError {
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let engine_code = response
+        .body()
+        .as_deref()
+        .and_then(|body| serde_json::from_slice::<EngineErrorBody>(body).ok())
+        .and_then(|b| u8::try_from(b.code).ok());
+    LinkError::Http {
+        status: response.status().as_u16(),
+        retry_after,
+        engine_code,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct EngineErrorBody {
+    code: u64,
+}
+
+/// Parses `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(90))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn http_errors_keep_status_retry_after_and_engine_code() {
+        let response = http::Response::builder()
+            .status(503)
+            .header("Retry-After", "12")
+            .body(Some(b"<html>down</html>".to_vec()))
+            .expect("valid response");
+        assert_eq!(
+            map_error(tungstenite::Error::Http(Box::new(response))),
+            LinkError::Http {
+                status: 503,
+                retry_after: Some(Duration::from_secs(12)),
+                engine_code: None
+            }
+        );
+        let response = http::Response::builder()
+            .status(400)
+            .body(Some(
+                br#"{"code":5,"message":"Unsupported protocol version"}"#.to_vec(),
+            ))
+            .expect("valid response");
+        assert_eq!(
+            map_error(tungstenite::Error::Http(Box::new(response))),
+            LinkError::Http {
+                status: 400,
+                retry_after: None,
+                engine_code: Some(5)
+            }
+        );
+    }
+}
