@@ -597,8 +597,13 @@ impl Supervisor {
             }
         };
         let attempt = self.escalation.streak() + 1;
+        let status = if self.ever_connected {
+            Status::Reconnecting
+        } else {
+            Status::Connecting
+        };
         self.publish(|s| {
-            s.status = Status::Reconnecting;
+            s.status = status;
             s.socket_id = None;
             s.attempt = attempt;
             s.last_error = Some(message);

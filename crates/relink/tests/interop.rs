@@ -1,0 +1,308 @@
+//! relink against the official Node socket.io server (4.8.x from interop/node).
+//!
+//! Each test starts its own server on a free port and stops it when it ends.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use relink::{Client, Data, EndReason, Events, Incoming, Payload, Status};
+use relink_testkit::gateway::Gateway;
+use relink_testkit::node::{NodeOptions, NodeServer};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn node(opts: NodeOptions) -> NodeServer {
+    NodeServer::start(opts)
+        .await
+        .expect("start the Node socket.io server (npm ci --prefix interop/node)")
+}
+
+/// The next event named `name`, skipping others; panics after WAIT.
+async fn next_event(events: &mut Events, name: &str) -> Payload {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Some(Incoming::Event(e)) if e.name() == name => return e.into_args(),
+                Some(_) => continue,
+                None => panic!("events ended before {name}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {name} event within {WAIT:?}"))
+}
+
+async fn connected(client: &Client) {
+    tokio::time::timeout(WAIT, client.wait_connected())
+        .await
+        .expect("connected in time")
+        .expect("connected, not ended");
+}
+
+async fn until_status(client: &Client, status: Status) -> relink::ConnectionState {
+    let mut rx = client.watch_state();
+    tokio::time::timeout(WAIT, rx.wait_for(|s| s.status == status))
+        .await
+        .unwrap_or_else(|_| panic!("no {status:?} within {WAIT:?}; now {:?}", client.state()))
+        .expect("state channel open")
+        .clone()
+}
+
+#[tokio::test]
+async fn handshake_auth_and_welcome() {
+    let server = node(NodeOptions::default()).await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    connected(&client).await;
+    let state = client.state();
+    assert!(state.socket_id.is_some());
+    let welcome: Value = next_event(&mut events, "welcome")
+        .await
+        .first()
+        .unwrap()
+        .unwrap();
+    assert_eq!(welcome["nsp"], "/");
+    assert_eq!(welcome["id"], json!(state.socket_id.unwrap()));
+    client.disconnect().await;
+    assert_eq!(client.state().status, Status::Disconnected);
+    assert_eq!(client.state().end, Some(EndReason::ClientDisconnect));
+}
+
+#[tokio::test]
+async fn rejected_credentials_fail_after_one_retry() {
+    let server = node(NodeOptions::default()).await;
+    // The gateway only forwards; it counts the TCP connections the client makes.
+    let gateway = Gateway::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
+        .await
+        .unwrap();
+    let (client, _events) = Client::builder(gateway.url())
+        .token("wrong")
+        .connect()
+        .unwrap();
+    let state = until_status(&client, Status::Failed).await;
+    assert_eq!(state.end, Some(EndReason::Unauthorized));
+    assert!(state.last_error.unwrap().contains("unauthorized"));
+    assert_eq!(
+        state.attempt, 2,
+        "one retry with refreshed credentials, then stop"
+    );
+    assert_eq!(
+        gateway.stats().accepted,
+        2,
+        "exactly two connection attempts"
+    );
+}
+
+#[tokio::test]
+async fn events_both_ways() {
+    let server = node(NodeOptions::default()).await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    connected(&client).await;
+    client
+        .emit(
+            "echo",
+            Payload::json("plain")
+                .unwrap()
+                .with(&json!({"n": [1, 2]}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let back = next_event(&mut events, "echo").await;
+    assert_eq!(back.as_json(), r#"["plain",{"n":[1,2]}]"#);
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn acks_both_ways() {
+    let server = node(NodeOptions::default()).await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    connected(&client).await;
+    // Client -> server with ack.
+    let ack = client
+        .emit_with_ack("echo", Payload::json("plain").unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(ack.as_json(), r#"["plain"]"#);
+    // Server -> client with ack: the server asks, we answer, it reports what it got.
+    client
+        .emit("ask", Payload::json("question").unwrap().with(&42).unwrap())
+        .await
+        .unwrap();
+    let mut question = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Incoming::Event(e)) = events.next().await {
+                if e.name() == "question" {
+                    return e;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(question.wants_ack());
+    assert_eq!(question.args().as_json(), "[42]");
+    assert!(question.ack(Payload::json("answer").unwrap()));
+    assert!(!question.ack(Payload::new()), "an ack is sent once");
+    let asked: Value = next_event(&mut events, "asked")
+        .await
+        .first()
+        .unwrap()
+        .unwrap();
+    assert_eq!(asked, json!({"ok": true, "reply": ["answer"]}));
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn ack_ids_do_not_collide_under_concurrency() {
+    let server = node(NodeOptions::default()).await;
+    let (client, _events) = Client::builder(server.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    connected(&client).await;
+    let calls = (0..200).map(|i| {
+        let client = client.clone();
+        async move {
+            let ack = client
+                .emit_with_ack("echo", Payload::json(&i).unwrap(), WAIT)
+                .await
+                .unwrap();
+            assert_eq!(
+                ack.first::<i32>().unwrap(),
+                Some(i),
+                "each ack answers its own emit"
+            );
+        }
+    });
+    futures_util::future::join_all(calls).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn binary_attachments_several_and_nested() {
+    let server = node(NodeOptions::default()).await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    connected(&client).await;
+    let mut nested = std::collections::BTreeMap::new();
+    nested.insert("label".to_string(), Data::from("inner"));
+    nested.insert(
+        "blobs".to_string(),
+        Data::Array(vec![
+            Data::from(vec![1u8, 2, 3]),
+            Data::from(vec![0xffu8; 1000]),
+        ]),
+    );
+    let args = Payload::from_data([
+        Data::from(b"top".to_vec()),
+        Data::Object(nested),
+        Data::from(json!(7)),
+    ]);
+    assert_eq!(args.attachments().len(), 3);
+    let ack = client
+        .emit_with_ack("echo", args.clone(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        ack.to_data().unwrap(),
+        args.to_data().unwrap(),
+        "binary comes back in place"
+    );
+    // And as a server-sent binary event.
+    client.emit("echo", args.clone()).await.unwrap();
+    let back = next_event(&mut events, "echo").await;
+    assert_eq!(back.to_data().unwrap(), args.to_data().unwrap());
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn custom_namespace() {
+    let server = node(NodeOptions::default()).await;
+    let url = format!("{}/admin", server.url());
+    let (client, mut events) = Client::builder(url).token("secret").connect().unwrap();
+    connected(&client).await;
+    let welcome: Value = next_event(&mut events, "welcome")
+        .await
+        .first()
+        .unwrap()
+        .unwrap();
+    assert_eq!(welcome["nsp"], "/admin");
+    let ack = client
+        .emit_with_ack("echo", Payload::json("ns").unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(ack.as_json(), r#"["ns"]"#);
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn server_disconnect_is_final() {
+    let server = node(NodeOptions::default()).await;
+    let (client, _events) = Client::builder(server.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    connected(&client).await;
+    client.emit("disconnect-me", Payload::new()).await.unwrap();
+    let state = until_status(&client, Status::Disconnected).await;
+    assert_eq!(state.end, Some(EndReason::ServerDisconnect));
+}
+
+#[tokio::test]
+async fn server_pings_are_answered() {
+    let server = node(NodeOptions {
+        ping_interval_ms: Some(100),
+        ping_timeout_ms: Some(100),
+        ..NodeOptions::default()
+    })
+    .await;
+    let (client, _events) = Client::builder(server.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    connected(&client).await;
+    let mut changes = client.state_changes();
+    // Ten ping intervals: a client that did not answer would have been closed after two.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        changes.try_recv().is_err(),
+        "no state change: {:?}",
+        client.state()
+    );
+    let ack = client
+        .emit_with_ack("echo", Payload::json(&1).unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(ack.as_json(), "[1]");
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn server_restart_is_survived() {
+    let mut server = node(NodeOptions::default()).await;
+    let (client, _events) = Client::builder(server.url())
+        .token("secret")
+        .backoff_initial(Duration::from_millis(50))
+        .backoff_max(Duration::from_millis(200))
+        .connect()
+        .unwrap();
+    connected(&client).await;
+    let first = client.state().socket_id;
+    server.restart().await.unwrap();
+    until_status(&client, Status::Reconnecting).await;
+    until_status(&client, Status::Connected).await;
+    assert_ne!(client.state().socket_id, first);
+    client.disconnect().await;
+}
