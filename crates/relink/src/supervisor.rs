@@ -217,7 +217,7 @@ impl Supervisor {
                         // Emits accepted before disconnect() go out before the DISCONNECT.
                         loop {
                             self.flush_outbox(&mut session);
-                            if self.write(&mut ws, &mut session).await.is_err() {
+                            if self.write_final(&mut ws, &mut session).await.is_err() {
                                 return;
                             }
                             if self.shared.lock().outbox.len() == 0 {
@@ -225,7 +225,7 @@ impl Supervisor {
                             }
                         }
                         session.disconnect();
-                        let _ = self.write(&mut ws, &mut session).await;
+                        let _ = self.write_final(&mut ws, &mut session).await;
                         let _ = ws.close(None).await;
                     })
                     .await;
@@ -278,6 +278,20 @@ impl Supervisor {
     /// Writes what the session queued; bounded by the heartbeat so a peer that stops
     /// reading cannot hold the loop forever.
     async fn write(&mut self, ws: &mut Ws, session: &mut Session) -> Result<(), LinkError> {
+        self.write_inner(ws, session, true).await
+    }
+
+    /// Writes what the session queued, for the goodbye after shutdown was asked for.
+    async fn write_final(&mut self, ws: &mut Ws, session: &mut Session) -> Result<(), LinkError> {
+        self.write_inner(ws, session, false).await
+    }
+
+    async fn write_inner(
+        &mut self,
+        ws: &mut Ws,
+        session: &mut Session,
+        interruptible: bool,
+    ) -> Result<(), LinkError> {
         let mut wrote = false;
         let heartbeat = session.poll_timeout().map(Instant::from_std);
         let work = async {
@@ -294,9 +308,18 @@ impl Supervisor {
             }
             Ok(())
         };
+        let shutdown = async {
+            if interruptible {
+                Self::shutdown_requested(&mut self.shutdown).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             result = work => result,
             () = sleep_until(heartbeat) => Err(LinkError::PingTimeout),
+            // Shutdown wins over a peer that stopped reading; the run loop sees it next.
+            () = shutdown => Ok(()),
         }
     }
 

@@ -1,0 +1,98 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use relink::{Client, ConnectionState, Status};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+
+/// How long any single expectation may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until the client reaches `status`, failing the test after [`WAIT`].
+pub async fn until_status(client: &Client, status: Status) -> ConnectionState {
+    until(client, |s| s.status == status).await
+}
+
+/// Waits until the state satisfies `pred`, failing the test after [`WAIT`].
+pub async fn until(client: &Client, pred: impl Fn(&ConnectionState) -> bool) -> ConnectionState {
+    let mut rx = client.watch_state();
+    match tokio::time::timeout(WAIT, rx.wait_for(|s| pred(s))).await {
+        Ok(Ok(state)) => state.clone(),
+        _ => panic!(
+            "state not reached within {WAIT:?}; now {:?}",
+            client.state()
+        ),
+    }
+}
+
+/// One captured log record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub level: Level,
+    pub message: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// A tracing layer that keeps every record, for counting levels.
+#[derive(Clone, Default)]
+pub struct Capture {
+    pub records: Arc<Mutex<Vec<Record>>>,
+}
+
+impl Capture {
+    pub fn count(&self, level: Level) -> usize {
+        self.records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.level == level)
+            .count()
+    }
+
+    pub fn messages(&self, level: Level) -> Vec<String> {
+        self.records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.level == level)
+            .map(|r| r.message.clone())
+            .collect()
+    }
+
+    pub fn all_text(&self) -> String {
+        format!("{:?}", self.records.lock().unwrap())
+    }
+}
+
+struct Fields<'a>(&'a mut Record);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0.message = format!("{value:?}");
+        } else {
+            self.0
+                .fields
+                .push((field.name().to_string(), format!("{value:?}")));
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Capture {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if !event.metadata().target().starts_with("relink") {
+            return;
+        }
+        let mut record = Record {
+            level: *event.metadata().level(),
+            message: String::new(),
+            fields: Vec::new(),
+        };
+        event.record(&mut Fields(&mut record));
+        self.records.lock().unwrap().push(record);
+    }
+}
