@@ -75,10 +75,10 @@ impl Output {
                     ))
                 ));
             }
-            if let Some(error) = &state.last_error {
-                if state.status != relink::Status::Connected {
-                    text.push_str(&format!(" — last error: {error}"));
-                }
+            if let Some(error) = &state.last_error
+                && state.status != relink::Status::Connected
+            {
+                text.push_str(&format!(" — last error: {error}"));
             }
             self.line(&text);
         }

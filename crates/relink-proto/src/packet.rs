@@ -477,7 +477,8 @@ mod tests {
 
     #[test]
     fn malformed_packets_are_typed_errors() {
-        let cases: &[(&str, fn(&DecodeError) -> bool)] = &[
+        type Check = fn(&DecodeError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| *e == DecodeError::Empty),
             ("9", |e| *e == DecodeError::UnknownPacketType('9')),
             ("5[\"a\"]", |e| *e == DecodeError::Attachments),

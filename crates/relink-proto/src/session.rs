@@ -17,6 +17,10 @@ use thiserror::Error;
 /// Default bound on attachments in one packet: more is treated as a hostile peer.
 pub const DEFAULT_MAX_ATTACHMENTS: usize = 256;
 
+/// Most events held while waiting for the CONNECT reply (recovery replays missed events
+/// before it; the server keeps at most its session's backlog).
+pub const MAX_EARLY_EVENTS: usize = 65_536;
+
 /// What a session needs to know before the first frame.
 #[derive(Clone)]
 pub struct SessionConfig {
@@ -313,18 +317,18 @@ impl Session {
             return Ok(());
         }
         let Some(pending) = self.binary.as_mut() else {
-            self.state = SessionState::Closed;
-            return Err(ProtocolError::Unexpected("binary frame", self.state));
+            let state = std::mem::replace(&mut self.state, SessionState::Closed);
+            return Err(ProtocolError::Unexpected("binary frame", state));
         };
         pending.received.push(frame);
-        if pending.received.len() == pending.packet.attachments {
-            if let Some(done) = self.binary.take() {
-                let result = self.handle_packet(done.packet, done.received);
-                if result.is_err() {
-                    self.state = SessionState::Closed;
-                }
-                result?;
+        if pending.received.len() == pending.packet.attachments
+            && let Some(done) = self.binary.take()
+        {
+            let result = self.handle_packet(done.packet, done.received);
+            if result.is_err() {
+                self.state = SessionState::Closed;
             }
+            result?;
         }
         self.touch(now);
         Ok(())
@@ -368,10 +372,10 @@ impl Session {
         let mut map = Map::new();
         map.insert("pid".into(), Value::String(recovery.pid.clone()));
         map.insert("offset".into(), Value::String(recovery.offset.clone()));
-        if let Some(auth) = &self.config.auth {
-            if let Ok(Value::Object(user)) = serde_json::from_str::<Value>(auth) {
-                map.extend(user);
-            }
+        if let Some(auth) = &self.config.auth
+            && let Ok(Value::Object(user)) = serde_json::from_str::<Value>(auth)
+        {
+            map.extend(user);
         }
         Some(Value::Object(map).to_string())
     }
@@ -420,7 +424,17 @@ impl Session {
                 let args = Payload::from_wire(args, attachments);
                 match self.state {
                     SessionState::Connected => self.push_event(name, args, packet.id),
-                    SessionState::AwaitConnect => self.early.push((name, args, packet.id)),
+                    SessionState::AwaitConnect => {
+                        // Recovery replays missed events here; a peer that never answers
+                        // CONNECT must not make this grow without bound.
+                        if self.early.len() >= MAX_EARLY_EVENTS {
+                            return Err(ProtocolError::Unexpected(
+                                "more events before CONNECT than the limit",
+                                self.state,
+                            ));
+                        }
+                        self.early.push((name, args, packet.id));
+                    }
                     _ => return Err(ProtocolError::Unexpected("EVENT", self.state)),
                 }
             }
@@ -464,10 +478,10 @@ impl Session {
 
     /// Handles the passage of time: a silent link past its heartbeat window is dead.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(deadline) = self.deadline {
-            if now >= deadline {
-                self.close(CloseReason::PingTimeout);
-            }
+        if let Some(deadline) = self.deadline
+            && now >= deadline
+        {
+            self.close(CloseReason::PingTimeout);
         }
     }
 

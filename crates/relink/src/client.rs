@@ -283,8 +283,10 @@ impl Client {
     /// Like [`Client::emit`] but never waits: a full outbox is an error even while connected.
     pub fn try_emit(&self, event: impl Into<String>, args: Payload) -> Result<(), EmitError> {
         let item = self.prepare(event.into(), args, None)?;
-        self.push(item)
-            .map_err(|(item, full)| full.into_error(item))
+        self.push(item).map_err(|rejected| {
+            let (item, full) = *rejected;
+            full.into_error(item)
+        })
     }
 
     /// Emits only if connected right now; otherwise drops it (returns `Ok(false)`).
@@ -383,7 +385,7 @@ impl Client {
         })
     }
 
-    fn push(&self, item: Outgoing) -> Result<(), (Outgoing, FullInfo)> {
+    fn push(&self, item: Outgoing) -> Result<(), Rejected> {
         let mut queue = self.inner.shared.lock();
         push_locked(&mut queue, item)?;
         drop(queue);
@@ -410,7 +412,8 @@ impl Client {
                         self.inner.shared.wake.notify_one();
                         return Ok(());
                     }
-                    Err((back, full)) => {
+                    Err(rejected) => {
+                        let (back, full) = *rejected;
                         if !(wait
                             && matches!(
                                 full,
@@ -484,23 +487,24 @@ impl FullInfo {
     }
 }
 
-fn push_locked(queue: &mut Queue, item: Outgoing) -> Result<(), (Outgoing, FullInfo)> {
+/// An emit handed back by the queue, and why. Boxed: it is the rare path.
+type Rejected = Box<(Outgoing, FullInfo)>;
+
+fn push_locked(queue: &mut Queue, item: Outgoing) -> Result<(), Rejected> {
     if queue.closed {
-        return Err((item, FullInfo::Closed));
+        return Err(Box::new((item, FullInfo::Closed)));
     }
     if !queue.outbox.could_fit(item.size()) {
         let limit = queue.outbox.max_bytes();
-        return Err((item, FullInfo::TooBig { limit }));
+        return Err(Box::new((item, FullInfo::TooBig { limit })));
     }
-    let connected = queue.connected;
-    queue.outbox.push(item).map_err(|full| {
-        (
-            full.item,
-            FullInfo::Full {
-                connected,
-                packets: full.packets,
-                bytes: full.bytes,
-            },
-        )
-    })
+    let info = FullInfo::Full {
+        connected: queue.connected,
+        packets: queue.outbox.len(),
+        bytes: queue.outbox.bytes(),
+    };
+    queue
+        .outbox
+        .push(item)
+        .map_err(|item| Box::new((item, info)))
 }

@@ -46,14 +46,6 @@ impl Outgoing {
     }
 }
 
-/// An emit the outbox had no room for.
-#[derive(Debug)]
-pub(crate) struct Full {
-    pub(crate) item: Outgoing,
-    pub(crate) packets: usize,
-    pub(crate) bytes: usize,
-}
-
 /// The queue and its bounds.
 #[derive(Debug)]
 pub(crate) struct Outbox {
@@ -93,14 +85,10 @@ impl Outbox {
     }
 
     /// Appends, or hands the item back when the bound is reached.
-    pub(crate) fn push(&mut self, item: Outgoing) -> Result<(), Full> {
+    pub(crate) fn push(&mut self, item: Outgoing) -> Result<(), Outgoing> {
         let size = item.size();
         if !self.has_room(size) {
-            return Err(Full {
-                item,
-                packets: self.queue.len(),
-                bytes: self.bytes,
-            });
+            return Err(item);
         }
         self.bytes += size;
         self.queue.push_back(item);
@@ -143,7 +131,6 @@ impl Outbox {
     }
 
     /// Bytes queued.
-    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
@@ -186,14 +173,14 @@ mod tests {
         }
         let c = item(&mut o, "c", "x");
         let full = o.push(c).expect_err("full by packets");
-        assert_eq!((full.item.name.as_str(), full.packets), ("c", 2));
+        assert_eq!((full.name.as_str(), o.len()), ("c", 2));
 
         let mut o = Outbox::new(100, 20);
         let big = item(&mut o, "big", &"y".repeat(30));
         assert!(!o.could_fit(big.size()));
         let back = o.push(big).expect_err("full by bytes");
         assert_eq!(
-            back.item.args.first::<String>().expect("json"),
+            back.args.first::<String>().expect("json"),
             Some("y".repeat(30))
         );
     }

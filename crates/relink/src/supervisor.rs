@@ -408,10 +408,10 @@ impl Supervisor {
         }
         let mut queue = self.shared.lock();
         while let Some(ack) = queue.acks_out.pop_front() {
-            if ack.generation == self.generation {
-                if let Err(e) = session.ack(ack.id, &ack.args) {
-                    warn!(error = %e, "ack not sent");
-                }
+            if ack.generation == self.generation
+                && let Err(e) = session.ack(ack.id, &ack.args)
+            {
+                warn!(error = %e, "ack not sent");
             }
         }
         let batch: Vec<Outgoing> = std::iter::from_fn(|| queue.outbox.pop())

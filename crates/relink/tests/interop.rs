@@ -140,10 +140,10 @@ async fn acks_both_ways() {
         .unwrap();
     let mut question = tokio::time::timeout(WAIT, async {
         loop {
-            if let Some(Incoming::Event(e)) = events.next().await {
-                if e.name() == "question" {
-                    return e;
-                }
+            if let Some(Incoming::Event(e)) = events.next().await
+                && e.name() == "question"
+            {
+                return e;
             }
         }
     })

@@ -261,7 +261,8 @@ fn without_pid_string_arguments_are_left_alone() {
 #[test]
 fn protocol_violations_are_errors_and_close_the_session() {
     let t0 = Instant::now();
-    let cases: Vec<(Box<dyn Fn(&mut Session) -> Result<(), ProtocolError>>, &str)> = vec![
+    type Step = Box<dyn Fn(&mut Session) -> Result<(), ProtocolError>>;
+    let cases: Vec<(Step, &str)> = vec![
         (
             Box::new(move |s| s.handle_binary(Bytes::from_static(b"x"), t0)),
             "stray binary",
