@@ -24,6 +24,41 @@ pub(crate) enum Command {
     Listen(ListenArgs),
     /// Connect, emit one event, optionally wait for its ack, and exit.
     Emit(EmitArgs),
+    /// Watch relink ride out an outage: embedded server, gateway, 503s, recovery. No setup.
+    Demo(DemoArgs),
+    /// Serve JSON-RPC 2.0 (HTTP and WebSocket) so other processes can drive a socket.
+    Daemon(DaemonArgs),
+    /// Store a server URL and token (read from stdin) for later commands.
+    Login(LoginArgs),
+    /// Remove the stored URL and token.
+    Logout,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// How long the gateway answers HTTP 503.
+    #[arg(long, value_parser = parse_duration, default_value = "12s", value_name = "DUR")]
+    pub(crate) outage: Duration,
+    /// Log format on stderr (logs are off unless RUST_LOG is set; the demo draws its own
+    /// status line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DaemonArgs {
+    /// Address to listen on; loopback only.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LoginArgs {
+    /// Server URL to remember.
+    pub(crate) url: String,
 }
 
 /// How logs on stderr look.
@@ -38,13 +73,11 @@ pub(crate) enum LogFormat {
 /// Options every command that connects shares.
 #[derive(Debug, Args)]
 pub(crate) struct ConnectArgs {
-    /// Server URL: http(s):// or ws(s)://. A path other than / names the namespace.
-    pub(crate) url: String,
     /// Namespace to join [default: / or the URL's path]
     #[arg(long, short = 'n', value_name = "NS")]
     pub(crate) namespace: Option<String>,
     /// Read the token from this file (first line, surrounding whitespace trimmed).
-    /// Without it, RELINK_TOKEN is used if set.
+    /// Without it: RELINK_TOKEN, then the token stored by `relink login`.
     #[arg(long, value_name = "PATH")]
     pub(crate) token_file: Option<PathBuf>,
     /// Log format on stderr.
@@ -57,6 +90,9 @@ pub(crate) struct ConnectArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
+    /// Server URL: http(s):// or ws(s)://. A path other than / names the namespace.
+    /// [default: the URL stored by `relink login`]
+    pub(crate) url: Option<String>,
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
     /// Print NDJSON on stdout: {"type":"state",...} and {"type":"event",...} lines.
@@ -83,14 +119,15 @@ pub(crate) struct ListenArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(override_usage = "relink emit [OPTIONS] [URL] <EVENT> [ARGS_JSON]...")]
 pub(crate) struct EmitArgs {
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
-    /// Event name.
-    pub(crate) event: String,
-    /// Arguments, each a JSON value (a bare word that is not JSON is sent as a string).
-    #[arg(value_name = "ARGS_JSON")]
-    pub(crate) args: Vec<String>,
+    /// [URL] EVENT [ARGS_JSON]...: the server URL (optional after `relink login`), the event
+    /// name, then its arguments, each a JSON value (a bare word that is not JSON is sent as a
+    /// string).
+    #[arg(value_name = "WORDS", required = true, num_args = 1..)]
+    pub(crate) words: Vec<String>,
     /// Wait for the server's ack and print its arguments as JSON.
     #[arg(long)]
     pub(crate) ack: bool,

@@ -4,16 +4,39 @@ use crate::cli::ConnectArgs;
 use crate::exit::CliError;
 use relink::ClientBuilder;
 
-/// A builder with URL, namespace, token and timeouts from the options.
-pub(crate) fn builder(args: &ConnectArgs) -> Result<ClientBuilder, CliError> {
-    let mut builder = relink::Client::builder(&args.url).connect_timeout(args.connect_timeout);
+/// A builder with URL, namespace, token and timeouts from the options; the stored session
+/// fills in a missing URL or token.
+pub(crate) fn builder(url: Option<&str>, args: &ConnectArgs) -> Result<ClientBuilder, CliError> {
+    let token = crate::token::load(args.token_file.as_deref())?;
+    let stored = if url.is_none() || token.is_none() {
+        crate::session::load()?
+    } else {
+        None
+    };
+    let url = match (url, &stored) {
+        (Some(url), _) => url.to_owned(),
+        (None, Some(session)) => session.url.clone(),
+        (None, None) => {
+            return Err(CliError::Usage(
+                "no URL given and none stored: pass a URL or run `relink login URL`".into(),
+            ));
+        }
+    };
+    let token = token.or_else(|| stored.map(|s| s.token));
+    let mut builder = relink::Client::builder(url).connect_timeout(args.connect_timeout);
     if let Some(ns) = &args.namespace {
         builder = builder.namespace(ns);
     }
-    if let Some(token) = crate::token::load(args.token_file.as_deref())? {
+    if let Some(token) = token {
         builder = builder.token(token);
     }
     Ok(builder)
+}
+
+/// Whether a word is meant as a server URL rather than an event name (an unsupported scheme
+/// is still a URL: the builder then names the problem).
+pub(crate) fn is_url(word: &str) -> bool {
+    word.contains("://")
 }
 
 /// Parses `["event", arg, ...]` from a stdin line.
@@ -45,5 +68,14 @@ mod tests {
         assert!(parse_emit_line("[1]").is_err());
         assert!(parse_emit_line("{\"a\":1}").is_err());
         assert!(parse_emit_line("nope").is_err());
+    }
+
+    #[test]
+    fn urls_are_told_from_event_names() {
+        assert!(is_url("http://127.0.0.1:3000"));
+        assert!(is_url("WSS://example.com/admin"));
+        assert!(is_url("ftp://x"));
+        assert!(!is_url("echo"));
+        assert!(!is_url("http"));
     }
 }

@@ -7,8 +7,20 @@ use crate::output::Output;
 use relink::{AckError, Payload};
 
 pub(crate) async fn run(args: EmitArgs) -> Result<(), CliError> {
-    let payload = arguments(&args.args)?;
-    let (client, _events) = builder(&args.connect)?
+    let (url, event, rest) = match args.words.split_first() {
+        Some((first, rest)) if crate::connect::is_url(first) => match rest.split_first() {
+            Some((event, rest)) => (Some(first.as_str()), event.clone(), rest),
+            None => {
+                return Err(CliError::Usage(
+                    "missing the event name after the URL".into(),
+                ));
+            }
+        },
+        Some((event, rest)) => (None, event.clone(), rest),
+        None => return Err(CliError::Usage("missing the event name".into())),
+    };
+    let payload = arguments(rest)?;
+    let (client, _events) = builder(url, &args.connect)?
         .connect_timeout(args.timeout.min(args.connect.connect_timeout))
         .connect()?;
     let deadline = tokio::time::Instant::now() + args.timeout;
@@ -19,7 +31,7 @@ pub(crate) async fn run(args: EmitArgs) -> Result<(), CliError> {
             .map_err(|s| CliError::from_state(&s))?;
         if args.ack {
             let ack = client
-                .emit_with_ack(args.event.clone(), payload, args.timeout)
+                .emit_with_ack(event.clone(), payload, args.timeout)
                 .await
                 .map_err(|e| match e {
                     AckError::Timeout(_) => {
@@ -30,7 +42,7 @@ pub(crate) async fn run(args: EmitArgs) -> Result<(), CliError> {
             Output::new(true).ack(&ack);
         } else {
             client
-                .emit(args.event.clone(), payload)
+                .emit(event.clone(), payload)
                 .await
                 .map_err(|e| CliError::Other(e.to_string()))?;
         }

@@ -10,7 +10,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::broadcast::error::RecvError;
 
 pub(crate) async fn run(args: ListenArgs) -> Result<(), CliError> {
-    let (client, mut events) = builder(&args.connect)?
+    let (client, mut events) = builder(args.url.as_deref(), &args.connect)?
         .backoff_initial(args.backoff_initial)
         .backoff_max(args.backoff_max)
         .escalate_after(args.escalate_after)

@@ -1,17 +1,147 @@
-//! Logs on stderr: text or JSON lines, filtered by RUST_LOG (default `info`).
+//! Logs on stderr (text or JSON lines, filtered by RUST_LOG, default `info`) and, when
+//! SENTRY_DSN is set, Sentry: ERROR records become events, WARN and INFO breadcrumbs.
 
 use crate::cli::LogFormat;
-use tracing_subscriber::EnvFilter;
+use sentry::integrations::tracing::{BreadcrumbLayer, ErrorLayer};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Keeps Sentry flushing until the process ends.
+pub(crate) struct Telemetry {
+    _sentry: Option<sentry::ClientInitGuard>,
+}
 
 /// Installs the global subscriber. Logs never go to stdout: stdout is for data.
-pub(crate) fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+///
+/// `secrets` are scrubbed from anything sent to Sentry, as a backstop: relink never logs the
+/// token, but an application's own log line might.
+pub(crate) fn init(format: LogFormat, default_filter: &str, secrets: Vec<String>) -> Telemetry {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
+    let sentry_guard = sentry_init(secrets);
+    let sentry_layers = sentry_guard.as_ref().map(|_| {
+        ErrorLayer::new()
+            .with_filter(LevelFilter::ERROR)
+            .and_then(BreadcrumbLayer::new().with_filter(LevelFilter::INFO))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(sentry_layers)
+        .try_init();
+    Telemetry {
+        _sentry: sentry_guard,
+    }
+}
+
+fn sentry_init(secrets: Vec<String>) -> Option<sentry::ClientInitGuard> {
+    let dsn = std::env::var("SENTRY_DSN")
+        .ok()
+        .filter(|d| !d.trim().is_empty())?;
+    let secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+    let crumb_secrets = secrets.clone();
+    let options = sentry::ClientOptions::new()
+        .release(sentry::release_name!().unwrap_or_default())
+        .send_default_pii(false)
+        .before_send(move |event| Some(scrub_event(event, &secrets)))
+        .before_breadcrumb(move |mut crumb| {
+            if let Some(message) = crumb.message.as_mut() {
+                for secret in &crumb_secrets {
+                    *message = message.replace(secret.as_str(), "[redacted]");
+                }
+            }
+            Some(crumb)
+        });
+    Some(sentry::init((dsn, options)))
+}
+
+/// Replaces every occurrence of a secret in the event's text fields.
+fn scrub_event(
+    mut event: sentry::protocol::Event<'static>,
+    secrets: &[String],
+) -> sentry::protocol::Event<'static> {
+    let scrub = |text: &mut String| {
+        for secret in secrets {
+            if text.contains(secret.as_str()) {
+                *text = text.replace(secret.as_str(), "[redacted]");
+            }
+        }
+    };
+    if let Some(message) = event.message.as_mut() {
+        scrub(message);
+    }
+    if let Some(logentry) = event.logentry.as_mut() {
+        scrub(&mut logentry.message);
+    }
+    for exception in event.exception.values.iter_mut() {
+        if let Some(value) = exception.value.as_mut() {
+            scrub(value);
+        }
+    }
+    for crumb in event.breadcrumbs.values.iter_mut() {
+        if let Some(message) = crumb.message.as_mut() {
+            scrub(message);
+        }
+        for value in crumb.data.values_mut() {
+            scrub_value(value, &scrub);
+        }
+    }
+    for value in event.extra.values_mut() {
+        scrub_value(value, &scrub);
+    }
+    for context in event.contexts.values_mut() {
+        if let sentry::protocol::Context::Other(map) = context {
+            for value in map.values_mut() {
+                scrub_value(value, &scrub);
+            }
+        }
+    }
+    event
+}
+
+fn scrub_value(value: &mut serde_json::Value, scrub: &impl Fn(&mut String)) {
+    match value {
+        serde_json::Value::String(s) => scrub(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(v, scrub)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| scrub_value(v, scrub)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubs_secrets_from_message_exception_breadcrumbs_and_extra() {
+        let secret = "tok-SECRET-1".to_string();
+        let mut event = sentry::protocol::Event {
+            message: Some(format!("failed with {secret}")),
+            ..Default::default()
+        };
+        event.exception.values.push(sentry::protocol::Exception {
+            value: Some(format!("x {secret} y")),
+            ..Default::default()
+        });
+        event.breadcrumbs.values.push(sentry::protocol::Breadcrumb {
+            message: Some(secret.clone()),
+            ..Default::default()
+        });
+        event.extra.insert(
+            "auth".into(),
+            serde_json::json!({"token": secret, "n": [secret]}),
+        );
+        let scrubbed = scrub_event(event, std::slice::from_ref(&secret));
+        let text = format!("{scrubbed:?}");
+        assert!(!text.contains(&secret), "{text}");
+        assert!(text.contains("[redacted]"));
+    }
 }

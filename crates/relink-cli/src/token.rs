@@ -27,3 +27,16 @@ pub(crate) fn load(token_file: Option<&Path>) -> Result<Option<Token>, CliError>
     }
     Ok(Some(token))
 }
+
+/// Every token this process could know about at start (environment, stored session), for
+/// scrubbing error reports. Read failures are ignored here: the command reports them.
+pub(crate) fn known_secrets() -> Vec<String> {
+    let mut secrets = Vec::new();
+    if let Ok(token) = std::env::var(TOKEN_ENV) {
+        secrets.push(token.trim().to_owned());
+    }
+    if let Some(token) = crate::session::stored_secret() {
+        secrets.push(token);
+    }
+    secrets
+}

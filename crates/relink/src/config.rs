@@ -250,6 +250,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Checks every setting without connecting: the same checks as
+    /// [`ClientBuilder::connect`], for tools that store a configuration for later.
+    pub fn validate(self) -> Result<(), BuildError> {
+        self.build().map(drop)
+    }
+
     /// Checks every setting.
     pub(crate) fn build(self) -> Result<Config, BuildError> {
         if self.token.as_ref().is_some_and(Token::is_blank) {

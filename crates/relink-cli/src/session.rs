@@ -1,0 +1,147 @@
+//! The stored session: URL and token saved by `relink login`, used when none is given.
+//!
+//! The file lives under the user's config directory with mode 0600; the token inside is
+//! read back into a [`relink::Token`] and never printed.
+
+use crate::exit::CliError;
+use relink::Token;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Overrides where the session file lives (tests, several profiles).
+pub(crate) const SESSION_FILE_ENV: &str = "RELINK_SESSION_FILE";
+
+/// A saved URL and token.
+pub(crate) struct Session {
+    pub(crate) url: String,
+    pub(crate) token: Token,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionFile {
+    url: String,
+    token: String,
+}
+
+/// Where the session file is.
+pub(crate) fn path() -> Result<PathBuf, CliError> {
+    if let Some(path) = std::env::var_os(SESSION_FILE_ENV) {
+        return Ok(PathBuf::from(path));
+    }
+    directories::ProjectDirs::from("", "", "relink")
+        .map(|dirs| dirs.config_dir().join("session.json"))
+        .ok_or_else(|| CliError::Other("no home directory to keep the session in".into()))
+}
+
+/// Loads the stored session, if there is one.
+pub(crate) fn load() -> Result<Option<Session>, CliError> {
+    load_from(&path()?)
+}
+
+fn load_from(path: &Path) -> Result<Option<Session>, CliError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(CliError::Other(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let file: SessionFile = serde_json::from_str(&text).map_err(|_| {
+        CliError::Other(format!(
+            "{} is corrupt: run `relink login` again",
+            path.display()
+        ))
+    })?;
+    Ok(Some(Session {
+        url: file.url,
+        token: Token::new(file.token),
+    }))
+}
+
+/// The stored token as text, only for scrubbing error reports.
+pub(crate) fn stored_secret() -> Option<String> {
+    let text = std::fs::read_to_string(path().ok()?).ok()?;
+    serde_json::from_str::<SessionFile>(&text)
+        .ok()
+        .map(|f| f.token)
+}
+
+/// Stores URL and token, readable only by the user.
+pub(crate) fn store(url: &str, token: &str) -> Result<PathBuf, CliError> {
+    let path = path()?;
+    store_at(&path, url, token)?;
+    Ok(path)
+}
+
+fn store_at(path: &Path, url: &str, token: &str) -> Result<(), CliError> {
+    let io = |e: std::io::Error| CliError::Other(format!("cannot write {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let body = serde_json::to_string(&SessionFile {
+        url: url.to_owned(),
+        token: token.to_owned(),
+    })
+    .map_err(|e| CliError::Other(e.to_string()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    // An existing file keeps its old mode on open: tighten it before the token goes in.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+    }
+    std::io::Write::write_all(&mut file, body.as_bytes()).map_err(io)?;
+    Ok(())
+}
+
+/// Removes the stored session; returns whether there was one.
+pub(crate) fn remove() -> Result<bool, CliError> {
+    let path = path()?;
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(CliError::Other(format!(
+            "cannot remove {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_with_mode_0600_and_loads_back() {
+        let dir = std::env::temp_dir().join(format!("relink-session-{}", std::process::id()));
+        let path = dir.join("nested").join("session.json");
+        store_at(&path, "http://127.0.0.1:1", "tok").expect("stored");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let session = load_from(&path).expect("readable").expect("present");
+        assert_eq!(session.url, "http://127.0.0.1:1");
+        assert_eq!(session.token, Token::new("tok"));
+        std::fs::write(&path, "not json").expect("write");
+        assert!(load_from(&path).is_err());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        assert!(load_from(&path).expect("missing is fine").is_none());
+    }
+}
