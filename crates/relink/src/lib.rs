@@ -30,3 +30,8 @@ pub use relink_proto::Payload;
 pub use relink_proto::binary::Data;
 pub use state::{ConnectionState, EndReason, Status};
 pub use token::Token;
+
+/// The README's examples compile as doctests, so they cannot drift from the API.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
