@@ -1,24 +1,35 @@
 //! SIGINT and SIGTERM both mean "stop cleanly".
 
-/// Resolves on the first SIGINT or SIGTERM.
-pub(crate) async fn terminate() {
+use std::future::Future;
+
+/// Registers the handlers now and returns a future that resolves on the first SIGINT or
+/// SIGTERM. Registering before anything is printed means a signal sent as soon as the first
+/// line appears is still a clean stop, not a kill.
+pub(crate) fn terminate() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = wait(term) => {}
+                () = wait(int) => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -8,6 +8,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+/// Caps tungstenite's logging above the level where it prints frame payloads.
+pub(crate) const TUNGSTENITE_CAP: &str = "tungstenite=debug";
+
 /// Keeps Sentry flushing until the process ends.
 pub(crate) struct Telemetry {
     _sentry: Option<sentry::ClientInitGuard>,
@@ -18,8 +21,13 @@ pub(crate) struct Telemetry {
 /// `secrets` are scrubbed from anything sent to Sentry, as a backstop: relink never logs the
 /// token, but an application's own log line might.
 pub(crate) fn init(format: LogFormat, default_filter: &str, secrets: Vec<String>) -> Telemetry {
-    let filter =
+    let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // tungstenite logs every frame's payload at TRACE, the CONNECT frame with the token
+    // included: whatever RUST_LOG says, it never goes below DEBUG here.
+    if let Ok(cap) = TUNGSTENITE_CAP.parse() {
+        filter = filter.add_directive(cap);
+    }
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);

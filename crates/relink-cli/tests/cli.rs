@@ -1,0 +1,784 @@
+//! The `relink` binary's contract, end to end: NDJSON output, stdin emits, token sources,
+//! log formats, exit codes, help text, and the token never showing up in any output.
+//!
+//! Every test spawns the real binary (`CARGO_BIN_EXE_relink`) with piped stdio; the child is
+//! killed on drop, and every read is bounded by a timeout so a broken binary fails the test
+//! instead of hanging it.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use relink_testkit::gateway::{Gateway, Mode};
+use relink_testkit::node::{NodeOptions, NodeServer};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// Upper bound for any single wait (a line, an exit). A bound, not a timing assertion.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A token the Node server rejects (its default accepted token is "secret") or, when the
+/// server is started with it, accepts; distinctive enough to grep every output for.
+const DISTINCT_TOKEN: &str = "tok-SECRET-4f1c";
+
+// ---------------------------------------------------------------------------------------
+// harness
+
+/// A running `relink` process. Stdout and stderr are drained by background tasks into
+/// channels (so a chatty child never blocks on a full pipe); the child is killed on drop.
+struct Relink {
+    what: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: mpsc::UnboundedReceiver<String>,
+    err: mpsc::UnboundedReceiver<String>,
+    /// Every line read so far, for failure messages and the final checks.
+    out_seen: Vec<String>,
+    err_seen: Vec<String>,
+}
+
+/// What a finished process printed, and how it ended.
+struct Finished {
+    status: ExitStatus,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+}
+
+impl Finished {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// A command line for the binary with a clean, isolated environment: no inherited token,
+/// log filter or stored session.
+fn relink(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_relink"));
+    cmd.args(args)
+        .env_remove("RELINK_TOKEN")
+        .env_remove("RUST_LOG")
+        .env("RELINK_SESSION_FILE", unique_path("no-session"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+fn pump<R: AsyncRead + Unpin + Send + 'static>(reader: R) -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Relink {
+    fn spawn(mut cmd: Command, what: impl Into<String>) -> Relink {
+        let what = what.into();
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let stdin = child.stdin.take();
+        let out = pump(child.stdout.take().unwrap());
+        let err = pump(child.stderr.take().unwrap());
+        Relink {
+            what,
+            child,
+            stdin,
+            out,
+            err,
+            out_seen: Vec::new(),
+            err_seen: Vec::new(),
+        }
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "{}\n--- stdout so far:\n{}\n--- stderr so far:\n{}",
+            self.what,
+            self.out_seen.join("\n"),
+            self.err_seen.join("\n")
+        )
+    }
+
+    /// The next stdout line; panics on EOF or after [`WAIT`].
+    async fn next_out(&mut self) -> String {
+        match timeout(WAIT, self.out.recv()).await {
+            Ok(Some(line)) => {
+                self.out_seen.push(line.clone());
+                line
+            }
+            Ok(None) => {
+                self.drain_err().await;
+                panic!("stdout closed early: {}", self.context())
+            }
+            Err(_) => panic!("no stdout line within {WAIT:?}: {}", self.context()),
+        }
+    }
+
+    /// The next stdout line, parsed as JSON; panics if it is not JSON with a `type`.
+    async fn next_json(&mut self) -> Value {
+        let line = self.next_out().await;
+        let value: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"));
+        assert!(
+            value.get("type").and_then(Value::as_str).is_some(),
+            "stdout line without a string `type`: {line}"
+        );
+        value
+    }
+
+    /// Reads stdout until a JSON line matches `pred`, returning it.
+    async fn json_until(&mut self, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        for _ in 0..1000 {
+            let value = self.next_json().await;
+            if pred(&value) {
+                return value;
+            }
+        }
+        panic!("no matching stdout line in 1000 lines: {}", self.context())
+    }
+
+    /// The next stderr line; panics on EOF or after [`WAIT`].
+    async fn next_err(&mut self) -> String {
+        match timeout(WAIT, self.err.recv()).await {
+            Ok(Some(line)) => {
+                self.err_seen.push(line.clone());
+                line
+            }
+            Ok(None) => panic!("stderr closed early: {}", self.context()),
+            Err(_) => panic!("no stderr line within {WAIT:?}: {}", self.context()),
+        }
+    }
+
+    /// Reads stderr until a line matches `pred`, returning it.
+    async fn err_until(&mut self, mut pred: impl FnMut(&str) -> bool) -> String {
+        for _ in 0..1000 {
+            let line = self.next_err().await;
+            if pred(&line) {
+                return line;
+            }
+        }
+        panic!("no matching stderr line in 1000 lines: {}", self.context())
+    }
+
+    async fn drain_err(&mut self) {
+        while let Ok(Some(line)) = timeout(WAIT, self.err.recv()).await {
+            self.err_seen.push(line);
+        }
+    }
+
+    async fn write_stdin(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("spawned with a piped stdin");
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Sends SIGTERM (through `kill(1)`, no libc needed).
+    fn sigterm(&self) {
+        let pid = self.child.id().expect("child still running");
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill(1)");
+        assert!(status.success(), "kill -TERM {pid} failed: {status}");
+    }
+
+    /// Waits for the exit (killing the child after [`WAIT`]) and collects all output.
+    async fn finish(mut self) -> Finished {
+        self.stdin = None;
+        let status = match timeout(WAIT, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                panic!("did not exit within {WAIT:?}: {}", self.context());
+            }
+        };
+        // The pipes reach EOF once the process is gone; each read is still bounded.
+        while let Ok(Some(line)) = timeout(WAIT, self.out.recv()).await {
+            self.out_seen.push(line);
+        }
+        self.drain_err().await;
+        Finished {
+            status,
+            stdout: std::mem::take(&mut self.out_seen),
+            stderr: std::mem::take(&mut self.err_seen),
+        }
+    }
+}
+
+/// Runs the binary to completion with a null stdin.
+async fn run(cmd: Command, what: &str) -> Finished {
+    Relink::spawn(cmd, what).finish().await
+}
+
+/// A path in the temp dir no other test (or test run) uses.
+fn unique_path(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!(
+        "relink-cli-test-{tag}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A temp file removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn with(tag: &str, contents: &str) -> TempFile {
+        let path = unique_path(tag);
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("temp path is UTF-8")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn node() -> NodeServer {
+    node_with(NodeOptions::default()).await
+}
+
+async fn node_with(opts: NodeOptions) -> NodeServer {
+    NodeServer::start(opts)
+        .await
+        .expect("start the Node server (npm ci --prefix interop/node)")
+}
+
+/// A gateway whose upstream is never used: it answers every connection itself, so it
+/// only counts who came.
+async fn counting_gateway() -> Gateway {
+    let gateway = Gateway::start("127.0.0.1:1".parse().unwrap())
+        .await
+        .unwrap();
+    gateway.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
+    gateway
+}
+
+/// Proves that nobody connected to `gateway` so far, without sleeping: connect once
+/// ourselves, wait until that connection is accepted, and check it is the first one (the
+/// gateway accepts in order, so an earlier connection would have been counted first).
+async fn assert_never_dialled(gateway: &Gateway, what: &str) {
+    let probe = tokio::net::TcpStream::connect(gateway.addr())
+        .await
+        .unwrap();
+    assert!(
+        gateway.wait_accepted(1, WAIT).await,
+        "gateway never accepted the probe"
+    );
+    drop(probe);
+    assert_eq!(
+        gateway.stats().accepted,
+        1,
+        "{what}: the CLI dialled the server although it should have stopped before any network attempt"
+    );
+}
+
+fn status_of(v: &Value) -> Option<&str> {
+    (v["type"] == "state")
+        .then(|| v["status"].as_str())
+        .flatten()
+}
+
+/// Reads `listen --json` output up to the welcome event, checking the documented order:
+/// `connecting` first, then (after more `connecting` lines at most) `connected` with
+/// `recovered: false`, then the `welcome` event with one object argument.
+async fn expect_connected_and_welcome(p: &mut Relink) {
+    let first = p.next_json().await;
+    assert_eq!(first["type"], "state", "first line: {first}");
+    assert_eq!(status_of(&first), Some("connecting"), "first line: {first}");
+    let connected = p
+        .json_until(|v| {
+            assert_eq!(v["type"], "state", "no event before connected: {v}");
+            let status = status_of(v);
+            assert!(
+                matches!(status, Some("connecting" | "connected")),
+                "only connecting lines before connected: {v}"
+            );
+            status == Some("connected")
+        })
+        .await;
+    assert_eq!(connected["recovered"], Value::Bool(false), "{connected}");
+    let welcome = p.json_until(|v| v["type"] == "event").await;
+    assert_eq!(welcome["name"], "welcome", "{welcome}");
+    let args = welcome["args"].as_array().expect("args is an array");
+    assert_eq!(args.len(), 1, "{welcome}");
+    assert!(args[0].is_object(), "{welcome}");
+}
+
+/// Every stdout line of a `--json` run is a JSON object with a `type`.
+fn assert_all_ndjson(lines: &[String]) {
+    for line in lines {
+        let value: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"));
+        assert!(
+            value.get("type").and_then(Value::as_str).is_some(),
+            "stdout line without a `type`: {line}"
+        );
+    }
+}
+
+fn assert_usage_error(done: &Finished, what: &str, needle: &str) {
+    assert_eq!(
+        done.code(),
+        Some(2),
+        "{what}: exit code (stderr: {:?})",
+        done.stderr
+    );
+    let lines: Vec<&String> = done
+        .stderr
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: one stderr line expected, got {:?}",
+        done.stderr
+    );
+    assert!(
+        lines[0].to_lowercase().contains(&needle.to_lowercase()),
+        "{what}: stderr should name the problem ({needle}): {:?}",
+        lines[0]
+    );
+    assert!(done.stdout.is_empty(), "{what}: stdout {:?}", done.stdout);
+}
+
+// ---------------------------------------------------------------------------------------
+// listen
+
+#[tokio::test]
+async fn listen_json_prints_states_then_welcome_and_sigterm_exits_0() {
+    let server = node().await;
+    let mut cmd = relink(&["listen", &server.url(), "--json"]);
+    cmd.env("RELINK_TOKEN", "secret");
+    let mut p = Relink::spawn(cmd, "relink listen --json");
+    expect_connected_and_welcome(&mut p).await;
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(
+        done.code(),
+        Some(0),
+        "SIGTERM is a clean end: {:?}",
+        done.stderr
+    );
+    assert_all_ndjson(&done.stdout);
+}
+
+#[tokio::test]
+async fn listen_stdin_emits_lines_and_ignores_invalid_ones() {
+    let server = node().await;
+    let mut cmd = relink(&["listen", &server.url(), "--json", "--stdin"]);
+    cmd.env("RELINK_TOKEN", "secret").stdin(Stdio::piped());
+    let mut p = Relink::spawn(cmd, "relink listen --json --stdin");
+    expect_connected_and_welcome(&mut p).await;
+
+    p.write_stdin("not json\n").await;
+    // A WARN record about the ignored stdin line (other log lines may come first).
+    p.err_until(|l| l.contains("WARN") && l.contains("stdin"))
+        .await;
+
+    // Still running: a valid line after the invalid one is emitted and echoed back.
+    p.write_stdin("[\"echo\",\"hi\"]\n").await;
+    let echo = p.json_until(|v| v["type"] == "event").await;
+    assert_eq!(
+        echo,
+        serde_json::json!({"type": "event", "name": "echo", "args": ["hi"]})
+    );
+
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    assert_all_ndjson(&done.stdout);
+}
+
+#[tokio::test]
+async fn listen_reads_the_token_from_token_file() {
+    let server = node().await;
+    let file = TempFile::with("token", "secret\n");
+    let cmd = relink(&[
+        "listen",
+        &server.url(),
+        "--json",
+        "--token-file",
+        file.path(),
+    ]);
+    let mut p = Relink::spawn(cmd, "relink listen --token-file");
+    expect_connected_and_welcome(&mut p).await;
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+}
+
+#[tokio::test]
+async fn log_format_json_makes_every_stderr_line_a_json_object_with_a_level() {
+    let gateway = counting_gateway().await;
+    let url = gateway.url();
+    let mut cmd = relink(&[
+        "listen",
+        &url,
+        "--log-format",
+        "json",
+        "--backoff-initial",
+        "10ms",
+        "--backoff-max",
+        "20ms",
+    ]);
+    cmd.env("RELINK_TOKEN", "secret");
+    let mut p = Relink::spawn(cmd, "relink listen --log-format json (503 gateway)");
+    let mut levels = Vec::new();
+    for _ in 0..3 {
+        let line = p.next_err().await;
+        let value: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {line:?}"));
+        let level = value
+            .get("level")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("stderr line without a `level`: {line}"));
+        levels.push(level.to_owned());
+    }
+    assert!(
+        levels.iter().any(|l| l == "WARN"),
+        "failed attempts are logged as warnings: {levels:?}"
+    );
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    for line in &done.stderr {
+        let value: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {line:?}"));
+        assert!(value.is_object(), "{line}");
+        assert!(value.get("level").is_some(), "no `level`: {line}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// emit
+
+#[tokio::test]
+async fn emit_with_ack_prints_the_ack_arguments() {
+    let server = node().await;
+    let url = server.url();
+
+    let mut cmd = relink(&["emit", &url, "echo", "\"plain\"", "--ack"]);
+    cmd.env("RELINK_TOKEN", "secret");
+    let done = run(cmd, "relink emit echo '\"plain\"' --ack").await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    assert_eq!(done.stdout, vec![r#"["plain"]"#.to_owned()]);
+
+    let mut cmd = relink(&["emit", &url, "echo", "1", r#"{"a":true}"#, "--ack"]);
+    cmd.env("RELINK_TOKEN", "secret");
+    let done = run(cmd, "relink emit echo 1 '{\"a\":true}' --ack").await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    assert_eq!(done.stdout, vec![r#"[1,{"a":true}]"#.to_owned()]);
+}
+
+// ---------------------------------------------------------------------------------------
+// exit codes
+
+#[tokio::test]
+async fn usage_errors_exit_2_with_one_line_and_no_network_attempt() {
+    let gateway = counting_gateway().await;
+    let url = gateway.url();
+    let ftp_to_gateway = format!("ftp://{}", gateway.addr());
+    let empty = TempFile::with("empty-token", "");
+    let blank = TempFile::with("blank-token", "  \n\t\n");
+
+    let cases: Vec<(&str, Command, &str)> = vec![
+        (
+            "listen --token-file <empty file>",
+            relink(&["listen", &url, "--json", "--token-file", empty.path()]),
+            "token",
+        ),
+        (
+            "emit --token-file <empty file>",
+            relink(&["emit", &url, "echo", "--token-file", empty.path()]),
+            "token",
+        ),
+        (
+            "listen --token-file <whitespace-only file>",
+            relink(&["listen", &url, "--token-file", blank.path()]),
+            "token",
+        ),
+        (
+            "listen with RELINK_TOKEN of whitespace",
+            {
+                let mut c = relink(&["listen", &url, "--json"]);
+                c.env("RELINK_TOKEN", " \t ");
+                c
+            },
+            "token",
+        ),
+        (
+            "emit with RELINK_TOKEN of whitespace",
+            {
+                let mut c = relink(&["emit", &url, "echo", "--ack"]);
+                c.env("RELINK_TOKEN", "   ");
+                c
+            },
+            "token",
+        ),
+        (
+            "listen ftp://x",
+            {
+                let mut c = relink(&["listen", "ftp://x", "--json"]);
+                c.env("RELINK_TOKEN", "secret");
+                c
+            },
+            "url",
+        ),
+        (
+            "listen ftp://<gateway>",
+            {
+                let mut c = relink(&["listen", &ftp_to_gateway, "--json"]);
+                c.env("RELINK_TOKEN", "secret");
+                c
+            },
+            "url",
+        ),
+        (
+            "listen 'not a url'",
+            {
+                let mut c = relink(&["listen", "not a url", "--json"]);
+                c.env("RELINK_TOKEN", "secret");
+                c
+            },
+            "url",
+        ),
+        (
+            "emit ftp://x",
+            {
+                let mut c = relink(&["emit", "ftp://x", "echo"]);
+                c.env("RELINK_TOKEN", "secret");
+                c
+            },
+            "url",
+        ),
+        (
+            "emit 'not a url'",
+            {
+                let mut c = relink(&["emit", "not a url", "echo"]);
+                c.env("RELINK_TOKEN", "secret");
+                c
+            },
+            "url",
+        ),
+    ];
+    for (what, cmd, needle) in cases {
+        let done = run(cmd, what).await;
+        assert_usage_error(&done, what, needle);
+    }
+    assert_never_dialled(&gateway, "usage errors").await;
+}
+
+#[tokio::test]
+async fn rejected_credentials_exit_3_for_listen() {
+    let server = node().await;
+    let mut cmd = relink(&["listen", &server.url(), "--json"]);
+    cmd.env("RELINK_TOKEN", "wrong");
+    let done = run(cmd, "relink listen with a wrong token").await;
+    assert_eq!(done.code(), Some(3), "stderr: {:?}", done.stderr);
+    assert_all_ndjson(&done.stdout);
+}
+
+#[tokio::test]
+async fn rejected_credentials_exit_3_for_emit() {
+    let server = node().await;
+    let mut cmd = relink(&["emit", &server.url(), "echo", "1", "--ack"]);
+    cmd.env("RELINK_TOKEN", "wrong");
+    let done = run(cmd, "relink emit with a wrong token").await;
+    assert_eq!(done.code(), Some(3), "stderr: {:?}", done.stderr);
+    assert!(done.stdout.is_empty(), "no ack printed: {:?}", done.stdout);
+}
+
+// ---------------------------------------------------------------------------------------
+// help and syntax
+
+fn help_text(done: &Finished) -> String {
+    done.stdout.join("\n")
+}
+
+#[tokio::test]
+async fn help_exits_0_and_documents_the_flags() {
+    let done = run(relink(&["--help"]), "relink --help").await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    let text = help_text(&done);
+    for word in ["listen", "emit", "RELINK_TOKEN", "--token-file"] {
+        assert!(text.contains(word), "relink --help lacks {word}:\n{text}");
+    }
+
+    let done = run(relink(&["listen", "--help"]), "relink listen --help").await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    let text = help_text(&done);
+    for flag in [
+        "--json",
+        "--token-file",
+        "--log-format",
+        "--stdin",
+        "--backoff-initial",
+    ] {
+        assert!(
+            text.contains(flag),
+            "relink listen --help lacks {flag}:\n{text}"
+        );
+    }
+
+    let done = run(relink(&["emit", "--help"]), "relink emit --help").await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    let text = help_text(&done);
+    for flag in ["--ack", "--timeout", "--token-file", "--log-format"] {
+        assert!(
+            text.contains(flag),
+            "relink emit --help lacks {flag}:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_flags_exit_2_without_dialling() {
+    let gateway = counting_gateway().await;
+    let url = gateway.url();
+    for args in [
+        vec!["--no-such-flag"],
+        vec!["listen", url.as_str(), "--no-such-flag"],
+        vec!["emit", url.as_str(), "echo", "--no-such-flag"],
+    ] {
+        let mut cmd = relink(&args);
+        cmd.env("RELINK_TOKEN", "secret");
+        let what = format!("relink {}", args.join(" "));
+        let done = run(cmd, &what).await;
+        assert_eq!(done.code(), Some(2), "{what}: stderr {:?}", done.stderr);
+        assert!(
+            done.stderr.iter().any(|l| l.contains("--no-such-flag")),
+            "{what}: stderr should name the flag: {:?}",
+            done.stderr
+        );
+    }
+    assert_never_dialled(&gateway, "unknown flags").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// the token stays secret
+
+/// The output lines of `done` that contain the token, each prefixed with `what`, after
+/// checking there is output to inspect at all.
+fn token_leaks(done: &Finished, what: &str) -> Vec<String> {
+    assert!(
+        done.stderr.len() > 1,
+        "{what}: expected RUST_LOG=trace logs to inspect: {:?} {:?}",
+        done.stdout,
+        done.stderr
+    );
+    let stdout = done.stdout.iter().map(|l| ("stdout", l));
+    let stderr = done.stderr.iter().map(|l| ("stderr", l));
+    stdout
+        .chain(stderr)
+        .filter(|(_, line)| line.contains(DISTINCT_TOKEN))
+        .map(|(stream, line)| {
+            let line: String = line.chars().take(400).collect();
+            format!("[{what}] {stream}: {line}")
+        })
+        .collect()
+}
+
+fn assert_no_leaks(leaks: &[String]) {
+    assert!(
+        leaks.is_empty(),
+        "the token appears in {} output line(s):\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn rejected_token_never_appears_in_output_even_at_trace() {
+    let server = node().await;
+    let url = server.url();
+    let mut leaks = Vec::new();
+    for format in ["text", "json"] {
+        let mut cmd = relink(&["listen", &url, "--json", "--log-format", format]);
+        cmd.env("RELINK_TOKEN", DISTINCT_TOKEN)
+            .env("RUST_LOG", "trace");
+        let what = format!("listen, rejected token, RUST_LOG=trace, --log-format {format}");
+        let done = run(cmd, &what).await;
+        assert_eq!(done.code(), Some(3), "{what}: stderr {:?}", done.stderr);
+        leaks.extend(token_leaks(&done, &what));
+    }
+    let file = TempFile::with("distinct-token", &format!("{DISTINCT_TOKEN}\n"));
+    let mut cmd = relink(&[
+        "emit",
+        &url,
+        "echo",
+        "1",
+        "--ack",
+        "--token-file",
+        file.path(),
+    ]);
+    cmd.env("RUST_LOG", "trace");
+    let what = "emit --token-file, rejected token, RUST_LOG=trace";
+    let done = run(cmd, what).await;
+    assert_eq!(done.code(), Some(3), "{what}: stderr {:?}", done.stderr);
+    leaks.extend(token_leaks(&done, what));
+    assert_no_leaks(&leaks);
+}
+
+#[tokio::test]
+async fn accepted_token_never_appears_in_output_even_at_trace() {
+    let server = node_with(NodeOptions {
+        token: DISTINCT_TOKEN.into(),
+        ..Default::default()
+    })
+    .await;
+    let url = server.url();
+    let mut leaks = Vec::new();
+
+    let mut cmd = relink(&["listen", &url, "--json", "--stdin"]);
+    cmd.env("RELINK_TOKEN", DISTINCT_TOKEN)
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::piped());
+    let what = "listen, accepted token, RUST_LOG=trace";
+    let mut p = Relink::spawn(cmd, what);
+    expect_connected_and_welcome(&mut p).await;
+    p.write_stdin("[\"echo\",\"hi\"]\n").await;
+    p.json_until(|v| v["type"] == "event" && v["name"] == "echo")
+        .await;
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0), "{what}: stderr {:?}", done.stderr);
+    leaks.extend(token_leaks(&done, what));
+
+    let mut cmd = relink(&["emit", &url, "echo", "\"plain\"", "--ack"]);
+    cmd.env("RELINK_TOKEN", DISTINCT_TOKEN)
+        .env("RUST_LOG", "trace");
+    let what = "emit --ack, accepted token, RUST_LOG=trace";
+    let done = run(cmd, what).await;
+    assert_eq!(done.code(), Some(0), "{what}: stderr {:?}", done.stderr);
+    assert_eq!(done.stdout, vec![r#"["plain"]"#.to_owned()], "{what}");
+    leaks.extend(token_leaks(&done, what));
+    assert_no_leaks(&leaks);
+}
