@@ -366,7 +366,13 @@ impl Client {
         ack: Option<AckRequest>,
     ) -> Result<Outgoing, EmitError> {
         // Header, quotes and brackets of the encoded frame are well under 32 bytes.
-        let size = name.len() + args.as_json().len() + 32;
+        let largest_attachment = args
+            .attachments()
+            .iter()
+            .map(|a| a.len())
+            .max()
+            .unwrap_or(0);
+        let size = (name.len() + args.as_json().len() + 32).max(largest_attachment);
         let max = self.inner.shared.max_payload.load(Ordering::Relaxed);
         if size as u64 > max {
             return Err(EmitError::TooLarge {

@@ -175,17 +175,22 @@ impl Supervisor {
             _ => None,
         };
         let work = async move {
-            // Defence in depth: the builder refused a blank token, but a provider may return
-            // one; nothing is dialled with it.
-            let token = credentials(&cfg).await?;
-            let auth = auth_payload(&cfg, token.as_ref());
-            let session = Session::new(SessionConfig {
-                namespace: cfg.namespace.clone(),
-                auth,
-                recovery,
-                max_attachments: cfg.max_attachments,
-            });
-            match tokio::time::timeout(cfg.connect_timeout, establish(&cfg, session)).await {
+            // The token provider counts against the connect timeout too: a provider that
+            // hangs must not hold the client in `connecting` forever.
+            let steps = async {
+                // Defence in depth: the builder refused a blank token, but a provider may
+                // return one; nothing is dialled with it.
+                let token = credentials(&cfg).await?;
+                let auth = auth_payload(&cfg, token.as_ref());
+                let session = Session::new(SessionConfig {
+                    namespace: cfg.namespace.clone(),
+                    auth,
+                    recovery,
+                    max_attachments: cfg.max_attachments,
+                });
+                establish(&cfg, session).await
+            };
+            match tokio::time::timeout(cfg.connect_timeout, steps).await {
                 Ok(result) => result,
                 Err(_) => Err(LinkError::ConnectTimeout(cfg.connect_timeout)),
             }
@@ -212,25 +217,7 @@ impl Supervisor {
             let heartbeat = session.poll_timeout().map(Instant::from_std);
             let ack_deadline = self.acks.next_deadline().map(Instant::from_std);
             tokio::select! {
-                () = Self::shutdown_requested(&mut self.shutdown) => {
-                    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                        // Emits accepted before disconnect() go out before the DISCONNECT.
-                        loop {
-                            self.flush_outbox(&mut session);
-                            if self.write_final(&mut ws, &mut session).await.is_err() {
-                                return;
-                            }
-                            if self.shared.lock().outbox.len() == 0 {
-                                break;
-                            }
-                        }
-                        session.disconnect();
-                        let _ = self.write_final(&mut ws, &mut session).await;
-                        let _ = ws.close(None).await;
-                    })
-                    .await;
-                    break End::Shutdown;
-                }
+                () = Self::shutdown_requested(&mut self.shutdown) => break End::Shutdown,
                 frame = ws.next() => {
                     let now = Instant::now().into_std();
                     let result = match frame {
@@ -257,8 +244,31 @@ impl Supervisor {
                 }
             }
         };
+        if matches!(end, End::Shutdown) {
+            self.goodbye(&mut ws, &mut session).await;
+        }
         self.connection_ended(matches!(end, End::Shutdown));
         end
+    }
+
+    /// Leaves cleanly, within [`CLOSE_GRACE`]: emits accepted before `disconnect()` go out,
+    /// then DISCONNECT and a WebSocket close.
+    async fn goodbye(&mut self, ws: &mut Ws, session: &mut Session) {
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            loop {
+                self.flush_outbox(session);
+                if self.write_final(ws, session).await.is_err() {
+                    return;
+                }
+                if self.shared.lock().outbox.len() == 0 {
+                    break;
+                }
+            }
+            session.disconnect();
+            let _ = self.write_final(ws, session).await;
+            let _ = ws.close(None).await;
+        })
+        .await;
     }
 
     /// The connection has held for the stable period: backoff resets, the outage is over.

@@ -188,6 +188,7 @@ async fn outage(failures: u32) {
 fn one_error_record_per_outage_and_an_info_when_it_recovers() {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _second = support::keep_interest_per_dispatcher();
     tracing::subscriber::with_default(subscriber, || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -219,6 +220,7 @@ fn one_error_record_per_outage_and_an_info_when_it_recovers() {
 fn a_blip_below_the_threshold_logs_no_error() {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _second = support::keep_interest_per_dispatcher();
     tracing::subscriber::with_default(subscriber, || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -244,6 +246,7 @@ fn sentry_events(failures: u32) -> Vec<sentry::protocol::Event<'static>> {
         let subscriber = tracing_subscriber::registry()
             .with(ErrorLayer::new().with_filter(LevelFilter::ERROR))
             .with(BreadcrumbLayer::new().with_filter(LevelFilter::INFO));
+        let _second = support::keep_interest_per_dispatcher();
         tracing::subscriber::with_default(subscriber, || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

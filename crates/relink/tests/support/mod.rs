@@ -37,6 +37,14 @@ pub struct Record {
     pub fields: Vec<(String, String)>,
 }
 
+/// Keep this alive while capturing with a scoped subscriber. tracing caches each callsite's
+/// interest globally; while only one dispatcher exists, a callsite first hit on another test's
+/// thread (no subscriber there) is cached as "never" and the capturing thread misses it. With a
+/// second live dispatcher tracing asks every dispatcher, so the capture sees every record.
+pub fn keep_interest_per_dispatcher() -> tracing::Dispatch {
+    tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default())
+}
+
 /// A tracing layer that keeps every record, for counting levels.
 #[derive(Clone, Default)]
 pub struct Capture {

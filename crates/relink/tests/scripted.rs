@@ -1,0 +1,1208 @@
+//! The client against a scripted in-process peer (`relink_testkit::peer`): the test plays the
+//! server frame by frame, so every wire detail and every failure is exact and deterministic.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use relink::{
+    AckError, Client, ClientBuilder, ConnectionState, EmitError, EndReason, Events, Incoming,
+    Payload, Status, Token,
+};
+use relink_testkit::peer::{DEFAULT_OPEN, Frame, Peer, PeerConn, PeerError, open_json};
+use serde_json::{Value, json};
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::time::{Instant, timeout};
+
+/// How long any single expectation may take before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+/// The window in which a test checks that something does NOT happen.
+const QUIET: Duration = Duration::from_millis(300);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A client with token `t` and fast backoff, pointed at `url`.
+fn builder(url: String) -> ClientBuilder {
+    Client::builder(url)
+        .token("t")
+        .backoff_initial(ms(10))
+        .backoff_max(ms(40))
+        .connect_timeout(WAIT)
+}
+
+fn json_payload(v: Value) -> Payload {
+    Payload::json(&v).unwrap()
+}
+
+async fn bind() -> Peer {
+    Peer::bind().await.expect("bind the scripted peer")
+}
+
+async fn accept(peer: &mut Peer) -> PeerConn {
+    peer.accept(WAIT)
+        .await
+        .expect("the client should have dialled the peer")
+}
+
+/// Waits until the state satisfies `pred`.
+async fn until(client: &Client, pred: impl Fn(&ConnectionState) -> bool) -> ConnectionState {
+    let mut rx = client.watch_state();
+    match timeout(WAIT, rx.wait_for(|s| pred(s))).await {
+        Ok(Ok(state)) => state.clone(),
+        _ => panic!(
+            "state not reached within {WAIT:?}; now {:?}",
+            client.state()
+        ),
+    }
+}
+
+async fn until_status(client: &Client, status: Status) -> ConnectionState {
+    until(client, |s| s.status == status).await
+}
+
+/// Reads transitions in order until one satisfies `pred` (skipping the others).
+async fn transition(
+    rx: &mut broadcast::Receiver<ConnectionState>,
+    pred: impl Fn(&ConnectionState) -> bool,
+) -> ConnectionState {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(state)) if pred(&state) => return state,
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(broadcast::error::RecvError::Closed)) => panic!("transitions closed"),
+            Err(_) => panic!("transition not seen within {WAIT:?}"),
+        }
+    }
+}
+
+/// The next item from the client's event stream.
+async fn next_incoming(events: &mut Events) -> Incoming {
+    timeout(WAIT, events.next())
+        .await
+        .expect("an incoming item within WAIT")
+        .expect("the event stream is open")
+}
+
+/// Accepts the next connection and connects the client on it with `open`.
+async fn connect_on(peer: &mut Peer, client: &Client, open: &str) -> PeerConn {
+    let mut conn = accept(peer).await;
+    conn.establish(open).await;
+    until_status(client, Status::Connected).await;
+    conn
+}
+
+/// The next frame, which must be text.
+async fn text(conn: &mut PeerConn) -> String {
+    match conn.recv_timeout(WAIT).await {
+        Ok(Frame::Text(text)) => text,
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// Splits an EVENT frame on the main namespace, `42[<id>][...]`, into its ack id and array.
+fn event_frame(frame: &str) -> (Option<u64>, Value) {
+    let rest = frame
+        .strip_prefix("42")
+        .unwrap_or_else(|| panic!("not an EVENT frame: {frame}"));
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let id = (digits > 0).then(|| rest[..digits].parse().unwrap());
+    (id, serde_json::from_str(&rest[digits..]).unwrap())
+}
+
+/// Asserts that nothing arrives on `conn` within [`QUIET`].
+async fn assert_quiet(conn: &mut PeerConn) {
+    match conn.recv_timeout(QUIET).await {
+        Err(PeerError::Timeout(_)) => {}
+        other => panic!("expected nothing, got {other:?}"),
+    }
+}
+
+// --- the upgrade request and the CONNECT packet ---------------------------------------------
+
+#[tokio::test]
+async fn upgrade_request_has_engine_query_and_never_the_token() {
+    const TOKEN: &str = "s3cr3t-upgrade-token";
+    let mut peer = bind().await;
+    let (client, _events) = builder(format!("{}/?room=lobby", peer.url()))
+        .token(TOKEN)
+        .connect()
+        .unwrap();
+    let mut conn = accept(&mut peer).await;
+    let uri = conn.request_uri().to_owned();
+    let (path, query) = uri.split_once('?').expect("a query");
+    assert_eq!(path, "/socket.io/");
+    let pairs: Vec<(&str, &str)> = query
+        .split('&')
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .collect();
+    assert!(pairs.contains(&("EIO", "4")), "{uri}");
+    assert!(pairs.contains(&("transport", "websocket")), "{uri}");
+    assert!(pairs.contains(&("room", "lobby")), "user query kept: {uri}");
+    assert!(!uri.contains(TOKEN), "token in the URI: {uri}");
+    assert!(!pairs.iter().any(|(k, _)| *k == "token"), "{uri}");
+    for (name, value) in conn.request_headers() {
+        assert!(!value.contains(TOKEN), "token in header {name}");
+    }
+    // The token travels in the CONNECT packet, and only there.
+    let connect = conn.handshake(DEFAULT_OPEN).await;
+    assert_eq!(connect, format!(r#"40{{"token":"{TOKEN}"}}"#));
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn connect_frame_is_exactly_the_token() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).connect().unwrap();
+    let mut conn = accept(&mut peer).await;
+    assert_eq!(conn.handshake(DEFAULT_OPEN).await, r#"40{"token":"t"}"#);
+    conn.send_text(r#"40{"sid":"abc"}"#).await.unwrap();
+    match next_incoming(&mut events).await {
+        Incoming::Connected {
+            socket_id,
+            recovered,
+        } => {
+            assert_eq!(socket_id, "abc");
+            assert!(!recovered);
+        }
+        other => panic!("expected Connected, got {other:?}"),
+    }
+    let state = until_status(&client, Status::Connected).await;
+    assert_eq!(state.socket_id.as_deref(), Some("abc"));
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn connect_frame_names_the_namespace() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).namespace("/admin").connect().unwrap();
+    let mut conn = accept(&mut peer).await;
+    let connect = conn.handshake(DEFAULT_OPEN).await;
+    assert_eq!(connect, r#"40/admin,{"token":"t"}"#);
+    conn.send_text(r#"40/admin,{"sid":"adm"}"#).await.unwrap();
+    until_status(&client, Status::Connected).await;
+    client.emit("hi", json_payload(json!(1))).await.unwrap();
+    conn.expect_text(r#"42/admin,["hi",1]"#).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn auth_fields_are_merged_with_the_token() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url())
+        .auth(json!({"room": "a", "n": 2}))
+        .connect()
+        .unwrap();
+    let mut conn = accept(&mut peer).await;
+    let connect = conn.handshake(DEFAULT_OPEN).await;
+    let body = connect.strip_prefix("40").expect("a CONNECT frame");
+    let auth: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(auth, json!({"room": "a", "n": 2, "token": "t"}));
+    client.disconnect().await;
+}
+
+// --- connect timeout --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn connect_times_out_when_open_never_comes_and_tries_again() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url())
+        .connect_timeout(ms(300))
+        .connect()
+        .unwrap();
+    let mut changes = client.state_changes();
+    // The upgrade completes, but the peer never sends OPEN.
+    let _first = accept(&mut peer).await;
+    let state = transition(&mut changes, |s| s.reason.is_some()).await;
+    assert_eq!(state.status, Status::Connecting, "{state:?}");
+    assert_eq!(state.reason, Some("connect_timeout"));
+    assert!(state.next_attempt_in.is_some(), "{state:?}");
+    assert!(state.last_error.is_some());
+    let second = accept(&mut peer).await;
+    assert!(second.index() >= 2);
+    assert!(peer.accepted() >= 2);
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn connect_times_out_when_connect_is_never_answered() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url())
+        .connect_timeout(ms(300))
+        .connect()
+        .unwrap();
+    let mut changes = client.state_changes();
+    let mut first = accept(&mut peer).await;
+    assert_eq!(first.handshake(DEFAULT_OPEN).await, r#"40{"token":"t"}"#);
+    // No CONNECT reply.
+    let state = transition(&mut changes, |s| s.reason.is_some()).await;
+    assert_eq!(state.status, Status::Connecting, "{state:?}");
+    assert_eq!(state.reason, Some("connect_timeout"));
+    assert!(state.next_attempt_in.is_some(), "{state:?}");
+    let mut second = accept(&mut peer).await;
+    assert_eq!(second.handshake(DEFAULT_OPEN).await, r#"40{"token":"t"}"#);
+    client.disconnect().await;
+}
+
+// --- heartbeat --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pings_are_answered_and_silence_is_a_ping_timeout() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).connect().unwrap();
+    let mut changes = client.state_changes();
+    let mut conn = connect_on(&mut peer, &client, &open_json(100, 100, 1_000_000)).await;
+    conn.send_text("2").await.unwrap();
+    conn.expect_text("3").await;
+    // Then silence, with the connection left open.
+    let state = transition(&mut changes, |s| s.status == Status::Reconnecting).await;
+    assert_eq!(state.reason, Some("ping_timeout"), "{state:?}");
+    assert!(state.next_attempt_in.is_some());
+    let mut saw_disconnected = false;
+    for _ in 0..8 {
+        if let Incoming::Disconnected { reason } = next_incoming(&mut events).await {
+            assert_eq!(reason, "ping_timeout");
+            saw_disconnected = true;
+            break;
+        }
+    }
+    assert!(saw_disconnected);
+    // And it comes back.
+    let _again = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    client.disconnect().await;
+}
+
+// --- malformed input --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn malformed_frames_reconnect_with_parse_error() {
+    enum Bad {
+        Text(&'static str),
+        Binary(&'static [u8]),
+    }
+    let cases = [
+        Bad::Text("4garbage"),
+        Bad::Text("42[1]"),
+        Bad::Binary(&[1, 2, 3]),
+        Bad::Text(""),
+        Bad::Text("9"),
+        Bad::Text(r#"42["unterminated""#),
+        Bad::Text(DEFAULT_OPEN),
+        Bad::Text("43[1]"),
+    ];
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut changes = client.state_changes();
+    for bad in cases {
+        let mut conn = accept(&mut peer).await;
+        conn.establish(DEFAULT_OPEN).await;
+        transition(&mut changes, |s| s.status == Status::Connected).await;
+        let shown = match bad {
+            Bad::Text(t) => {
+                // A second OPEN after connecting is a protocol violation too.
+                let frame = if t == DEFAULT_OPEN {
+                    format!("0{t}")
+                } else {
+                    t.to_owned()
+                };
+                conn.send_text(&frame).await.unwrap();
+                frame
+            }
+            Bad::Binary(b) => {
+                conn.send_binary(b.to_vec()).await.unwrap();
+                format!("binary {b:?}")
+            }
+        };
+        let state = transition(&mut changes, |s| s.status != Status::Connected).await;
+        assert_eq!(state.status, Status::Reconnecting, "{shown}: {state:?}");
+        assert_eq!(state.reason, Some("parse_error"), "{shown}: {state:?}");
+    }
+    // Still alive after all of them.
+    let _conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn transport_closes_reconnect_with_transport_close() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut changes = client.state_changes();
+
+    // Engine.IO CLOSE packet.
+    let mut conn = accept(&mut peer).await;
+    conn.establish(DEFAULT_OPEN).await;
+    transition(&mut changes, |s| s.status == Status::Connected).await;
+    conn.send_text("1").await.unwrap();
+    let state = transition(&mut changes, |s| s.status != Status::Connected).await;
+    assert_eq!(
+        (state.status, state.reason),
+        (Status::Reconnecting, Some("transport_close"))
+    );
+
+    // A clean WebSocket close.
+    let mut conn = accept(&mut peer).await;
+    conn.establish(DEFAULT_OPEN).await;
+    transition(&mut changes, |s| s.status == Status::Connected).await;
+    conn.close().await.unwrap();
+    let state = transition(&mut changes, |s| s.status != Status::Connected).await;
+    assert_eq!(
+        (state.status, state.reason),
+        (Status::Reconnecting, Some("transport_close"))
+    );
+
+    // An abrupt TCP reset.
+    let mut conn = accept(&mut peer).await;
+    conn.establish(DEFAULT_OPEN).await;
+    transition(&mut changes, |s| s.status == Status::Connected).await;
+    conn.drop_tcp();
+    let state = transition(&mut changes, |s| s.status != Status::Connected).await;
+    assert_eq!(state.status, Status::Reconnecting);
+    assert!(
+        matches!(
+            state.reason,
+            Some("network" | "transport_close" | "transport_error")
+        ),
+        "{state:?}"
+    );
+
+    let _conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn server_disconnect_is_final() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    conn.send_text("41").await.unwrap();
+    let state = until(&client, |s| s.status.is_terminal()).await;
+    assert_eq!(state.status, Status::Disconnected);
+    assert_eq!(state.end, Some(EndReason::ServerDisconnect));
+    assert!(peer.accept(QUIET).await.is_none(), "no reconnect");
+    assert!(matches!(
+        client.emit("late", Payload::new()).await,
+        Err(EmitError::Closed { .. })
+    ));
+}
+
+// --- credentials ------------------------------------------------------------------------------
+
+const REJECT: &str = r#"44{"message":"unauthorized","data":{"reason":"x"}}"#;
+
+#[tokio::test]
+async fn connect_error_is_retried_once_then_fails() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    for _ in 0..2 {
+        let mut conn = accept(&mut peer).await;
+        assert_eq!(conn.handshake(DEFAULT_OPEN).await, r#"40{"token":"t"}"#);
+        conn.send_text(REJECT).await.unwrap();
+    }
+    let state = until(&client, |s| s.status.is_terminal()).await;
+    assert_eq!(state.status, Status::Failed);
+    assert_eq!(state.end, Some(EndReason::Unauthorized));
+    assert_eq!(state.reason, Some("rejected"));
+    let last_error = state.last_error.unwrap_or_default();
+    assert!(last_error.contains("unauthorized"), "{last_error}");
+    assert!(peer.accept(QUIET).await.is_none(), "exactly one retry");
+    assert_eq!(peer.accepted(), 2);
+}
+
+#[tokio::test]
+async fn token_provider_is_asked_before_each_attempt() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let mut peer = bind().await;
+    let (client, _events) = Client::builder(peer.url())
+        .backoff_initial(ms(10))
+        .backoff_max(ms(40))
+        .token_provider(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { Ok::<_, std::convert::Infallible>(Token::new(format!("tok-{n}"))) }
+        })
+        .connect()
+        .unwrap();
+    let mut first = accept(&mut peer).await;
+    assert_eq!(
+        first.handshake(DEFAULT_OPEN).await,
+        r#"40{"token":"tok-1"}"#
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    first.send_text(REJECT).await.unwrap();
+    let mut second = accept(&mut peer).await;
+    assert_eq!(
+        second.handshake(DEFAULT_OPEN).await,
+        r#"40{"token":"tok-2"}"#,
+        "the retry carries the refreshed token"
+    );
+    second.send_text(REJECT).await.unwrap();
+    let state = until(&client, |s| s.status.is_terminal()).await;
+    assert_eq!(state.end, Some(EndReason::Unauthorized));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+// --- events and acks from the server ----------------------------------------------------------
+
+#[tokio::test]
+async fn server_event_with_ack_id_is_acked_by_the_user() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).connect().unwrap();
+    let mut conn = accept(&mut peer).await;
+    conn.handshake(DEFAULT_OPEN).await;
+    conn.send_text(r#"40{"sid":"s1"}"#).await.unwrap();
+    assert!(matches!(
+        next_incoming(&mut events).await,
+        Incoming::Connected { .. }
+    ));
+    conn.send_text(r#"421["q",1]"#).await.unwrap();
+    let mut event = match next_incoming(&mut events).await {
+        Incoming::Event(event) => event,
+        other => panic!("expected an event, got {other:?}"),
+    };
+    assert_eq!(event.name(), "q");
+    assert_eq!(event.args().as_json(), "[1]");
+    assert!(event.wants_ack());
+    assert!(event.ack(json_payload(json!({"answer": 42}))));
+    assert!(!event.ack(Payload::new()), "only one answer");
+    conn.expect_text(r#"431[{"answer":42}]"#).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn binary_attachments_both_ways() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    assert!(matches!(
+        next_incoming(&mut events).await,
+        Incoming::Connected { .. }
+    ));
+    conn.send_text(r#"451-["bin",{"_placeholder":true,"num":0}]"#)
+        .await
+        .unwrap();
+    conn.send_binary(vec![1, 2, 3]).await.unwrap();
+    match next_incoming(&mut events).await {
+        Incoming::Event(event) => {
+            assert_eq!(event.name(), "bin");
+            assert_eq!(event.args().attachments().len(), 1);
+            assert_eq!(&event.args().attachments()[0][..], &[1, 2, 3]);
+        }
+        other => panic!("expected an event, got {other:?}"),
+    }
+    let mut payload = Payload::new();
+    payload.push_binary(vec![9u8, 8, 7]);
+    client.emit("up", payload).await.unwrap();
+    conn.expect_text(r#"451-["up",{"_placeholder":true,"num":0}]"#)
+        .await;
+    assert_eq!(
+        conn.recv_timeout(WAIT).await.unwrap(),
+        Frame::Binary(vec![9, 8, 7])
+    );
+    client.disconnect().await;
+}
+
+// --- emits while disconnected -----------------------------------------------------------------
+
+#[tokio::test]
+async fn emits_while_disconnected_are_flushed_first_in_order() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    // Not connected yet: nothing was handshaken.
+    client.emit("a", json_payload(json!(1))).await.unwrap();
+    assert!(
+        !client
+            .emit_volatile("v", json_payload(json!(0)))
+            .await
+            .unwrap(),
+        "volatile while disconnected is dropped"
+    );
+    client.try_emit("b", json_payload(json!(2))).unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    client.emit("c", json_payload(json!(3))).await.unwrap();
+    assert!(
+        client
+            .emit_volatile("w", json_payload(json!(4)))
+            .await
+            .unwrap(),
+        "volatile while connected is sent"
+    );
+    conn.expect_text(r#"42["a",1]"#).await;
+    conn.expect_text(r#"42["b",2]"#).await;
+    conn.expect_text(r#"42["c",3]"#).await;
+    conn.expect_text(r#"42["w",4]"#).await;
+    assert_quiet(&mut conn).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn outbox_bound_hands_the_payload_back() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url())
+        .outbox_limits(2, 1 << 20)
+        .connect()
+        .unwrap();
+    // The client dials, but the peer never sends OPEN: disconnected for as long as we like.
+    let mut conn = accept(&mut peer).await;
+    client.try_emit("a", json_payload(json!(1))).unwrap();
+    client.try_emit("b", json_payload(json!(2))).unwrap();
+    let third = json_payload(json!({"third": true}));
+    match client.try_emit("c", third.clone()) {
+        Err(e @ EmitError::OutboxFull { packets: 2, .. }) => {
+            assert_eq!(e.into_payload(), Some(third.clone()));
+        }
+        other => panic!("expected OutboxFull, got {other:?}"),
+    }
+    match timeout(WAIT, client.emit("d", third.clone())).await {
+        Ok(Err(e @ EmitError::OutboxFull { .. })) => {
+            assert_eq!(e.into_payload(), Some(third.clone()));
+        }
+        Ok(other) => panic!("expected OutboxFull, got {other:?}"),
+        Err(_) => panic!("emit while disconnected with a full outbox must not wait"),
+    }
+    match timeout(WAIT, client.emit_with_ack("e", third.clone(), WAIT)).await {
+        Ok(Err(AckError::Emit(EmitError::OutboxFull { .. }))) => {}
+        Ok(other) => panic!("expected OutboxFull, got {other:?}"),
+        Err(_) => panic!("emit_with_ack with a full outbox must not wait"),
+    }
+    // Once connected, exactly the two accepted emits go out.
+    conn.establish(DEFAULT_OPEN).await;
+    conn.expect_text(r#"42["a",1]"#).await;
+    conn.expect_text(r#"42["b",2]"#).await;
+    assert_quiet(&mut conn).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn outbox_bound_with_nothing_listening() {
+    // A port that was bound and closed: every attempt is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (client, _events) = builder(format!("http://127.0.0.1:{port}"))
+        .outbox_limits(2, 1 << 20)
+        .connect()
+        .unwrap();
+    client.try_emit("a", Payload::new()).unwrap();
+    client.emit("b", Payload::new()).await.unwrap();
+    let payload = json_payload(json!("keep me"));
+    let err = client.try_emit("c", payload.clone()).unwrap_err();
+    assert!(matches!(err, EmitError::OutboxFull { .. }), "{err:?}");
+    assert_eq!(err.into_payload(), Some(payload.clone()));
+    let err = timeout(WAIT, client.emit("c", payload.clone()))
+        .await
+        .expect("does not hang")
+        .unwrap_err();
+    assert!(matches!(err, EmitError::OutboxFull { .. }), "{err:?}");
+    until(&client, |s| s.reason == Some("network")).await;
+    client.disconnect().await;
+}
+
+// --- maxPayload -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn max_payload_refuses_large_emits_and_keeps_the_connection() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, &open_json(25_000, 20_000, 100)).await;
+    let big = json_payload(json!("x".repeat(500)));
+    match client.emit("big", big.clone()).await {
+        Err(e @ EmitError::TooLarge { limit: 100, .. }) => {
+            assert_eq!(e.into_payload(), Some(big.clone()));
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    match client.try_emit("big", big.clone()) {
+        Err(e @ EmitError::TooLarge { .. }) => assert_eq!(e.into_payload(), Some(big.clone())),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    match client.emit_with_ack("big", big.clone(), WAIT).await {
+        Err(AckError::Emit(EmitError::TooLarge { .. })) => {}
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    client.emit("small", json_payload(json!(1))).await.unwrap();
+    conn.expect_text(r#"42["small",1]"#).await;
+    assert_eq!(client.state().status, Status::Connected);
+    assert_eq!(peer.accepted(), 1, "the connection stayed up");
+    client.disconnect().await;
+}
+
+// --- acks of our emits ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn acked_emit_fails_with_disconnected_when_the_link_drops() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    let c = client.clone();
+    let pending =
+        tokio::spawn(async move { c.emit_with_ack("job", json_payload(json!(7)), WAIT).await });
+    let (id, args) = event_frame(&text(&mut conn).await);
+    assert!(id.is_some(), "an ack id was asked for");
+    assert_eq!(args, json!(["job", 7]));
+    conn.drop_tcp();
+    let result = timeout(WAIT, pending).await.unwrap().unwrap();
+    assert!(matches!(result, Err(AckError::Disconnected)), "{result:?}");
+    // Not resent: no retries were asked for.
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    assert_quiet(&mut conn).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn emit_with_retries_is_resent_on_the_next_connection() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    let c = client.clone();
+    let pending = tokio::spawn(async move {
+        c.emit_with_retries("job", json_payload(json!({"n": 1})), WAIT, 2)
+            .await
+    });
+    let (id, args) = event_frame(&text(&mut conn).await);
+    assert!(id.is_some());
+    assert_eq!(args, json!(["job", {"n": 1}]));
+    conn.drop_tcp();
+
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    let (id, args) = event_frame(&text(&mut conn).await);
+    assert_eq!(args, json!(["job", {"n": 1}]), "the same event, again");
+    let id = id.expect("still acked");
+    conn.send_text(&format!(r#"43{id}["done"]"#)).await.unwrap();
+    let result = timeout(WAIT, pending).await.unwrap().unwrap();
+    assert_eq!(result.unwrap().as_json(), r#"["done"]"#);
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn ack_timeout() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    let c = client.clone();
+    let pending =
+        tokio::spawn(async move { c.emit_with_ack("never", Payload::new(), ms(200)).await });
+    let (id, _) = event_frame(&text(&mut conn).await);
+    assert!(id.is_some());
+    let result = timeout(WAIT, pending).await.unwrap().unwrap();
+    match result {
+        Err(AckError::Timeout(d)) => assert_eq!(d, ms(200)),
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert_eq!(client.state().status, Status::Connected);
+    client.disconnect().await;
+}
+
+// --- disconnect() -----------------------------------------------------------------------------
+
+fn assert_client_disconnected(state: &ConnectionState) {
+    assert_eq!(state.status, Status::Disconnected, "{state:?}");
+    assert_eq!(state.end, Some(EndReason::ClientDisconnect), "{state:?}");
+}
+
+#[tokio::test]
+async fn disconnect_while_connected_says_goodbye() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    client.disconnect().await;
+    assert_client_disconnected(&client.state());
+    conn.expect_text("41").await;
+    match conn.recv_timeout(WAIT).await {
+        Ok(Frame::Close(_)) => {}
+        other => panic!("expected a WebSocket close, got {other:?}"),
+    }
+    assert!(peer.accept(QUIET).await.is_none(), "no reconnect");
+}
+
+#[tokio::test]
+async fn disconnect_while_sleeping_in_backoff() {
+    let peer = bind().await;
+    // 503 with Retry-After: 60 puts the client to sleep for at least a minute.
+    peer.reject_upgrades(503, Some("60"));
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let state = until(&client, |s| s.next_attempt_in.is_some()).await;
+    assert_eq!(state.reason, Some("http_5xx"));
+    assert!(state.next_attempt_in.unwrap() >= Duration::from_secs(60));
+    assert_eq!(peer.rejected(), 1);
+    client.disconnect().await;
+    assert_client_disconnected(&client.state());
+}
+
+#[tokio::test]
+async fn disconnect_while_stuck_mid_handshake() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    // The upgrade completed; OPEN never comes.
+    let mut conn = accept(&mut peer).await;
+    client.disconnect().await;
+    assert_client_disconnected(&client.state());
+    // The client let go of the connection.
+    let mut ended = false;
+    for _ in 0..4 {
+        match conn.recv_timeout(WAIT).await {
+            Ok(Frame::Close(_)) | Err(PeerError::Closed | PeerError::Ws(_)) => {
+                ended = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(ended);
+}
+
+// --- secrets ----------------------------------------------------------------------------------
+
+/// A `MakeWriter` that appends everything to a shared buffer.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// current_thread runtime: the supervisor task runs on this thread, under the default subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn token_never_appears_in_debug_state_or_logs() {
+    const TOKEN: &str = "sup3r-s3cret-t0ken-4711";
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // tracing caches each callsite's interest globally. While only one dispatcher exists, a
+    // callsite first hit on another test's thread (where there is no subscriber) is cached as
+    // "never" and this thread would miss its records. With a second live dispatcher, tracing
+    // asks every dispatcher, and the capturing one keeps every callsite enabled here.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).token(TOKEN).connect().unwrap();
+    let mut changes = client.state_changes();
+    let mut seen = Vec::new();
+
+    // Connected, then an abrupt drop, then rejected twice.
+    let mut conn = accept(&mut peer).await;
+    let connect = conn.establish(DEFAULT_OPEN).await;
+    assert!(
+        connect.contains(TOKEN),
+        "the token is sent where it belongs"
+    );
+    seen.push(transition(&mut changes, |s| s.status == Status::Connected).await);
+    seen.push(client.state());
+    let client_debug = format!("{client:?} {client:#?}");
+    assert!(!client_debug.contains(TOKEN), "{client_debug}");
+    conn.drop_tcp();
+    for _ in 0..2 {
+        let mut conn = accept(&mut peer).await;
+        assert!(conn.handshake(DEFAULT_OPEN).await.contains(TOKEN));
+        conn.send_text(REJECT).await.unwrap();
+    }
+    let last = transition(&mut changes, |s| s.status.is_terminal()).await;
+    assert_eq!(last.end, Some(EndReason::Unauthorized));
+    seen.push(last);
+    while let Ok(state) = changes.try_recv() {
+        seen.push(state);
+    }
+    seen.push(client.state());
+    let client_debug = format!("{client:?} {client:#?}");
+    assert!(!client_debug.contains(TOKEN), "{client_debug}");
+
+    for state in &seen {
+        let debug = format!("{state:?} {state:#?}");
+        assert!(!debug.contains(TOKEN), "{debug}");
+        let json = serde_json::to_string(state).unwrap();
+        assert!(!json.contains(TOKEN), "{json}");
+    }
+    for _ in 0..1000 {
+        let Ok(Some(item)) = timeout(ms(50), events.next()).await else {
+            break;
+        };
+        let debug = format!("{item:?}");
+        assert!(!debug.contains(TOKEN), "{debug}");
+    }
+
+    let captured = logs.text();
+    assert!(
+        captured.lines().count() >= 3,
+        "some log lines were captured:\n{captured}"
+    );
+    assert!(
+        captured.contains("credentials rejected"),
+        "the rejection was logged:\n{captured}"
+    );
+    assert!(!captured.contains(TOKEN), "token in the logs:\n{captured}");
+}
+
+// --- more edges -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn invalid_namespace_is_fatal_without_retry() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).namespace("/nope").connect().unwrap();
+    let mut conn = accept(&mut peer).await;
+    assert_eq!(
+        conn.handshake(DEFAULT_OPEN).await,
+        r#"40/nope,{"token":"t"}"#
+    );
+    conn.send_text(r#"44/nope,{"message":"Invalid namespace"}"#)
+        .await
+        .unwrap();
+    let state = until(&client, |s| s.status.is_terminal()).await;
+    assert_eq!(state.status, Status::Failed);
+    assert_eq!(state.end, Some(EndReason::Configuration));
+    assert!(peer.accept(QUIET).await.is_none(), "no retry");
+}
+
+#[tokio::test]
+async fn a_rejection_after_a_good_connection_is_retried_again() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    // Rejected once, then accepted: the streak of rejections ends.
+    let mut conn = accept(&mut peer).await;
+    conn.handshake(DEFAULT_OPEN).await;
+    conn.send_text(REJECT).await.unwrap();
+    let conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    conn.drop_tcp();
+    // A new rejection is again retried once, not final at once.
+    let mut conn = accept(&mut peer).await;
+    conn.handshake(DEFAULT_OPEN).await;
+    conn.send_text(REJECT).await.unwrap();
+    let _conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn ping_before_the_connect_reply_is_answered() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = accept(&mut peer).await;
+    let connect = conn.handshake(DEFAULT_OPEN).await;
+    conn.send_text("2").await.unwrap();
+    conn.expect_text("3").await;
+    conn.accept_namespace(&connect, "late").await.unwrap();
+    let state = until_status(&client, Status::Connected).await;
+    assert_eq!(state.socket_id.as_deref(), Some("late"));
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn emits_accepted_before_disconnect_go_out_before_the_goodbye() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    client.try_emit("a", json_payload(json!(1))).unwrap();
+    client.try_emit("b", json_payload(json!(2))).unwrap();
+    client.disconnect().await;
+    conn.expect_text(r#"42["a",1]"#).await;
+    conn.expect_text(r#"42["b",2]"#).await;
+    conn.expect_text("41").await;
+    assert!(matches!(conn.recv_timeout(WAIT).await, Ok(Frame::Close(_))));
+    let payload = json_payload(json!("after"));
+    match client.emit("late", payload.clone()).await {
+        Err(e @ EmitError::Closed { .. }) => assert_eq!(e.into_payload(), Some(payload)),
+        other => panic!("expected Closed, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_says_goodbye_and_ends_the_stream() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    drop(client);
+    conn.expect_text("41").await;
+    assert!(matches!(conn.recv_timeout(WAIT).await, Ok(Frame::Close(_))));
+    let mut ended = false;
+    for _ in 0..16 {
+        if timeout(WAIT, events.next()).await.unwrap().is_none() {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the event stream ends with the client");
+}
+
+#[tokio::test]
+async fn ack_to_an_event_of_a_dropped_connection_is_discarded() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    conn.send_text(r#"425["q"]"#).await.unwrap();
+    let mut event = loop {
+        if let Incoming::Event(event) = next_incoming(&mut events).await {
+            break event;
+        }
+    };
+    conn.drop_tcp();
+    until_status(&client, Status::Reconnecting).await;
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    assert!(event.ack(Payload::new()));
+    // The new connection's server never asked: nothing arrives; new emits still do.
+    client.emit("next", Payload::new()).await.unwrap();
+    conn.expect_text(r#"42["next"]"#).await;
+    assert_quiet(&mut conn).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn emit_with_retries_resends_after_a_timeout_on_the_same_connection() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    let c = client.clone();
+    let pending = tokio::spawn(async move {
+        c.emit_with_retries("job", json_payload(json!(1)), ms(200), 1)
+            .await
+    });
+    let (first, args) = event_frame(&text(&mut conn).await);
+    assert_eq!(args, json!(["job", 1]));
+    let (second, args) = event_frame(&text(&mut conn).await);
+    assert_eq!(args, json!(["job", 1]), "resent after the ack timeout");
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_ne!(first, second, "each try has its own ack id");
+    conn.send_text(&format!(r#"43{second}["second"]"#))
+        .await
+        .unwrap();
+    let result = timeout(WAIT, pending).await.unwrap().unwrap().unwrap();
+    assert_eq!(result.as_json(), r#"["second"]"#);
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn emit_with_retries_gives_up_after_its_retries() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    let c = client.clone();
+    let pending =
+        tokio::spawn(async move { c.emit_with_retries("job", Payload::new(), ms(100), 1).await });
+    conn.expect_text_prefix("42").await;
+    conn.expect_text_prefix("42").await;
+    let result = timeout(WAIT, pending).await.unwrap().unwrap();
+    assert!(matches!(result, Err(AckError::Timeout(_))), "{result:?}");
+    assert_quiet(&mut conn).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn emit_with_retries_fails_disconnected_once_drops_use_up_the_retries() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    let c = client.clone();
+    let pending =
+        tokio::spawn(async move { c.emit_with_retries("job", Payload::new(), WAIT, 1).await });
+    assert_eq!(event_frame(&text(&mut conn).await).1, json!(["job"]));
+    conn.drop_tcp();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    assert_eq!(event_frame(&text(&mut conn).await).1, json!(["job"]));
+    conn.drop_tcp();
+    let result = timeout(WAIT, pending).await.unwrap().unwrap();
+    assert!(matches!(result, Err(AckError::Disconnected)), "{result:?}");
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    assert_quiet(&mut conn).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn recovery_sends_pid_and_offset_and_strips_the_offset() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).connect().unwrap();
+    let mut conn = accept(&mut peer).await;
+    assert_eq!(conn.handshake(DEFAULT_OPEN).await, r#"40{"token":"t"}"#);
+    conn.send_text(r#"40{"sid":"s1","pid":"p1"}"#)
+        .await
+        .unwrap();
+    conn.send_text(r#"42["tick",5,"off-1"]"#).await.unwrap();
+    let event = loop {
+        if let Incoming::Event(event) = next_incoming(&mut events).await {
+            break event;
+        }
+    };
+    assert_eq!(event.name(), "tick");
+    assert_eq!(
+        event.args().as_json(),
+        "[5]",
+        "the offset is not the user's"
+    );
+    conn.drop_tcp();
+    let mut conn = accept(&mut peer).await;
+    let connect = conn.handshake(DEFAULT_OPEN).await;
+    let auth: Value = serde_json::from_str(connect.strip_prefix("40").unwrap()).unwrap();
+    assert_eq!(auth, json!({"pid": "p1", "offset": "off-1", "token": "t"}));
+    // The server replays what was missed before its CONNECT reply, keeping the pid.
+    conn.send_text(r#"42["tick",6,"off-2"]"#).await.unwrap();
+    conn.send_text(r#"40{"sid":"s2","pid":"p1"}"#)
+        .await
+        .unwrap();
+    let state = until_status(&client, Status::Connected).await;
+    assert!(state.recovered, "{state:?}");
+    let mut replayed = None;
+    for _ in 0..8 {
+        match next_incoming(&mut events).await {
+            Incoming::Connected { recovered, .. } => assert!(recovered),
+            Incoming::Event(event) => {
+                replayed = Some(event);
+                break;
+            }
+            Incoming::Disconnected { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let replayed = replayed.expect("the replayed event");
+    assert_eq!(replayed.args().as_json(), "[6]");
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn oversized_binary_attachment_is_refused_not_dropped() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, &open_json(25_000, 20_000, 100)).await;
+    let mut big = Payload::new();
+    big.push_binary(vec![7u8; 500]);
+    match client.emit("blob", big.clone()).await {
+        Err(e @ EmitError::TooLarge { .. }) => assert_eq!(e.into_payload(), Some(big)),
+        other => {
+            panic!("an attachment over maxPayload must be handed back with TooLarge, got {other:?}")
+        }
+    }
+    client.emit("small", Payload::new()).await.unwrap();
+    conn.expect_text(r#"42["small"]"#).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn inbound_message_size_is_bounded() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url())
+        .max_message_size(1024)
+        .connect()
+        .unwrap();
+    let mut changes = client.state_changes();
+    let mut conn = accept(&mut peer).await;
+    conn.establish(DEFAULT_OPEN).await;
+    transition(&mut changes, |s| s.status == Status::Connected).await;
+    conn.send_text(&format!(r#"42["big","{}"]"#, "x".repeat(4096)))
+        .await
+        .unwrap();
+    let state = transition(&mut changes, |s| s.status != Status::Connected).await;
+    assert_eq!(state.status, Status::Reconnecting, "{state:?}");
+    assert!(
+        matches!(state.reason, Some("transport_error" | "parse_error")),
+        "{state:?}"
+    );
+    let _conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn attachment_count_is_bounded() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).max_attachments(2).connect().unwrap();
+    let mut changes = client.state_changes();
+    let mut conn = accept(&mut peer).await;
+    conn.establish(DEFAULT_OPEN).await;
+    transition(&mut changes, |s| s.status == Status::Connected).await;
+    conn.send_text(r#"453-["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1},{"_placeholder":true,"num":2}]"#)
+        .await
+        .unwrap();
+    let state = transition(&mut changes, |s| s.status != Status::Connected).await;
+    assert_eq!(
+        (state.status, state.reason),
+        (Status::Reconnecting, Some("parse_error"))
+    );
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn disconnect_while_the_event_buffer_is_full_still_says_goodbye() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).event_buffer(1).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // Nobody reads the events: `Connected` fills the buffer, the event waits for room.
+    conn.send_text(r#"42["a"]"#).await.unwrap();
+    conn.send_text("2").await.unwrap();
+    // Backpressure: the client stopped reading, so the ping stays unanswered.
+    assert_quiet(&mut conn).await;
+    client.disconnect().await;
+    assert_client_disconnected(&client.state());
+    conn.expect_text("41").await;
+    assert!(matches!(conn.recv_timeout(WAIT).await, Ok(Frame::Close(_))));
+}
+
+#[tokio::test]
+async fn url_path_names_the_namespace_and_path_sets_the_engine_path() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(format!("{}/chat", peer.url()))
+        .path("/engine/")
+        .connect()
+        .unwrap();
+    let mut conn = accept(&mut peer).await;
+    assert!(
+        conn.request_uri().starts_with("/engine/?"),
+        "{}",
+        conn.request_uri()
+    );
+    assert_eq!(
+        conn.handshake(DEFAULT_OPEN).await,
+        r#"40/chat,{"token":"t"}"#
+    );
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn recovery_off_never_sends_the_pid() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).recovery(false).connect().unwrap();
+    let mut conn = accept(&mut peer).await;
+    conn.handshake(DEFAULT_OPEN).await;
+    conn.send_text(r#"40{"sid":"s1","pid":"p1"}"#)
+        .await
+        .unwrap();
+    conn.send_text(r#"42["tick",5,"off-1"]"#).await.unwrap();
+    let event = loop {
+        if let Incoming::Event(event) = next_incoming(&mut events).await {
+            break event;
+        }
+    };
+    assert_eq!(
+        event.args().as_json(),
+        "[5]",
+        "the server's offset is still removed"
+    );
+    conn.drop_tcp();
+    let mut conn = accept(&mut peer).await;
+    assert_eq!(conn.handshake(DEFAULT_OPEN).await, r#"40{"token":"t"}"#);
+    client.disconnect().await;
+}
