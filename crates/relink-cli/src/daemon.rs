@@ -1,8 +1,433 @@
 //! `relink daemon`: JSON-RPC 2.0 control of a socket for other processes.
+//!
+//! HTTP and WebSocket share one loopback port. On start the daemon prints one JSON line,
+//! `{"url":"http://127.0.0.1:PORT","secret_file":"PATH"}`: PATH (mode 0600, in a fresh
+//! directory of mode 0700, removed on exit) holds a random secret that every request and
+//! WebSocket upgrade must present as `Authorization: Bearer <secret>`. Requests whose `Host`
+//! is not this loopback address and port, or whose `Origin` (sent by browsers) is not a
+//! loopback origin of this port, are refused before any JSON-RPC processing, so a web page
+//! cannot drive the daemon, even through DNS rebinding. The methods are in [`crate::rpc`].
 
 use crate::cli::DaemonArgs;
 use crate::exit::CliError;
+use crate::rpc;
+use futures_util::FutureExt;
+use futures_util::future::{Either, Ready, ready};
+use jsonrpsee::core::BoxError;
+use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, Server};
+use serde::Serialize;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::{Layer, Service};
 
-pub(crate) async fn run(_args: DaemonArgs) -> Result<(), CliError> {
-    Err(CliError::Other("the daemon is not built yet".into()))
+/// How long stopping waits for open connections to close.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// The line printed on stdout once the daemon listens.
+#[derive(Serialize)]
+struct ReadyLine<'a> {
+    url: &'a str,
+    secret_file: &'a Path,
+}
+
+pub(crate) async fn run(args: DaemonArgs) -> Result<(), CliError> {
+    let requested = args.listen;
+    if !requested.ip().is_loopback() {
+        return Err(CliError::Usage(format!(
+            "refusing to listen on {requested}: the daemon listens on loopback only \
+             (127.0.0.1 or [::1])"
+        )));
+    }
+    // Registered before anything is announced: a signal right after the ready line must
+    // still mean a clean stop, not the default action.
+    let mut stop = Box::pin(crate::signal::terminate());
+    if (&mut stop).now_or_never().is_some() {
+        return Ok(());
+    }
+
+    let secret = Secret::generate();
+    let guard = Guard::new(&secret);
+    let server = Server::builder()
+        .set_http_middleware(tower::ServiceBuilder::new().layer(guard.clone()))
+        .build(requested)
+        .await
+        .map_err(|e| CliError::Other(format!("cannot listen on {requested}: {e}")))?;
+    let addr = server
+        .local_addr()
+        .map_err(|e| CliError::Other(format!("cannot read the listening address: {e}")))?;
+    guard.bind(addr);
+    let secret_file = SecretFile::create(&secret)?;
+
+    let daemon = Arc::new(rpc::Daemon::new());
+    let module = rpc::module(Arc::clone(&daemon))
+        .map_err(|e| CliError::Other(format!("cannot register the methods: {e}")))?;
+    let handle = server.start(module);
+
+    let url = format!("http://{addr}");
+    announce(&ReadyLine {
+        url: &url,
+        secret_file: secret_file.path(),
+    })?;
+    tracing::info!(%url, "daemon listening");
+
+    stop.await;
+    tracing::info!("daemon stopping");
+    let _ = handle.stop();
+    let _ = tokio::time::timeout(STOP_GRACE, handle.stopped()).await;
+    daemon.shutdown().await;
+    drop(secret_file);
+    Ok(())
+}
+
+fn announce(ready: &ReadyLine<'_>) -> Result<(), CliError> {
+    let line = serde_json::to_string(ready)
+        .map_err(|e| CliError::Other(format!("cannot encode the ready line: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::Other(format!("cannot write to stdout: {e}")))
+}
+
+/// 32 random bytes, hex: what clients present as `Authorization: Bearer <secret>`.
+struct Secret(String);
+
+impl Secret {
+    fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Secret(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// The secret's file, in a directory of its own; both are removed on drop.
+struct SecretFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl SecretFile {
+    fn create(secret: &Secret) -> Result<Self, CliError> {
+        let suffix: u64 = rand::random();
+        let dir = std::env::temp_dir().join(format!(
+            "relink-daemon-{}-{suffix:016x}",
+            std::process::id()
+        ));
+        let io = |what: &str, path: &Path, e: std::io::Error| {
+            CliError::Other(format!("cannot {what} {}: {e}", path.display()))
+        };
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        // `create`, not `create_all`: a directory that already exists is not ours.
+        builder
+            .create(&dir)
+            .map_err(|e| io("create the directory", &dir, e))?;
+        let file = SecretFile {
+            path: dir.join("secret"),
+            dir,
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut handle = options
+            .open(&file.path)
+            .map_err(|e| io("create", &file.path, e))?;
+        handle
+            .write_all(secret.0.as_bytes())
+            .map_err(|e| io("write", &file.path, e))?;
+        Ok(file)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "secret directory not removed");
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// `Host` missing, repeated, or not this loopback address and port.
+    Host,
+    /// `Origin` present and not a loopback origin of this port.
+    Origin,
+    /// `Authorization: Bearer <secret>` missing or wrong.
+    Secret,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::Host => "host",
+            Refusal::Origin => "origin",
+            Refusal::Secret => "secret",
+        }
+    }
+
+    fn response(self) -> HttpResponse {
+        let (status, text) = match self {
+            Refusal::Host => (
+                403,
+                "forbidden: Host must be this daemon's loopback address\n",
+            ),
+            Refusal::Origin => (403, "forbidden: cross-origin requests are refused\n"),
+            Refusal::Secret => (
+                401,
+                "unauthorized: send Authorization: Bearer <the secret file's content>\n",
+            ),
+        };
+        let mut builder = HttpResponse::builder()
+            .status(status)
+            .header("content-type", "text/plain; charset=utf-8");
+        if self == Refusal::Secret {
+            builder = builder.header("www-authenticate", "Bearer");
+        }
+        builder
+            .body(HttpBody::from(text))
+            .unwrap_or_else(|_| jsonrpsee::server::http::response::denied())
+    }
+}
+
+/// The tower layer in front of jsonrpsee: checks `Host`, `Origin` and the secret on every
+/// HTTP request and WebSocket upgrade. (Request bodies stay out of the logs because
+/// [`crate::telemetry`] caps jsonrpsee's logging above TRACE.)
+#[derive(Clone)]
+struct Guard {
+    inner: Arc<GuardInner>,
+}
+
+struct GuardInner {
+    secret: Box<[u8]>,
+    /// `127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`; set once the port is known.
+    hosts: std::sync::OnceLock<[String; 3]>,
+}
+
+impl Guard {
+    fn new(secret: &Secret) -> Self {
+        Guard {
+            inner: Arc::new(GuardInner {
+                secret: secret.0.as_bytes().into(),
+                hosts: std::sync::OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Sets the port requests must name; before that, every request is refused.
+    fn bind(&self, addr: SocketAddr) {
+        let port = addr.port();
+        let _ = self.inner.hosts.set([
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ]);
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        self.inner
+            .hosts
+            .get()
+            .is_some_and(|hosts| hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        origin
+            .get(.."http://".len())
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+            && origin
+                .get("http://".len()..)
+                .is_some_and(|host| self.host_allowed(host))
+    }
+
+    fn check(&self, request: &HttpRequest) -> Result<(), Refusal> {
+        let headers = request.headers();
+        let mut hosts = headers.get_all("host").iter();
+        let host = match (hosts.next(), hosts.next()) {
+            (Some(host), None) => host.to_str().ok(),
+            (None, None) => request.uri().authority().map(|a| a.as_str()),
+            _ => None,
+        };
+        if !host.is_some_and(|h| self.host_allowed(h)) {
+            return Err(Refusal::Host);
+        }
+        if !headers
+            .get_all("origin")
+            .iter()
+            .all(|o| o.to_str().is_ok_and(|o| self.origin_allowed(o)))
+        {
+            return Err(Refusal::Origin);
+        }
+        let mut auth = headers.get_all("authorization").iter();
+        let presented = match (auth.next(), auth.next()) {
+            (Some(value), None) => bearer(value.as_bytes()),
+            _ => None,
+        };
+        match presented {
+            Some(p) if same_secret(p, &self.inner.secret) => Ok(()),
+            _ => Err(Refusal::Secret),
+        }
+    }
+}
+
+/// The credentials of `Bearer <credentials>` (scheme case-insensitive).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let rest = rest.strip_prefix(b" ")?;
+    Some(rest.trim_ascii())
+}
+
+/// Compares in time that depends on the length only (the length is public: 64).
+fn same_secret(presented: &[u8], secret: &[u8]) -> bool {
+    if presented.len() != secret.len() {
+        return false;
+    }
+    let diff = presented
+        .iter()
+        .zip(secret)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(diff) == 0
+}
+
+impl<S> Layer<S> for Guard {
+    type Service = Guarded<S>;
+
+    fn layer(&self, inner: S) -> Guarded<S> {
+        Guarded {
+            inner,
+            guard: self.clone(),
+        }
+    }
+}
+
+/// [`Guard`] applied to jsonrpsee's service.
+#[derive(Clone)]
+struct Guarded<S> {
+    inner: S,
+    guard: Guard,
+}
+
+impl<S> Service<HttpRequest> for Guarded<S>
+where
+    S: Service<HttpRequest, Response = HttpResponse, Error = BoxError>,
+{
+    type Response = HttpResponse;
+    type Error = BoxError;
+    type Future = Either<Ready<Result<HttpResponse, BoxError>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: HttpRequest) -> Self::Future {
+        if let Err(refusal) = self.guard.check(&request) {
+            tracing::warn!(reason = refusal.reason(), "request refused");
+            return Either::Left(ready(Ok(refusal.response())));
+        }
+        // Checked: nothing further in needs the secret, so nothing can log it.
+        request.headers_mut().remove("authorization");
+        Either::Right(self.inner.call(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(secret: &str) -> Guard {
+        let guard = Guard::new(&Secret(secret.to_owned()));
+        guard.bind(SocketAddr::from(([127, 0, 0, 1], 4242)));
+        guard
+    }
+
+    fn request(headers: &[(&str, &str)]) -> HttpRequest {
+        let mut builder = HttpRequest::builder().method("POST").uri("/");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(HttpBody::default()).expect("valid request")
+    }
+
+    #[test]
+    fn requests_need_host_origin_and_secret_right() {
+        let g = guard("s3cret");
+        let ok = [
+            ("host", "127.0.0.1:4242"),
+            ("authorization", "Bearer s3cret"),
+        ];
+        assert_eq!(g.check(&request(&ok)), Ok(()));
+        for host in ["localhost:4242", "LOCALHOST:4242", "[::1]:4242"] {
+            let r = request(&[("host", host), ("authorization", "bearer s3cret")]);
+            assert_eq!(g.check(&r), Ok(()), "{host}");
+        }
+        for host in ["evil.example:4242", "127.0.0.1:4243", "127.0.0.1", ""] {
+            let r = request(&[("host", host), ok[1]]);
+            assert_eq!(g.check(&r), Err(Refusal::Host), "{host}");
+        }
+        assert_eq!(
+            g.check(&request(&[ok[1]])),
+            Err(Refusal::Host),
+            "no Host at all"
+        );
+        for origin in ["http://localhost:4242", "http://127.0.0.1:4242"] {
+            let r = request(&[ok[0], ok[1], ("origin", origin)]);
+            assert_eq!(g.check(&r), Ok(()), "{origin}");
+        }
+        for origin in [
+            "https://evil.example",
+            "null",
+            "http://127.0.0.1:1",
+            "https://127.0.0.1:4242",
+        ] {
+            let r = request(&[ok[0], ok[1], ("origin", origin)]);
+            assert_eq!(g.check(&r), Err(Refusal::Origin), "{origin}");
+        }
+        for auth in [
+            "Bearer wrong!",
+            "Bearer s3cre",
+            "Basic s3cret",
+            "s3cret",
+            "Bearer",
+        ] {
+            let r = request(&[ok[0], ("authorization", auth)]);
+            assert_eq!(g.check(&r), Err(Refusal::Secret), "{auth}");
+        }
+        assert_eq!(g.check(&request(&[ok[0]])), Err(Refusal::Secret));
+        let unbound = Guard::new(&Secret("s3cret".into()), Dispatch::none());
+        assert_eq!(unbound.check(&request(&ok)), Err(Refusal::Host));
+    }
+
+    #[test]
+    fn refusals_are_401_or_403_without_json() {
+        assert_eq!(Refusal::Secret.response().status().as_u16(), 401);
+        assert_eq!(Refusal::Origin.response().status().as_u16(), 403);
+        assert_eq!(Refusal::Host.response().status().as_u16(), 403);
+    }
+
+    #[test]
+    fn secrets_are_64_hex_digits_and_differ() {
+        let a = Secret::generate();
+        let b = Secret::generate();
+        assert_eq!(a.0.len(), 64);
+        assert!(a.0.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a.0, b.0);
+    }
 }

@@ -11,6 +11,7 @@ mod exit;
 mod listen;
 mod login;
 mod output;
+mod rpc;
 mod session;
 mod signal;
 mod telemetry;

@@ -8,8 +8,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// Caps tungstenite's logging above the level where it prints frame payloads.
-pub(crate) const TUNGSTENITE_CAP: &str = "tungstenite=debug";
+/// Caps on libraries' logging, above the levels where they print payloads.
+const SECRET_SAFE_CAPS: [&str; 2] = ["tungstenite=debug", "jsonrpsee=info"];
 
 /// Keeps Sentry flushing until the process ends.
 pub(crate) struct Telemetry {
@@ -23,10 +23,13 @@ pub(crate) struct Telemetry {
 pub(crate) fn init(format: LogFormat, default_filter: &str, secrets: Vec<String>) -> Telemetry {
     let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    // tungstenite logs every frame's payload at TRACE, the CONNECT frame with the token
-    // included: whatever RUST_LOG says, it never goes below DEBUG here.
-    if let Ok(cap) = TUNGSTENITE_CAP.parse() {
-        filter = filter.add_directive(cap);
+    // Whatever RUST_LOG says, libraries that log payloads stay above that level: tungstenite
+    // logs every frame at TRACE (the CONNECT frame carries the token), jsonrpsee logs HTTP
+    // request bodies at TRACE (a `socket.connect` carries it too).
+    for cap in SECRET_SAFE_CAPS {
+        if let Ok(cap) = cap.parse() {
+            filter = filter.add_directive(cap);
+        }
     }
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

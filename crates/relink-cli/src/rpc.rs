@@ -1,0 +1,635 @@
+//! The JSON-RPC methods of `relink daemon`: one socket, its state and its events.
+//!
+//! Methods take their params by name (a JSON object); methods whose params are all optional
+//! also accept none. Every failure is an [`RpcError`], and [`RpcError::to_error_object`] is the
+//! one place that turns it into a JSON-RPC error code and message.
+//!
+//! | method | params | result |
+//! |---|---|---|
+//! | `socket.connect` | `url`, `token` (strings) | the state object |
+//! | `socket.connect_with_session` | none | the state object |
+//! | `socket.disconnect` | none | the final state object |
+//! | `socket.state` | none | the state object |
+//! | `socket.emit` | `event`, `data`?, `ack_timeout_ms`? | the ack's arguments (an array) or `null` |
+//! | `socket.subscribe_state` | none | notifications `socket.state_changed` |
+//! | `socket.subscribe_events` | none | notifications `socket.event` |
+//!
+//! The state object is `{"status", "socket_id", "attempt", "error", "recovered"}`; an event is
+//! `{"name", "args": [...]}` plus `"attachments": [sizes]` when it carried binary data (whose
+//! places in `args` hold Socket.IO placeholders). `socket.emit` sends `data` as ONE argument,
+//! whatever its type: `"data": [1, 2]` sends one array argument, not two arguments, and
+//! `"data": null` sends one `null`; without `data` the event has no argument.
+//!
+//! The token goes from the params straight into a [`Token`]; it is never logged, never part
+//! of an error message, and never in a result.
+
+use jsonrpsee::core::{RegisterMethodError, SubscriptionError};
+use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Params};
+use jsonrpsee::{PendingSubscriptionSink, RpcModule};
+use relink::{
+    AckError, BuildError, Client, ConnectionState, EmitError, Events, Incoming, Payload, Status,
+    Token,
+};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, broadcast};
+use tokio::task::JoinHandle;
+
+/// How long a replaced or stopped socket gets to report its last state and events.
+const FORWARD_GRACE: Duration = Duration::from_millis(500);
+/// State transitions buffered for slow subscribers (a lagging one gets the latest state).
+const STATE_BUFFER: usize = 256;
+/// Events buffered for slow subscribers (a lagging one is told and unsubscribed).
+const EVENT_BUFFER: usize = 1024;
+
+/// Why a method failed. Codes and messages are decided in [`RpcError::to_error_object`] only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RpcError {
+    /// Params missing, of the wrong type or unusable; the message names the field.
+    InvalidParams(String),
+    /// `socket.connect_with_session` without a stored session.
+    NoSession,
+    /// The stored session exists but cannot be used.
+    Session(String),
+    /// A method that needs a socket was called before `socket.connect`.
+    NotConnected,
+    /// No acknowledgement within `ack_timeout_ms`.
+    AckTimeout(u64),
+    /// The link dropped before the acknowledgement arrived.
+    AckLost(String),
+    /// The emit was not accepted: outbox full, client closed, payload too large.
+    Emit(String),
+    /// A bug or resource failure in the daemon itself.
+    Internal(String),
+}
+
+impl RpcError {
+    /// The one mapping from errors to JSON-RPC error objects:
+    /// -32602 invalid params, -32000 no socket or no session, -32001 no acknowledgement,
+    /// -32002 emit refused, -32603 internal error.
+    pub(crate) fn to_error_object(&self) -> ErrorObjectOwned {
+        let (code, message) = match self {
+            RpcError::InvalidParams(message) => (-32602, message.clone()),
+            RpcError::NoSession => (
+                -32000,
+                "no session stored: run `relink login` first".to_owned(),
+            ),
+            RpcError::Session(message) => (-32000, message.clone()),
+            RpcError::NotConnected => (
+                -32000,
+                "not connected: call socket.connect first".to_owned(),
+            ),
+            RpcError::AckTimeout(ms) => (-32001, format!("no acknowledgement within {ms} ms")),
+            RpcError::AckLost(message) => (-32001, message.clone()),
+            RpcError::Emit(message) => (-32002, message.clone()),
+            RpcError::Internal(message) => (-32603, message.clone()),
+        };
+        ErrorObject::owned(code, message, None::<()>)
+    }
+
+    fn from_emit(e: &EmitError) -> Self {
+        RpcError::Emit(e.to_string())
+    }
+
+    fn from_ack(e: &AckError, timeout_ms: u64) -> Self {
+        match e {
+            AckError::Timeout(_) => RpcError::AckTimeout(timeout_ms),
+            AckError::Emit(e) => RpcError::from_emit(e),
+            AckError::Disconnected => RpcError::AckLost(e.to_string()),
+            _ => RpcError::Emit(e.to_string()),
+        }
+    }
+}
+
+impl From<RpcError> for ErrorObjectOwned {
+    fn from(e: RpcError) -> Self {
+        e.to_error_object()
+    }
+}
+
+/// The state object returned by methods and sent to `socket.subscribe_state`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct StateView {
+    status: Status,
+    socket_id: Option<String>,
+    attempt: u32,
+    /// relink's `last_error`: described without secrets.
+    error: Option<String>,
+    recovered: bool,
+}
+
+impl StateView {
+    fn of(state: &ConnectionState) -> Self {
+        StateView {
+            status: state.status,
+            socket_id: state.socket_id.clone(),
+            attempt: state.attempt,
+            error: state.last_error.clone(),
+            recovered: state.recovered,
+        }
+    }
+
+    /// No socket yet.
+    fn idle() -> Self {
+        StateView {
+            status: Status::Disconnected,
+            socket_id: None,
+            attempt: 0,
+            error: None,
+            recovered: false,
+        }
+    }
+}
+
+/// A server event as sent to `socket.subscribe_events`.
+#[derive(Debug, Serialize)]
+struct EventNote {
+    name: String,
+    /// The arguments as the server sent them; binary attachments are placeholders.
+    args: Box<RawValue>,
+    /// The size of each binary attachment, in placeholder order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<usize>,
+}
+
+impl EventNote {
+    fn of(event: &relink::Event) -> Result<Self, serde_json::Error> {
+        let args = event.args();
+        Ok(EventNote {
+            name: event.name().to_owned(),
+            args: RawValue::from_string(args.as_json().to_owned())?,
+            attachments: args.attachments().iter().map(|a| a.len()).collect(),
+        })
+    }
+}
+
+/// The current socket and the tasks that forward its state and events.
+struct Socket {
+    client: Client,
+    forwarders: Vec<JoinHandle<()>>,
+}
+
+impl Socket {
+    /// Disconnects, lets the forwarders pass on the last state and events, then stops them.
+    /// The client stays: its state tells how it ended, and emits on it say it is closed.
+    async fn close(&mut self) -> ConnectionState {
+        self.client.disconnect().await;
+        for mut task in std::mem::take(&mut self.forwarders) {
+            let _ = tokio::time::timeout(FORWARD_GRACE, &mut task).await;
+            task.abort();
+        }
+        self.client.state()
+    }
+}
+
+/// What the methods share: the one socket, and hubs that outlive any one client so that
+/// subscriptions follow the socket across `socket.connect` calls.
+pub(crate) struct Daemon {
+    socket: Mutex<Option<Socket>>,
+    states: broadcast::Sender<ConnectionState>,
+    events: broadcast::Sender<Arc<EventNote>>,
+}
+
+impl Daemon {
+    pub(crate) fn new() -> Self {
+        Daemon {
+            socket: Mutex::new(None),
+            states: broadcast::channel(STATE_BUFFER).0,
+            events: broadcast::channel(EVENT_BUFFER).0,
+        }
+    }
+
+    /// Disconnects the socket, if any (the daemon is stopping).
+    pub(crate) async fn shutdown(&self) {
+        if let Some(socket) = self.socket.lock().await.as_mut() {
+            socket.close().await;
+        }
+    }
+
+    async fn client(&self) -> Option<Client> {
+        self.socket.lock().await.as_ref().map(|s| s.client.clone())
+    }
+
+    async fn state(&self) -> StateView {
+        match self.socket.lock().await.as_ref() {
+            Some(socket) => StateView::of(&socket.client.state()),
+            None => StateView::idle(),
+        }
+    }
+
+    async fn connect(&self, params: &Params<'_>) -> Result<StateView, RpcError> {
+        let mut fields = Fields::parse(params, &["url", "token"])?;
+        let url = fields.required_string("url")?;
+        let token = fields.required_string("token")?;
+        if token.trim().is_empty() {
+            return Err(RpcError::InvalidParams("token must not be empty".into()));
+        }
+        self.replace(url, Token::new(token))
+            .await
+            .map_err(|e| RpcError::InvalidParams(e.to_string()))
+    }
+
+    async fn connect_with_session(&self, params: &Params<'_>) -> Result<StateView, RpcError> {
+        Fields::parse(params, &[])?;
+        let session = crate::session::load()
+            .map_err(|e| RpcError::Session(e.to_string()))?
+            .ok_or(RpcError::NoSession)?;
+        if session.token.is_blank() {
+            return Err(RpcError::Session(
+                "the stored token is empty: run `relink login` again".into(),
+            ));
+        }
+        self.replace(session.url, session.token)
+            .await
+            .map_err(|e| RpcError::Session(format!("the stored session cannot be used: {e}")))
+    }
+
+    /// Replaces the socket with a new client for `url`. The settings are checked first, so
+    /// a bad URL leaves the current socket alone and dials nothing.
+    async fn replace(&self, url: String, token: Token) -> Result<StateView, BuildError> {
+        let builder = || Client::builder(url.clone()).token(token.clone());
+        builder().validate()?;
+        let mut slot = self.socket.lock().await;
+        if let Some(mut old) = slot.take() {
+            old.close().await;
+        }
+        let (client, events) = builder().connect()?;
+        let states = self.start_state_forwarder(&client);
+        let events = tokio::spawn(forward_events(events, self.events.clone()));
+        let state = StateView::of(&client.state());
+        *slot = Some(Socket {
+            client,
+            forwarders: vec![states, events],
+        });
+        tracing::info!("socket started");
+        Ok(state)
+    }
+
+    /// Forwards `client`'s transitions to the shared hub, starting with the ones that may
+    /// have happened between `connect()` and now.
+    fn start_state_forwarder(&self, client: &Client) -> JoinHandle<()> {
+        let hub = self.states.clone();
+        let mut changes = client.state_changes();
+        let latest = client.watch_state();
+        // The supervisor writes the watch before it broadcasts, so the snapshot is at least
+        // as new as anything missed before `state_changes()`; what was broadcast since, up
+        // to the snapshot, is dropped so nobody sees a state twice or out of order.
+        let snapshot = client.state();
+        let mut buffered = Vec::new();
+        while let Ok(state) = changes.try_recv() {
+            buffered.push(state);
+        }
+        let skip = buffered
+            .iter()
+            .rposition(|s| *s == snapshot)
+            .map_or(0, |i| i + 1);
+        let untouched = snapshot.status == Status::Connecting && snapshot.attempt == 0;
+        let ended = buffered.last().unwrap_or(&snapshot).status.is_terminal();
+        // The initial state was never a transition: the first attempt's follows.
+        if skip > 0 || !untouched {
+            let _ = hub.send(snapshot);
+        }
+        for state in buffered.drain(skip..) {
+            let _ = hub.send(state);
+        }
+        if ended {
+            // Failed at once (nothing to wait for: the client keeps its sender open).
+            return tokio::spawn(async {});
+        }
+        tokio::spawn(async move {
+            loop {
+                let state = match changes.recv().await {
+                    Ok(state) => state,
+                    Err(broadcast::error::RecvError::Lagged(_)) => latest.borrow().clone(),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let end = state.status.is_terminal();
+                let _ = hub.send(state);
+                if end {
+                    return;
+                }
+            }
+        })
+    }
+
+    async fn disconnect(&self, params: &Params<'_>) -> Result<StateView, RpcError> {
+        Fields::parse(params, &[])?;
+        let mut slot = self.socket.lock().await;
+        let Some(socket) = slot.as_mut() else {
+            return Ok(StateView::idle());
+        };
+        let state = socket.close().await;
+        tracing::info!("socket disconnected");
+        Ok(StateView::of(&state))
+    }
+
+    async fn emit(&self, params: &Params<'_>) -> Result<Option<Box<RawValue>>, RpcError> {
+        let mut fields = Fields::parse(params, &["event", "data", "ack_timeout_ms"])?;
+        let event = fields.required_string("event")?;
+        if event.is_empty() {
+            return Err(RpcError::InvalidParams(
+                "invalid value for `event`: must not be empty".into(),
+            ));
+        }
+        let data = fields.0.remove("data");
+        let ack_timeout_ms = fields.optional_positive("ack_timeout_ms")?;
+        let mut payload = Payload::new();
+        if let Some(data) = &data {
+            payload
+                .push(data)
+                .map_err(|e| RpcError::InvalidParams(format!("invalid value for `data`: {e}")))?;
+        }
+        let client = self.client().await.ok_or(RpcError::NotConnected)?;
+        match ack_timeout_ms {
+            None => {
+                client
+                    .emit(event, payload)
+                    .await
+                    .map_err(|e| RpcError::from_emit(&e))?;
+                Ok(None)
+            }
+            Some(ms) => {
+                let args = client
+                    .emit_with_ack(event, payload, Duration::from_millis(ms))
+                    .await
+                    .map_err(|e| RpcError::from_ack(&e, ms))?;
+                let raw = RawValue::from_string(args.as_json().to_owned())
+                    .map_err(|e| RpcError::Internal(format!("unreadable acknowledgement: {e}")))?;
+                Ok(Some(raw))
+            }
+        }
+    }
+}
+
+/// Forwards the server's events to the hub while anyone listens; ends with the client.
+async fn forward_events(mut events: Events, hub: broadcast::Sender<Arc<EventNote>>) {
+    while let Some(incoming) = events.next().await {
+        let Incoming::Event(event) = incoming else {
+            continue;
+        };
+        // An event nobody subscribed to is not converted.
+        if hub.receiver_count() == 0 {
+            continue;
+        }
+        match EventNote::of(&event) {
+            Ok(note) => {
+                let _ = hub.send(Arc::new(note));
+            }
+            Err(e) => tracing::warn!(event = event.name(), error = %e, "event not forwarded"),
+        }
+    }
+}
+
+/// Named params, checked field by field so that every message names the field and none
+/// repeats a value (a value could be the token).
+struct Fields(Map<String, Value>);
+
+impl Fields {
+    fn parse(params: &Params<'_>, allowed: &[&str]) -> Result<Fields, RpcError> {
+        let map = match params.as_str() {
+            None => Map::new(),
+            Some(raw) => match serde_json::from_str::<Value>(raw) {
+                Ok(Value::Object(map)) => map,
+                Ok(Value::Null) => Map::new(),
+                Ok(Value::Array(items)) if items.is_empty() => Map::new(),
+                _ => {
+                    return Err(RpcError::InvalidParams(
+                        "params must be an object of named fields".into(),
+                    ));
+                }
+            },
+        };
+        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            let expected = if allowed.is_empty() {
+                "this method takes no params".to_owned()
+            } else {
+                let names: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
+                format!("expected {}", names.join(", "))
+            };
+            return Err(RpcError::InvalidParams(format!(
+                "unknown field `{}`: {expected}",
+                unknown.chars().take(64).collect::<String>()
+            )));
+        }
+        Ok(Fields(map))
+    }
+
+    fn required_string(&mut self, name: &str) -> Result<String, RpcError> {
+        match self.0.remove(name) {
+            None => Err(RpcError::InvalidParams(format!("missing field `{name}`"))),
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(RpcError::InvalidParams(format!(
+                "invalid type for `{name}`: expected a string"
+            ))),
+        }
+    }
+
+    /// An optional positive integer; `null` counts as absent.
+    fn optional_positive(&mut self, name: &str) -> Result<Option<u64>, RpcError> {
+        match self.0.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => Ok(n.as_u64()),
+            Some(_) => Err(RpcError::InvalidParams(format!(
+                "invalid type for `{name}`: expected a positive integer"
+            ))),
+        }
+    }
+}
+
+/// The daemon's methods, registered on `daemon`.
+pub(crate) fn module(daemon: Arc<Daemon>) -> Result<RpcModule<Daemon>, RegisterMethodError> {
+    let mut module = RpcModule::from_arc(daemon);
+    module.register_async_method("socket.connect", |params, daemon, _| async move {
+        daemon
+            .connect(&params)
+            .await
+            .map_err(ErrorObjectOwned::from)
+    })?;
+    module.register_async_method(
+        "socket.connect_with_session",
+        |params, daemon, _| async move {
+            daemon
+                .connect_with_session(&params)
+                .await
+                .map_err(ErrorObjectOwned::from)
+        },
+    )?;
+    module.register_async_method("socket.disconnect", |params, daemon, _| async move {
+        daemon
+            .disconnect(&params)
+            .await
+            .map_err(ErrorObjectOwned::from)
+    })?;
+    module.register_async_method("socket.state", |params, daemon, _| async move {
+        Fields::parse(&params, &[]).map_err(ErrorObjectOwned::from)?;
+        Ok::<_, ErrorObjectOwned>(daemon.state().await)
+    })?;
+    module.register_async_method("socket.emit", |params, daemon, _| async move {
+        daemon.emit(&params).await.map_err(ErrorObjectOwned::from)
+    })?;
+    module.register_subscription(
+        "socket.subscribe_state",
+        "socket.state_changed",
+        "socket.unsubscribe_state",
+        |params, pending, daemon, _| state_subscription(params, pending, daemon),
+    )?;
+    module.register_subscription(
+        "socket.subscribe_events",
+        "socket.event",
+        "socket.unsubscribe_events",
+        |params, pending, daemon, _| event_subscription(params, pending, daemon),
+    )?;
+    Ok(module)
+}
+
+async fn state_subscription(
+    params: Params<'static>,
+    pending: PendingSubscriptionSink,
+    daemon: Arc<Daemon>,
+) -> Result<(), SubscriptionError> {
+    if let Err(e) = Fields::parse(&params, &[]) {
+        pending.reject(e).await;
+        return Ok(());
+    }
+    // Subscribed before accepting: every transition after the reply is delivered.
+    let mut rx = daemon.states.subscribe();
+    let Ok(sink) = pending.accept().await else {
+        return Ok(());
+    };
+    // Transitions that differ only in what the state object leaves out (the delay before
+    // the next attempt) are not sent twice.
+    let mut last: Option<StateView> = None;
+    loop {
+        let state = tokio::select! {
+            () = sink.closed() => return Ok(()),
+            state = rx.recv() => match state {
+                Ok(state) => StateView::of(&state),
+                Err(broadcast::error::RecvError::Lagged(_)) => daemon.state().await,
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+        };
+        if last.as_ref() == Some(&state) {
+            continue;
+        }
+        let message = serde_json::value::to_raw_value(&state)?;
+        if sink.send(message).await.is_err() {
+            return Ok(());
+        }
+        last = Some(state);
+    }
+}
+
+async fn event_subscription(
+    params: Params<'static>,
+    pending: PendingSubscriptionSink,
+    daemon: Arc<Daemon>,
+) -> Result<(), SubscriptionError> {
+    if let Err(e) = Fields::parse(&params, &[]) {
+        pending.reject(e).await;
+        return Ok(());
+    }
+    let mut rx = daemon.events.subscribe();
+    let Ok(sink) = pending.accept().await else {
+        return Ok(());
+    };
+    loop {
+        let note = tokio::select! {
+            () = sink.closed() => return Ok(()),
+            note = rx.recv() => match note {
+                Ok(note) => note,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "event subscriber too slow: unsubscribed");
+                    return Err(format!("{n} events missed: subscriber too slow").into());
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+        };
+        let message = serde_json::value::to_raw_value(&*note)?;
+        if sink.send(message).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(json: &'static str) -> Params<'static> {
+        Params::new(Some(json))
+    }
+
+    #[test]
+    fn error_codes_are_mapped_in_one_place() {
+        let cases = [
+            (
+                RpcError::InvalidParams("missing field `url`".into()),
+                -32602,
+            ),
+            (RpcError::NoSession, -32000),
+            (RpcError::NotConnected, -32000),
+            (RpcError::AckTimeout(250), -32001),
+            (RpcError::Emit("client is closed".into()), -32002),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.to_error_object().code(), code, "{error:?}");
+        }
+        assert_eq!(
+            RpcError::AckTimeout(250).to_error_object().message(),
+            "no acknowledgement within 250 ms"
+        );
+        assert_eq!(
+            RpcError::NoSession.to_error_object().message(),
+            "no session stored: run `relink login` first"
+        );
+    }
+
+    #[test]
+    fn fields_name_the_field_and_never_echo_values() {
+        let mut f = Fields::parse(
+            &params(r#"{"url": 5, "token": "tok-x"}"#),
+            &["url", "token"],
+        )
+        .expect("an object");
+        let e = f.required_string("url").expect_err("wrong type");
+        assert_eq!(
+            e,
+            RpcError::InvalidParams("invalid type for `url`: expected a string".into())
+        );
+        let mut f = Fields::parse(&params(r#"{"token": 12345}"#), &["url", "token"]).expect("ok");
+        assert_eq!(
+            f.required_string("url"),
+            Err(RpcError::InvalidParams("missing field `url`".into()))
+        );
+        let e = f.required_string("token").expect_err("wrong type");
+        assert!(!format!("{e:?}").contains("12345"));
+        let e = Fields::parse(&params(r#"{"x": 1}"#), &[])
+            .err()
+            .expect("unknown");
+        assert_eq!(
+            e,
+            RpcError::InvalidParams("unknown field `x`: this method takes no params".into())
+        );
+        assert!(Fields::parse(&params("[1]"), &["url"]).is_err());
+        assert!(Fields::parse(&params("[]"), &[]).is_ok());
+        assert!(Fields::parse(&Params::new(None), &[]).is_ok());
+        let mut f =
+            Fields::parse(&params(r#"{"ack_timeout_ms": 0}"#), &["ack_timeout_ms"]).expect("ok");
+        assert!(f.optional_positive("ack_timeout_ms").is_err());
+    }
+
+    #[test]
+    fn the_idle_state_is_disconnected() {
+        let json = serde_json::to_value(StateView::idle()).expect("serializable");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "status": "disconnected", "socket_id": null, "attempt": 0,
+                "error": null, "recovered": false
+            })
+        );
+    }
+}

@@ -1,0 +1,962 @@
+//! `relink daemon` end to end: the real binary, driven with jsonrpsee's HTTP and WebSocket
+//! clients, against the Node socket.io server (`interop/node/server.mjs`).
+//!
+//! Every test starts its own daemon (killed on drop, and stopped explicitly at the end) and
+//! its own Node server on port 0. Every wait is bounded by [`WAIT`], a bound and not a timing
+//! assertion: a broken daemon fails the test instead of hanging it.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use jsonrpsee::core::client::{ClientT, Error as ClientError, Subscription, SubscriptionClientT};
+use jsonrpsee::core::params::{ArrayParams, ObjectParams};
+use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
+use jsonrpsee::rpc_params;
+use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
+use relink_testkit::gateway::Gateway;
+use relink_testkit::node::{NodeOptions, NodeServer};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// Upper bound for any single wait. A bound, not a timing assertion.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A token the Node server is started with in the leak test: distinctive enough to grep for.
+const DISTINCT_TOKEN: &str = "tok-SECRET-77ab";
+
+// ---------------------------------------------------------------------------------------
+// harness
+
+fn unique_path(what: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "relink-daemon-test-{}-{}-{what}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn pump<R: AsyncRead + Unpin + Send + 'static>(reader: R) -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A running `relink daemon`; killed on drop.
+struct Daemon {
+    child: Child,
+    url: String,
+    port: u16,
+    secret: String,
+    secret_file: PathBuf,
+    session_file: PathBuf,
+    out: mpsc::UnboundedReceiver<String>,
+    err: mpsc::UnboundedReceiver<String>,
+}
+
+/// What a stopped daemon printed, and how it ended.
+struct Stopped {
+    status: ExitStatus,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+}
+
+fn daemon_command(args: &[&str], session_file: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_relink"));
+    cmd.arg("daemon")
+        .args(args)
+        .env_remove("RELINK_TOKEN")
+        .env_remove("RUST_LOG")
+        .env_remove("SENTRY_DSN")
+        .env("RELINK_SESSION_FILE", session_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+impl Daemon {
+    async fn start() -> Daemon {
+        Daemon::start_with(&[]).await
+    }
+
+    /// Starts `relink daemon --listen 127.0.0.1:0` with extra environment variables and a
+    /// session file path that does not exist (yet).
+    async fn start_with(env: &[(&str, &str)]) -> Daemon {
+        let session_file = unique_path("session.json");
+        let mut cmd = daemon_command(&["--listen", "127.0.0.1:0"], &session_file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn relink daemon");
+        let mut out = pump(child.stdout.take().unwrap());
+        let mut err = pump(child.stderr.take().unwrap());
+        let line = match timeout(WAIT, out.recv()).await {
+            Ok(Some(line)) => line,
+            other => {
+                let mut stderr = Vec::new();
+                while let Ok(Some(line)) = timeout(Duration::from_secs(1), err.recv()).await {
+                    stderr.push(line);
+                }
+                panic!("no ready line ({other:?}); stderr:\n{}", stderr.join("\n"));
+            }
+        };
+        let ready: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("ready line is not JSON ({e}): {line:?}"));
+        let object = ready.as_object().expect("ready line is an object");
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["secret_file", "url"], "{line}");
+        let url = ready["url"].as_str().unwrap().to_owned();
+        let port: u16 = url
+            .strip_prefix("http://127.0.0.1:")
+            .unwrap_or_else(|| panic!("url is not http://127.0.0.1:PORT: {url}"))
+            .parse()
+            .unwrap();
+        let secret_file = PathBuf::from(ready["secret_file"].as_str().unwrap());
+        let secret = std::fs::read_to_string(&secret_file).unwrap();
+        Daemon {
+            child,
+            url,
+            port,
+            secret: secret.trim().to_owned(),
+            secret_file,
+            session_file,
+            out,
+            err,
+        }
+    }
+
+    fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {}", self.secret)).unwrap(),
+        );
+        headers
+    }
+
+    fn http(&self) -> HttpClient {
+        HttpClientBuilder::default()
+            .set_headers(self.headers())
+            .request_timeout(WAIT)
+            .build(&self.url)
+            .unwrap()
+    }
+
+    async fn ws(&self) -> WsClient {
+        WsClientBuilder::default()
+            .set_headers(self.headers())
+            .request_timeout(WAIT)
+            .build(format!("ws://127.0.0.1:{}", self.port))
+            .await
+            .unwrap()
+    }
+
+    fn sigterm(&self) {
+        let pid = self.child.id().expect("daemon still running");
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill(1)");
+        assert!(status.success(), "kill -TERM {pid} failed: {status}");
+    }
+
+    /// SIGTERM, then waits for the exit (killing after [`WAIT`]) and collects the output.
+    async fn stop(mut self) -> Stopped {
+        self.sigterm();
+        let status = match timeout(WAIT, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                self.child.kill().await.unwrap();
+                panic!("the daemon did not exit within {WAIT:?} after SIGTERM");
+            }
+        };
+        let mut stdout = Vec::new();
+        while let Ok(Some(line)) = timeout(WAIT, self.out.recv()).await {
+            stdout.push(line);
+        }
+        let mut stderr = Vec::new();
+        while let Ok(Some(line)) = timeout(WAIT, self.err.recv()).await {
+            stderr.push(line);
+        }
+        let _ = std::fs::remove_file(&self.session_file);
+        Stopped {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+fn params(pairs: &[(&str, Value)]) -> ObjectParams {
+    let mut p = ObjectParams::new();
+    for (k, v) in pairs {
+        p.insert(k, v).unwrap();
+    }
+    p
+}
+
+/// The JSON-RPC error of a call that must fail: (code, message).
+fn rpc_error<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (i32, String) {
+    match result {
+        Err(ClientError::Call(e)) => (e.code(), e.message().to_owned()),
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+}
+
+async fn call<C: ClientT>(client: &C, method: &str, p: ObjectParams) -> Result<Value, ClientError> {
+    client.request(method, p).await
+}
+
+async fn state(client: &impl ClientT) -> Value {
+    client.request("socket.state", rpc_params![]).await.unwrap()
+}
+
+async fn subscribe(ws: &WsClient, what: &str) -> Subscription<Value> {
+    ws.subscribe(
+        &format!("socket.subscribe_{what}"),
+        rpc_params![],
+        &format!("socket.unsubscribe_{what}"),
+    )
+    .await
+    .unwrap()
+}
+
+async fn next(sub: &mut Subscription<Value>) -> Value {
+    match timeout(WAIT, sub.next()).await {
+        Ok(Some(Ok(value))) => value,
+        other => panic!("no notification within {WAIT:?}: {other:?}"),
+    }
+}
+
+/// Reads state notifications until one has `status`; returns every status seen on the way.
+async fn until_status(sub: &mut Subscription<Value>, status: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let state = next(sub).await;
+        let s = state["status"].as_str().unwrap().to_owned();
+        assert_state_shape(&state);
+        seen.push(s.clone());
+        if s == status {
+            return seen;
+        }
+    }
+    panic!("no `{status}` state in 200 notifications: {seen:?}")
+}
+
+/// Reads event notifications until one is named `name`.
+async fn until_event(sub: &mut Subscription<Value>, name: &str) -> Value {
+    for _ in 0..200 {
+        let event = next(sub).await;
+        if event["name"] == name {
+            return event;
+        }
+    }
+    panic!("no `{name}` event in 200 notifications")
+}
+
+fn assert_state_shape(state: &Value) {
+    let object = state.as_object().expect("state is an object");
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["attempt", "error", "recovered", "socket_id", "status"],
+        "{state}"
+    );
+    assert!(state["attempt"].is_u64(), "{state}");
+    assert!(state["recovered"].is_boolean(), "{state}");
+    assert!(
+        state["error"].is_null() || state["error"].is_string(),
+        "{state}"
+    );
+    assert!(
+        state["socket_id"].is_null() || state["socket_id"].is_string(),
+        "{state}"
+    );
+}
+
+/// Collapses runs of the same status.
+fn dedup(statuses: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for s in statuses {
+        if out.last() != Some(&s.as_str()) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// One raw HTTP/1.1 POST: (status code, body). The caller picks every header, Host included.
+async fn raw_post(port: u16, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut request = String::from("POST / HTTP/1.1\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("a response in time")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A refused request: what it tries, its headers, the status it must get.
+type Refused<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+// ---------------------------------------------------------------------------------------
+// tests
+
+#[tokio::test]
+async fn announces_itself_keeps_the_secret_private_and_cleans_up_on_sigterm() {
+    let daemon = Daemon::start().await;
+    assert_eq!(mode(&daemon.secret_file), 0o600);
+    let dir = daemon.secret_file.parent().unwrap().to_owned();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(daemon.secret.len(), 64);
+    assert!(daemon.secret.bytes().all(|b| b.is_ascii_hexdigit()));
+    // Answers, with no socket yet.
+    let http = daemon.http();
+    assert_eq!(
+        state(&http).await,
+        json!({"status": "disconnected", "socket_id": null, "attempt": 0, "error": null,
+               "recovered": false})
+    );
+    let secret_file = daemon.secret_file.clone();
+    let stopped = daemon.stop().await;
+    assert_eq!(stopped.status.code(), Some(0), "{:?}", stopped.stderr);
+    assert!(!secret_file.exists(), "secret file left behind");
+    assert!(!dir.exists(), "secret directory left behind");
+    assert!(
+        stopped.stdout.is_empty(),
+        "stdout after the ready line: {:?}",
+        stopped.stdout
+    );
+}
+
+#[tokio::test]
+async fn each_start_has_its_own_secret() {
+    let a = Daemon::start().await;
+    let b = Daemon::start().await;
+    assert_ne!(a.secret, b.secret);
+    assert_ne!(a.secret_file, b.secret_file);
+    // A's secret does not open B.
+    let (status, _) = raw_post(
+        b.port,
+        &[
+            ("Host", &format!("127.0.0.1:{}", b.port)),
+            ("Authorization", &format!("Bearer {}", a.secret)),
+        ],
+        r#"{"jsonrpc":"2.0","id":1,"method":"socket.state"}"#,
+    )
+    .await;
+    assert_eq!(status, 401);
+    for d in [a, b] {
+        assert_eq!(d.stop().await.status.code(), Some(0));
+    }
+}
+
+#[tokio::test]
+async fn refuses_to_listen_beyond_loopback() {
+    let session = unique_path("session.json");
+    let output = daemon_command(&["--listen", "0.0.0.0:0"], &session)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+}
+
+#[tokio::test]
+async fn refuses_requests_without_the_secret_or_from_elsewhere() {
+    let node = NodeServer::start(NodeOptions::default()).await.unwrap();
+    let gateway = Gateway::start(SocketAddr::from(([127, 0, 0, 1], node.port())))
+        .await
+        .unwrap();
+    let daemon = Daemon::start().await;
+    let host = format!("127.0.0.1:{}", daemon.port);
+    let bearer = format!("Bearer {}", daemon.secret);
+    // A request that would dial the gateway if it were processed.
+    let connect = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "socket.connect",
+        "params": {"url": gateway.url(), "token": "secret"}
+    })
+    .to_string();
+    let evil_host = format!("evil.example:{}", daemon.port);
+    let refused: [Refused<'_>; 6] = [
+        ("no secret", vec![("Host", &host)], 401),
+        (
+            "wrong secret",
+            vec![
+                ("Host", &host),
+                (
+                    "Authorization",
+                    "Bearer 0000000000000000000000000000000000000000000000000000000000000000",
+                ),
+            ],
+            401,
+        ),
+        (
+            "not a bearer",
+            vec![("Host", &host), ("Authorization", &daemon.secret)],
+            401,
+        ),
+        (
+            "foreign origin",
+            vec![
+                ("Host", &host),
+                ("Authorization", &bearer),
+                ("Origin", "https://evil.example"),
+            ],
+            403,
+        ),
+        (
+            "wrong host",
+            vec![("Host", &evil_host), ("Authorization", &bearer)],
+            403,
+        ),
+        (
+            "other port",
+            vec![("Host", "127.0.0.1:1"), ("Authorization", &bearer)],
+            403,
+        ),
+    ];
+    for (what, headers, expected) in &refused {
+        let (status, body) = raw_post(daemon.port, headers, &connect).await;
+        assert_eq!(status, *expected, "{what}: {body}");
+        assert!(
+            !body.contains("jsonrpc"),
+            "{what}: JSON-RPC answered: {body}"
+        );
+    }
+    // Nothing was processed: no dial, no socket.
+    assert_eq!(gateway.stats().accepted, 0);
+    let http = daemon.http();
+    assert_eq!(state(&http).await["status"], "disconnected");
+
+    // The same request from a loopback origin with the secret goes through.
+    let state_request = r#"{"jsonrpc":"2.0","id":7,"method":"socket.state"}"#;
+    for (h, origin) in [
+        (host.clone(), format!("http://127.0.0.1:{}", daemon.port)),
+        (
+            format!("localhost:{}", daemon.port),
+            format!("http://localhost:{}", daemon.port),
+        ),
+    ] {
+        let (status, body) = raw_post(
+            daemon.port,
+            &[
+                ("Host", &h),
+                ("Authorization", &bearer),
+                ("Origin", &origin),
+            ],
+            state_request,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["result"]["status"], "disconnected");
+    }
+
+    // WebSocket upgrades are checked the same way.
+    let no_secret = WsClientBuilder::default()
+        .build(format!("ws://127.0.0.1:{}", daemon.port))
+        .await;
+    assert!(no_secret.is_err(), "upgrade without the secret accepted");
+    let mut foreign = daemon.headers();
+    foreign.insert("origin", HeaderValue::from_static("https://evil.example"));
+    let from_a_page = WsClientBuilder::default()
+        .set_headers(foreign)
+        .build(format!("ws://127.0.0.1:{}", daemon.port))
+        .await;
+    assert!(
+        from_a_page.is_err(),
+        "upgrade from a foreign origin accepted"
+    );
+    // And the HTTP client without the secret gets no JSON-RPC answer either.
+    let anonymous = HttpClientBuilder::default().build(&daemon.url).unwrap();
+    let result: Result<Value, _> = anonymous.request("socket.state", rpc_params![]).await;
+    assert!(
+        matches!(result, Err(ClientError::Transport(_))),
+        "{result:?}"
+    );
+
+    assert_eq!(gateway.stats().accepted, 0);
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+    gateway.shutdown().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn params_errors_name_the_field() {
+    let daemon = Daemon::start().await;
+    let http = daemon.http();
+    let cases: Vec<(&str, ObjectParams, &str)> = vec![
+        (
+            "socket.connect",
+            params(&[("token", json!("secret"))]),
+            "missing field `url`",
+        ),
+        (
+            "socket.connect",
+            params(&[("url", json!("http://127.0.0.1:1"))]),
+            "missing field `token`",
+        ),
+        (
+            "socket.connect",
+            params(&[("url", json!("http://127.0.0.1:1")), ("token", json!(42))]),
+            "invalid type for `token`: expected a string",
+        ),
+        (
+            "socket.connect",
+            params(&[("url", json!(["x"])), ("token", json!("secret"))]),
+            "invalid type for `url`: expected a string",
+        ),
+        (
+            "socket.emit",
+            params(&[("data", json!(1))]),
+            "missing field `event`",
+        ),
+        (
+            "socket.emit",
+            params(&[("event", json!(7))]),
+            "invalid type for `event`: expected a string",
+        ),
+        (
+            "socket.emit",
+            params(&[("event", json!("echo")), ("ack_timeout_ms", json!("soon"))]),
+            "invalid type for `ack_timeout_ms`: expected a positive integer",
+        ),
+        (
+            "socket.state",
+            params(&[("verbose", json!(true))]),
+            "unknown field `verbose`: this method takes no params",
+        ),
+    ];
+    for (method, p, message) in cases {
+        let (code, text) = rpc_error(call(&http, method, p).await);
+        assert_eq!((code, text.as_str()), (-32602, message), "{method}");
+    }
+    // Positional params are refused, naming what is expected.
+    let mut positional = ArrayParams::new();
+    positional.insert("http://127.0.0.1:1").unwrap();
+    positional.insert("secret").unwrap();
+    let result: Result<Value, _> = http.request("socket.connect", positional).await;
+    let (code, text) = rpc_error(result);
+    assert_eq!(code, -32602);
+    assert!(text.contains("named fields"), "{text}");
+    // A URL the builder refuses: its message, and no socket.
+    let (code, text) = rpc_error(
+        call(
+            &http,
+            "socket.connect",
+            params(&[("url", json!("ftp://h/")), ("token", json!("secret"))]),
+        )
+        .await,
+    );
+    assert_eq!(code, -32602);
+    assert!(text.starts_with("invalid URL"), "{text}");
+    // No socket yet: emit says so, disconnect is fine.
+    let (code, text) =
+        rpc_error(call(&http, "socket.emit", params(&[("event", json!("x"))])).await);
+    assert_eq!(
+        (code, text.as_str()),
+        (-32000, "not connected: call socket.connect first")
+    );
+    let disconnected: Value = http
+        .request("socket.disconnect", rpc_params![])
+        .await
+        .unwrap();
+    assert_eq!(disconnected["status"], "disconnected");
+    assert_eq!(state(&http).await["status"], "disconnected");
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn an_empty_token_is_refused_without_dialling() {
+    let node = NodeServer::start(NodeOptions::default()).await.unwrap();
+    let gateway = Gateway::start(SocketAddr::from(([127, 0, 0, 1], node.port())))
+        .await
+        .unwrap();
+    let daemon = Daemon::start().await;
+    let http = daemon.http();
+    for token in ["", "   ", "\t\n"] {
+        let (code, text) = rpc_error(
+            call(
+                &http,
+                "socket.connect",
+                params(&[("url", json!(gateway.url())), ("token", json!(token))]),
+            )
+            .await,
+        );
+        assert_eq!(
+            (code, text.as_str()),
+            (-32602, "token must not be empty"),
+            "{token:?}"
+        );
+    }
+    // The refusal is synchronous: no client exists that could dial later.
+    assert_eq!(gateway.stats().accepted, 0);
+    assert_eq!(state(&http).await["status"], "disconnected");
+    // The same URL with a real token does dial through the gateway.
+    let ws = daemon.ws().await;
+    let mut states = subscribe(&ws, "state").await;
+    call(
+        &http,
+        "socket.connect",
+        params(&[("url", json!(gateway.url())), ("token", json!("secret"))]),
+    )
+    .await
+    .unwrap();
+    until_status(&mut states, "connected").await;
+    assert!(gateway.stats().accepted >= 1);
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+    gateway.shutdown().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn connect_emit_ack_and_disconnect_over_http() {
+    let node = NodeServer::start(NodeOptions::default()).await.unwrap();
+    let daemon = Daemon::start().await;
+    let http = daemon.http();
+    let ws = daemon.ws().await;
+    let mut states = subscribe(&ws, "state").await;
+
+    let started = call(
+        &http,
+        "socket.connect",
+        params(&[("url", json!(node.url())), ("token", json!("secret"))]),
+    )
+    .await
+    .unwrap();
+    assert_state_shape(&started);
+    assert_eq!(started["status"], "connecting");
+    until_status(&mut states, "connected").await;
+    let connected = state(&http).await;
+    assert_eq!(connected["status"], "connected");
+    assert!(connected["socket_id"].is_string(), "{connected}");
+
+    let emit = |data: Option<Value>, ack: Option<u64>| {
+        let mut p = vec![("event", json!("echo"))];
+        if let Some(data) = data {
+            p.push(("data", data));
+        }
+        if let Some(ack) = ack {
+            p.push(("ack_timeout_ms", json!(ack)));
+        }
+        params(&p)
+    };
+    // `data` is one argument, whatever its type; the ack's arguments come back as an array.
+    let cases = [
+        (Some(json!({"a": 1})), json!([{"a": 1}])),
+        (Some(json!([1, 2])), json!([[1, 2]])),
+        (Some(json!("hi")), json!(["hi"])),
+        (Some(Value::Null), json!([null])),
+        (None, json!([])),
+    ];
+    for (data, ack) in cases {
+        let got = call(&http, "socket.emit", emit(data.clone(), Some(10_000)))
+            .await
+            .unwrap();
+        assert_eq!(got, ack, "data {data:?}");
+    }
+    // Without ack_timeout_ms: null once queued.
+    let queued = call(&http, "socket.emit", emit(Some(json!(1)), None))
+        .await
+        .unwrap();
+    assert_eq!(queued, Value::Null);
+    // An event the server never acknowledges.
+    let (code, text) = rpc_error(
+        call(
+            &http,
+            "socket.emit",
+            params(&[
+                ("event", json!("nobody-answers")),
+                ("ack_timeout_ms", json!(200)),
+            ]),
+        )
+        .await,
+    );
+    assert_eq!(
+        (code, text.as_str()),
+        (-32001, "no acknowledgement within 200 ms")
+    );
+
+    let last: Value = http
+        .request("socket.disconnect", rpc_params![])
+        .await
+        .unwrap();
+    assert_state_shape(&last);
+    assert_eq!(last["status"], "disconnected");
+    until_status(&mut states, "disconnected").await;
+    assert_eq!(state(&http).await["status"], "disconnected");
+    // The ended socket refuses emits.
+    let (code, text) = rpc_error(call(&http, "socket.emit", emit(Some(json!(1)), None)).await);
+    assert_eq!((code, text.as_str()), (-32002, "client is closed"));
+
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn connect_with_session_uses_the_stored_session() {
+    let node = NodeServer::start(NodeOptions::default()).await.unwrap();
+    let daemon = Daemon::start().await;
+    let ws = daemon.ws().await;
+    assert!(!daemon.session_file.exists());
+    let result: Result<Value, _> = ws
+        .request("socket.connect_with_session", rpc_params![])
+        .await;
+    let (code, text) = rpc_error(result);
+    assert_eq!(
+        (code, text.as_str()),
+        (-32000, "no session stored: run `relink login` first")
+    );
+    assert_eq!(state(&ws).await["status"], "disconnected");
+
+    std::fs::write(
+        &daemon.session_file,
+        json!({"url": node.url(), "token": "secret"}).to_string(),
+    )
+    .unwrap();
+    let mut states = subscribe(&ws, "state").await;
+    // With an empty object as params, too.
+    let started = call(&ws, "socket.connect_with_session", ObjectParams::new())
+        .await
+        .unwrap();
+    assert_eq!(started["status"], "connecting");
+    let seen = until_status(&mut states, "connected").await;
+    assert_eq!(seen[0], "connecting", "{seen:?}");
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn state_subscription_follows_a_server_restart_and_a_new_socket() {
+    let mut node = NodeServer::start(NodeOptions::default()).await.unwrap();
+    let daemon = Daemon::start().await;
+    let ws = daemon.ws().await;
+    let mut states = subscribe(&ws, "state").await;
+    let url = node.url();
+    let connect = || params(&[("url", json!(url)), ("token", json!("secret"))]);
+    call(&ws, "socket.connect", connect()).await.unwrap();
+    let mut seen = until_status(&mut states, "connected").await;
+
+    node.restart().await.unwrap();
+    seen.extend(until_status(&mut states, "reconnecting").await);
+    seen.extend(until_status(&mut states, "connected").await);
+    assert_eq!(
+        dedup(&seen),
+        ["connecting", "connected", "reconnecting", "connected"],
+        "{seen:?}"
+    );
+    assert_eq!(state(&ws).await["status"], "connected");
+
+    // A new socket.connect replaces the client; the same subscription follows the new one:
+    // the old client's end, then the new one's start.
+    call(&ws, "socket.connect", connect()).await.unwrap();
+    until_status(&mut states, "disconnected").await;
+    let replaced = until_status(&mut states, "connected").await;
+    assert_eq!(
+        dedup(&replaced),
+        ["connecting", "connected"],
+        "{replaced:?}"
+    );
+
+    states.unsubscribe().await.unwrap();
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn events_subscription_sees_server_events() {
+    let node = NodeServer::start(NodeOptions::default()).await.unwrap();
+    let daemon = Daemon::start().await;
+    let ws = daemon.ws().await;
+    let mut events = subscribe(&ws, "events").await;
+    let mut states = subscribe(&ws, "state").await;
+    call(
+        &ws,
+        "socket.connect",
+        params(&[("url", json!(node.url())), ("token", json!("secret"))]),
+    )
+    .await
+    .unwrap();
+    let welcome = until_event(&mut events, "welcome").await;
+    let args = welcome["args"].as_array().expect("args is an array");
+    assert_eq!(args.len(), 1, "{welcome}");
+    assert_eq!(args[0]["nsp"], "/");
+    assert!(welcome.get("attachments").is_none(), "{welcome}");
+    until_status(&mut states, "connected").await;
+
+    // Without an ack the server answers with an "echo" event carrying the same arguments.
+    call(
+        &ws,
+        "socket.emit",
+        params(&[("event", json!("echo")), ("data", json!({"n": 5}))]),
+    )
+    .await
+    .unwrap();
+    let echo = until_event(&mut events, "echo").await;
+    assert_eq!(echo, json!({"name": "echo", "args": [{"n": 5}]}));
+
+    events.unsubscribe().await.unwrap();
+    states.unsubscribe().await.unwrap();
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_never_appears_in_any_output() {
+    let node = NodeServer::start(NodeOptions {
+        token: DISTINCT_TOKEN.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let daemon = Daemon::start_with(&[("RUST_LOG", "trace")]).await;
+    let http = daemon.http();
+    let ws = daemon.ws().await;
+    let mut states = subscribe(&ws, "state").await;
+    let mut responses = Vec::new();
+
+    // Over HTTP (whose request bodies jsonrpsee traces) and over WebSocket.
+    let good = || params(&[("url", json!(node.url())), ("token", json!(DISTINCT_TOKEN))]);
+    responses.push(call(&http, "socket.connect", good()).await.unwrap());
+    until_status(&mut states, "connected").await;
+    responses.push(call(&ws, "socket.connect", good()).await.unwrap());
+    until_status(&mut states, "connected").await;
+    responses.push(
+        call(
+            &http,
+            "socket.emit",
+            params(&[
+                ("event", json!("echo")),
+                ("data", json!("x")),
+                ("ack_timeout_ms", json!(10_000)),
+            ]),
+        )
+        .await
+        .unwrap(),
+    );
+    // A rejected credential (the server's error goes into the state), a bad URL, a wrong type.
+    let wrong = format!("{DISTINCT_TOKEN}-wrong");
+    responses.push(
+        call(
+            &http,
+            "socket.connect",
+            params(&[("url", json!(node.url())), ("token", json!(wrong))]),
+        )
+        .await
+        .unwrap(),
+    );
+    until_status(&mut states, "failed").await;
+    let failed = state(&http).await;
+    assert!(failed["error"].is_string(), "{failed}");
+    responses.push(failed);
+    let (_, text) = rpc_error(
+        call(
+            &http,
+            "socket.connect",
+            params(&[
+                (
+                    "url",
+                    json!(format!("ftp://user:{DISTINCT_TOKEN}@h/?t={DISTINCT_TOKEN}")),
+                ),
+                ("token", json!(DISTINCT_TOKEN)),
+            ]),
+        )
+        .await,
+    );
+    responses.push(Value::from(text));
+    let (_, text) = rpc_error(
+        call(
+            &http,
+            "socket.connect",
+            params(&[
+                ("url", json!(node.url())),
+                ("token", json!([DISTINCT_TOKEN])),
+            ]),
+        )
+        .await,
+    );
+    responses.push(Value::from(text));
+    // From the stored session too.
+    std::fs::write(
+        &daemon.session_file,
+        json!({"url": node.url(), "token": DISTINCT_TOKEN}).to_string(),
+    )
+    .unwrap();
+    responses.push(
+        ws.request("socket.connect_with_session", rpc_params![])
+            .await
+            .unwrap(),
+    );
+    until_status(&mut states, "connected").await;
+    responses.push(
+        http.request("socket.disconnect", rpc_params![])
+            .await
+            .unwrap(),
+    );
+
+    for response in &responses {
+        assert!(
+            !response.to_string().contains("SECRET-77ab"),
+            "token in a response: {response}"
+        );
+    }
+    drop(states);
+    let stopped = daemon.stop().await;
+    assert_eq!(stopped.status.code(), Some(0));
+    assert!(
+        stopped.stderr.len() > 10,
+        "expected trace logs: {:?}",
+        stopped.stderr
+    );
+    for line in stopped.stdout.iter().chain(&stopped.stderr) {
+        assert!(!line.contains("SECRET-77ab"), "token in output: {line}");
+    }
+    node.stop().await;
+}

@@ -1,0 +1,114 @@
+//! `relink login` / `logout` on the built binary: the stored session's file mode, and
+//! `emit` using it when no URL or token is given.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use relink_testkit::node::{NodeOptions, NodeServer};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn session_path(name: &str) -> PathBuf {
+    std::env::temp_dir()
+        .join(format!("relink-session-test-{}-{name}", std::process::id()))
+        .join("session.json")
+}
+
+/// Runs the binary to completion with `stdin` fed in; isolated from the caller's token.
+fn run(args: &[&str], session: &PathBuf, stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relink"))
+        .args(args)
+        .env_remove("RELINK_TOKEN")
+        .env_remove("RUST_LOG")
+        .env("RELINK_SESSION_FILE", session)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn login_stores_a_private_session_that_emit_uses_and_logout_removes() {
+    let server = NodeServer::start(NodeOptions {
+        token: "tok-SESSION-91".into(),
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let session = session_path("roundtrip");
+    let url = server.url();
+
+    let out = run(&["login", &url], &session, "tok-SESSION-91\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&session).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "session file readable only by the user"
+        );
+    }
+    let stored = std::fs::read_to_string(&session).unwrap();
+    assert!(stored.contains(&url));
+
+    // No URL, no token on the command line: both come from the session.
+    let out = tokio::task::spawn_blocking({
+        let session = session.clone();
+        move || run(&["emit", "echo", "\"from-session\"", "--ack"], &session, "")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"["from-session"]"#
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("tok-SESSION-91"), "{all}");
+
+    let out = run(&["logout"], &session, "");
+    assert!(out.status.success());
+    assert!(!session.exists());
+    let out = run(&["emit", "echo", "1"], &session, "");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no URL and no session is a usage error"
+    );
+    std::fs::remove_dir_all(session.parent().unwrap()).ok();
+}
+
+#[test]
+fn login_refuses_an_empty_token_and_a_bad_url() {
+    let session = session_path("refuse");
+    let out = run(&["login", "http://127.0.0.1:9"], &session, "   \n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token must not be empty"));
+    assert!(!session.exists());
+    let out = run(&["login", "ftp://nowhere"], &session, "tok\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid URL"));
+    assert!(!session.exists());
+}
