@@ -411,7 +411,7 @@ mod tests {
             assert_eq!(g.check(&r), Err(Refusal::Secret), "{auth}");
         }
         assert_eq!(g.check(&request(&[ok[0]])), Err(Refusal::Secret));
-        let unbound = Guard::new(&Secret("s3cret".into()), Dispatch::none());
+        let unbound = Guard::new(&Secret("s3cret".into()));
         assert_eq!(unbound.check(&request(&ok)), Err(Refusal::Host));
     }
 

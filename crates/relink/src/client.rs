@@ -172,7 +172,9 @@ struct Inner {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     state: watch::Receiver<ConnectionState>,
-    transitions: broadcast::Sender<ConnectionState>,
+    /// Never read: kept to hand out new receivers. Holding a receiver rather than the sender
+    /// lets the channel close when the supervisor ends, so listeners see the end.
+    transitions: broadcast::Receiver<ConnectionState>,
 }
 
 /// A Socket.IO client that keeps itself connected. Cheap to clone; the connection ends when
@@ -221,14 +223,14 @@ impl Client {
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (state_tx, state_rx) = watch::channel(ConnectionState::initial());
-        let (transitions, _) = broadcast::channel(64);
+        let (transitions, transitions_rx) = broadcast::channel(64);
         let (events_tx, events_rx) = mpsc::channel(config.event_buffer);
         let supervisor = Supervisor::new(
             Arc::new(config),
             Arc::clone(&shared),
             shutdown_rx,
             state_tx,
-            transitions.clone(),
+            transitions,
             events_tx,
         );
         runtime.spawn(supervisor.run());
@@ -237,7 +239,7 @@ impl Client {
                 shared,
                 shutdown: shutdown_tx,
                 state: state_rx,
-                transitions,
+                transitions: transitions_rx,
             }),
         };
         Ok((client, Events { rx: events_rx }))
@@ -253,10 +255,13 @@ impl Client {
         self.inner.state.clone()
     }
 
-    /// Every state transition from now on, in order (a slow reader that falls 64 behind
-    /// sees `Lagged` and then continues from the latest).
+    /// Every state transition from now on, in order, ending (`Closed`) after the terminal
+    /// state. A slow reader that falls 64 behind sees `Lagged` and continues from there.
+    /// To pair it with [`Client::state`] without gaps or repeats, compare
+    /// [`ConnectionState::seq`].
     pub fn state_changes(&self) -> broadcast::Receiver<ConnectionState> {
-        self.inner.transitions.subscribe()
+        // Starts at the tail: nothing published before this call is replayed.
+        self.inner.transitions.resubscribe()
     }
 
     /// Waits until connected, or returns the terminal state if the client ended first.

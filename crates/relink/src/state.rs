@@ -45,6 +45,9 @@ pub enum EndReason {
 /// A snapshot of the connection, published on every transition.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConnectionState {
+    /// Increases by one with every published transition: a listener that pairs a snapshot
+    /// with [`crate::Client::state_changes`] skips changes with a `seq` at or below it.
+    pub seq: u64,
     /// The lifecycle status.
     pub status: Status,
     /// The Socket.IO socket id while connected.
@@ -74,6 +77,7 @@ fn millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::
 impl ConnectionState {
     pub(crate) fn initial() -> Self {
         ConnectionState {
+            seq: 0,
             status: Status::Connecting,
             socket_id: None,
             attempt: 0,

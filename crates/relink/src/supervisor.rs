@@ -106,6 +106,7 @@ impl Supervisor {
 
     fn publish(&mut self, change: impl FnOnce(&mut ConnectionState)) {
         change(&mut self.state);
+        self.state.seq += 1;
         self.state_tx.send_replace(self.state.clone());
         let _ = self.transitions.send(self.state.clone());
     }

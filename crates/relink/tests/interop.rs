@@ -306,3 +306,35 @@ async fn server_restart_is_survived() {
     assert_ne!(client.state().socket_id, first);
     client.disconnect().await;
 }
+
+#[tokio::test]
+async fn state_changes_are_numbered_and_end_after_the_terminal_state() {
+    let server = node(NodeOptions::default()).await;
+    let (client, _events) = Client::builder(server.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    let mut changes = client.state_changes();
+    let snapshot = client.state();
+    connected(&client).await;
+    client.disconnect().await;
+    let mut seqs = vec![snapshot.seq];
+    let mut last = snapshot;
+    loop {
+        match tokio::time::timeout(WAIT, changes.recv())
+            .await
+            .expect("the stream ends")
+        {
+            // As documented: changes at or below the snapshot's seq are already in it.
+            Ok(state) if state.seq <= seqs[0] => {}
+            Ok(state) => {
+                seqs.push(state.seq);
+                last = state;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(last.status, Status::Disconnected);
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "increasing: {seqs:?}");
+}
