@@ -104,6 +104,17 @@ impl Supervisor {
         }
     }
 
+    /// The status and attempt number while trying to get a connection: `connecting` until
+    /// the first one succeeded, `reconnecting` after.
+    fn trying(&self) -> (Status, u32) {
+        let status = if self.ever_connected {
+            Status::Reconnecting
+        } else {
+            Status::Connecting
+        };
+        (status, self.escalation.streak() + 1)
+    }
+
     fn publish(&mut self, change: impl FnOnce(&mut ConnectionState)) {
         change(&mut self.state);
         self.state.seq += 1;
@@ -113,12 +124,7 @@ impl Supervisor {
 
     pub(crate) async fn run(mut self) {
         let end = loop {
-            let attempt = self.escalation.streak() + 1;
-            let status = if self.ever_connected {
-                Status::Reconnecting
-            } else {
-                Status::Connecting
-            };
+            let (status, attempt) = self.trying();
             self.publish(|s| {
                 s.status = status;
                 s.attempt = attempt;
@@ -630,12 +636,7 @@ impl Supervisor {
                 return Decision::Stop(Status::Disconnected, EndReason::ServerDisconnect);
             }
         };
-        let attempt = self.escalation.streak() + 1;
-        let status = if self.ever_connected {
-            Status::Reconnecting
-        } else {
-            Status::Connecting
-        };
+        let (status, attempt) = self.trying();
         self.publish(|s| {
             s.status = status;
             s.socket_id = None;
