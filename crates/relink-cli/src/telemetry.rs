@@ -33,6 +33,7 @@ pub(crate) fn init(format: LogFormat, default_filter: &str, secrets: Vec<String>
     }
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
