@@ -52,7 +52,9 @@ pub struct ConnectionState {
     pub status: Status,
     /// The Socket.IO socket id while connected.
     pub socket_id: Option<String>,
-    /// The current or last attempt number in this outage (1 for the first try).
+    /// The attempt number in this outage: the one under way, or, while waiting
+    /// (`next_attempt_in` is set), the one to come; `attempt - 1` attempts have failed.
+    /// 0 once a connection has held for the stable period.
     pub attempt: u32,
     /// The last failure, described without secrets.
     pub last_error: Option<String>,
