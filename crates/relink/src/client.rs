@@ -387,9 +387,8 @@ impl Client {
                 limit: max,
             });
         }
-        let seq = self.inner.shared.lock().outbox.next_seq();
         Ok(Outgoing {
-            seq,
+            seq: 0,
             name,
             args,
             ack,

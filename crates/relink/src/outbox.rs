@@ -25,7 +25,8 @@ pub(crate) struct AckRequest {
 /// One queued emit.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
-    /// Order of acceptance, so emits re-queued after a drop go back in their place.
+    /// Order of acceptance (set by [`Outbox::push`]), so emits re-queued after a drop go
+    /// back in their place.
     pub(crate) seq: u64,
     pub(crate) name: String,
     pub(crate) args: Payload,
@@ -67,8 +68,7 @@ impl Outbox {
         }
     }
 
-    /// The next sequence number, for a new emit.
-    pub(crate) fn next_seq(&mut self) -> u64 {
+    fn next_seq(&mut self) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         seq
@@ -84,12 +84,14 @@ impl Outbox {
         size <= self.max_bytes
     }
 
-    /// Appends, or hands the item back when the bound is reached.
-    pub(crate) fn push(&mut self, item: Outgoing) -> Result<(), Outgoing> {
+    /// Appends, numbering the item in order of acceptance, or hands it back when the bound
+    /// is reached.
+    pub(crate) fn push(&mut self, mut item: Outgoing) -> Result<(), Outgoing> {
         let size = item.size();
         if !self.has_room(size) {
             return Err(item);
         }
+        item.seq = self.next_seq();
         self.bytes += size;
         self.queue.push_back(item);
         Ok(())
