@@ -233,6 +233,12 @@ pub(crate) fn encode_event_body(out: &mut String, name: &str, args: &str) {
 
 /// Appends `s` as a JSON string literal.
 pub(crate) fn push_json_string(out: &mut String, s: &str) {
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     // serde_json escapes exactly as JSON requires; a &str always serializes.
     match serde_json::to_string(s) {
         Ok(quoted) => out.push_str(&quoted),
@@ -272,25 +278,83 @@ fn decode_data(kind: PacketKind, rest: &str) -> Result<PacketData, DecodeError> 
             Ok(PacketData::Json(text.to_owned()))
         }
         PacketKind::Event | PacketKind::BinaryEvent => {
-            let items: Vec<&RawValue> =
-                parse(rest).map_err(|_| shape("an array starting with the event name"))?;
-            let (name, args) = items
-                .split_first()
-                .ok_or_else(|| shape("an array starting with the event name"))?;
-            let name: String = serde_json::from_str(name.get())
-                .map_err(|_| shape("an array starting with the event name"))?;
+            let bad = || shape("an array starting with the event name");
+            // One pass: the JSON is validated while the name and where the arguments start
+            // are noted; the arguments are then copied once, as received.
+            let EventShape { name, first_arg } = parse(rest).map_err(|_| bad())?;
+            let name = name.ok_or_else(bad)?;
+            let name = match name.get() {
+                quoted
+                    if quoted.len() >= 2 && quoted.starts_with('"') && !quoted.contains('\\') =>
+                {
+                    quoted[1..quoted.len() - 1].to_owned()
+                }
+                quoted => serde_json::from_str::<String>(quoted).map_err(|_| bad())?,
+            };
             Ok(PacketData::Event {
                 name,
-                args: join_array(args),
+                args: args_from(rest, first_arg),
             })
         }
         PacketKind::Ack | PacketKind::BinaryAck => {
-            let items: Vec<&RawValue> = parse(rest).map_err(|_| shape("an array"))?;
+            let raw: &RawValue = parse(rest).map_err(|_| shape("an array"))?;
+            let text = raw.get();
+            if !text.starts_with('[') {
+                return Err(shape("an array"));
+            }
             Ok(PacketData::Ack {
-                args: join_array(&items),
+                args: text.to_owned(),
             })
         }
     }
+}
+
+/// `["name", first, ...]`, validated in one pass: the name and the first argument as they
+/// appear in the text (borrowed), the rest only checked.
+struct EventShape<'a> {
+    name: Option<&'a RawValue>,
+    first_arg: Option<&'a RawValue>,
+}
+
+impl<'de> serde::Deserialize<'de> for EventShape<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = EventShape<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let name: Option<&'de RawValue> = seq.next_element()?;
+                let first_arg: Option<&'de RawValue> = seq.next_element()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(EventShape { name, first_arg })
+            }
+        }
+        deserializer.deserialize_seq(Visit)
+    }
+}
+
+/// The arguments as a JSON array text: `[` and everything from the first argument to the
+/// closing bracket, copied once. `text` was validated as a whole, and `first` borrows from it.
+fn args_from(text: &str, first: Option<&RawValue>) -> String {
+    let Some(first) = first else {
+        return "[]".to_owned();
+    };
+    let start = (first.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+    // From the first argument to the closing bracket, without the space before it.
+    let tail = text.get(start..).unwrap_or("]").trim_end();
+    let inner = tail.strip_suffix(']').unwrap_or(tail).trim_end();
+    let mut args = String::with_capacity(inner.len() + 2);
+    args.push('[');
+    args.push_str(inner);
+    args.push(']');
+    args
 }
 
 fn parse<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, DecodeError> {
@@ -464,13 +528,13 @@ mod tests {
     }
 
     #[test]
-    fn whitespace_between_arguments_is_normalised() {
+    fn arguments_are_kept_as_received() {
         let p = Packet::decode(r#"2[ "a" , 1 , [ 2 ] ]"#).expect("valid");
         assert_eq!(
             p.data,
             PacketData::Event {
                 name: "a".into(),
-                args: "[1,[ 2 ]]".into()
+                args: "[1 , [ 2 ]]".into()
             }
         );
     }

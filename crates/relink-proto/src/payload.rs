@@ -43,9 +43,11 @@ impl Payload {
 
     /// One JSON argument.
     pub fn json<T: Serialize + ?Sized>(arg: &T) -> Result<Self, serde_json::Error> {
-        let mut payload = Payload::new();
-        payload.push(arg)?;
-        Ok(payload)
+        // A one-element array, serialized in one allocation.
+        Ok(Payload {
+            json: serde_json::to_string(&[arg])?,
+            attachments: Vec::new(),
+        })
     }
 
     /// Arguments from a tree that may hold binary anywhere (see [`Data`]).

@@ -541,7 +541,8 @@ impl Session {
             (false, true) => PacketKind::Ack,
             (false, false) => PacketKind::BinaryAck,
         };
-        let mut out = String::with_capacity(args.as_json().len() + 32);
+        let mut out =
+            String::with_capacity(args.as_json().len() + self.config.namespace.len() + 64);
         out.push('4');
         packet::encode_header(
             &mut out,

@@ -12,7 +12,7 @@ use crate::policy::escalation::{Escalation, Level};
 use crate::state::{ConnectionState, EndReason, Status};
 use crate::token::Token;
 use crate::transport::{self, Ws};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use relink_proto::Payload;
 use relink_proto::acks::AckTable;
 use relink_proto::session::{
@@ -30,6 +30,10 @@ use tracing::{debug, error, info, warn};
 const BATCH: usize = 256;
 /// How long a clean close may take before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_millis(50);
+/// Frames handled per round before emits and timers get their turn.
+const READ_BATCH: usize = 64;
+/// "Never" for a timer that has nothing to wait for (re-armed when it has).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 
 /// An emit waiting for its ack.
 struct InFlight {
@@ -210,43 +214,89 @@ impl Supervisor {
 
     async fn run_connection(&mut self, mut ws: Ws, mut session: Session) -> End {
         self.generation += 1;
-        let mut stable_at = Some(Instant::now() + self.cfg.stable_after);
+        let mut stable = false;
+        // Timers live as long as the connection and are re-armed only when a deadline moves
+        // earlier or after they fire: never per frame (each arming takes the timer driver's
+        // lock). A timer that fires early is harmless: the session and the ack table check
+        // their own deadlines.
+        let far = Instant::now() + FAR_FUTURE;
+        let heartbeat_timer = tokio::time::sleep_until(far);
+        let ack_timer = tokio::time::sleep_until(far);
+        let stable_timer = tokio::time::sleep_until(Instant::now() + self.cfg.stable_after);
+        let mut shutdown_rx = self.shutdown.clone();
+        let shutdown = async move {
+            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(heartbeat_timer, ack_timer, stable_timer, shutdown);
+        let (mut heartbeat_at, mut ack_at) = (far, far);
         let end = loop {
             if let Err(end) = self.dispatch(&mut session).await {
                 break end;
             }
-            if let Err(error) = self.write(&mut ws, &mut session).await {
-                break End::Lost {
-                    error,
-                    stable: stable_at.is_none(),
-                };
+            // Emits and ack deadlines are looked at every round, so a flood of inbound frames
+            // cannot starve them (the select below prefers frames).
+            if self
+                .acks
+                .next_deadline()
+                .is_some_and(|at| at <= Instant::now().into_std())
+            {
+                self.expire_acks(&mut session);
             }
-            let heartbeat = session.poll_timeout().map(Instant::from_std);
-            let ack_deadline = self.acks.next_deadline().map(Instant::from_std);
+            self.flush_outbox(&mut session);
+            if let Err(error) = self.write(&mut ws, &mut session).await {
+                break End::Lost { error, stable };
+            }
+            if let Some(at) = session.poll_timeout().map(Instant::from_std)
+                && at < heartbeat_at
+            {
+                heartbeat_at = at;
+                heartbeat_timer.as_mut().reset(at);
+            }
+            if let Some(at) = self.acks.next_deadline().map(Instant::from_std)
+                && at < ack_at
+            {
+                ack_at = at;
+                ack_timer.as_mut().reset(at);
+            }
             tokio::select! {
-                () = Self::shutdown_requested(&mut self.shutdown) => break End::Shutdown,
+                biased;
+                () = &mut shutdown => break End::Shutdown,
                 frame = ws.next() => {
+                    // Everything already received is handled in one round, up to a bound
+                    // and never more than the user's event buffer has room for: a reader
+                    // that stopped reading stops the socket being read (backpressure).
                     let now = Instant::now().into_std();
-                    let result = match frame {
-                        Some(Ok(Message::Text(text))) => session.handle_text(text.as_str(), now),
-                        Some(Ok(Message::Binary(bytes))) => session.handle_binary(bytes, now),
-                        Some(Ok(Message::Close(_))) | None => {
-                            break End::Lost { error: LinkError::TransportClose, stable: stable_at.is_none() };
+                    let batch = self.events.capacity().min(READ_BATCH);
+                    let mut next = Some(frame);
+                    let mut handled = 0;
+                    let mut failed = None;
+                    while let Some(frame) = next.take() {
+                        if let Err(error) = handle_frame(&mut session, frame, now) {
+                            failed = Some(error);
+                            break;
                         }
-                        Some(Ok(_)) => Ok(()),
-                        Some(Err(e)) => {
-                            break End::Lost { error: transport::map_error(e), stable: stable_at.is_none() };
+                        handled += 1;
+                        if handled < batch {
+                            next = ws.next().now_or_never();
                         }
-                    };
-                    if let Err(e) = result {
-                        break End::Lost { error: LinkError::Protocol(e.to_string()), stable: stable_at.is_none() };
+                    }
+                    if let Some(error) = failed {
+                        break End::Lost { error, stable };
                     }
                 }
-                () = self.shared.wake.notified() => self.flush_outbox(&mut session),
-                () = sleep_until(heartbeat) => session.handle_timeout(Instant::now().into_std()),
-                () = sleep_until(ack_deadline) => self.expire_acks(&mut session),
-                () = sleep_until(stable_at) => {
-                    stable_at = None;
+                () = self.shared.wake.notified() => {}
+                () = &mut heartbeat_timer => {
+                    session.handle_timeout(Instant::now().into_std());
+                    heartbeat_at = far;
+                    heartbeat_timer.as_mut().reset(far);
+                }
+                () = &mut ack_timer => {
+                    self.expire_acks(&mut session);
+                    ack_at = far;
+                    ack_timer.as_mut().reset(far);
+                }
+                () = &mut stable_timer, if !stable => {
+                    stable = true;
                     self.on_stable();
                 }
             }
@@ -309,21 +359,22 @@ impl Supervisor {
         session: &mut Session,
         interruptible: bool,
     ) -> Result<(), LinkError> {
-        let mut wrote = false;
+        // Nothing to write: no futures, no timer.
+        let Some(first) = session.poll_transmit() else {
+            return Ok(());
+        };
         let heartbeat = session.poll_timeout().map(Instant::from_std);
         let work = async {
-            while let Some(t) = session.poll_transmit() {
+            let mut next = Some(first);
+            while let Some(t) = next.take() {
                 let message = match t {
                     Transmit::Text(text) => Message::text(text),
                     Transmit::Binary(bytes) => Message::binary(bytes),
                 };
                 ws.feed(message).await.map_err(transport::map_error)?;
-                wrote = true;
+                next = session.poll_transmit();
             }
-            if wrote {
-                ws.flush().await.map_err(transport::map_error)?;
-            }
-            Ok(())
+            ws.flush().await.map_err(transport::map_error)
         };
         let shutdown = async {
             if interruptible {
@@ -332,7 +383,9 @@ impl Supervisor {
                 std::future::pending::<()>().await;
             }
         };
+        // Biased: a write that does not block never polls (and so never arms) the timer.
         tokio::select! {
+            biased;
             result = work => result,
             () = sleep_until(heartbeat) => Err(LinkError::PingTimeout),
             // Shutdown wins over a peer that stopped reading; the run loop sees it next.
@@ -682,6 +735,22 @@ impl Supervisor {
             s.end = Some(end);
         });
     }
+}
+
+/// Feeds one frame to the session.
+fn handle_frame(
+    session: &mut Session,
+    frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    now: std::time::Instant,
+) -> Result<(), LinkError> {
+    let result = match frame {
+        Some(Ok(Message::Text(text))) => session.handle_text(text.as_str(), now),
+        Some(Ok(Message::Binary(bytes))) => session.handle_binary(bytes, now),
+        Some(Ok(Message::Close(_))) | None => return Err(LinkError::TransportClose),
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => return Err(transport::map_error(e)),
+    };
+    result.map_err(|e| LinkError::Protocol(e.to_string()))
 }
 
 /// Waits until `at`, or forever when there is no deadline.

@@ -16,6 +16,9 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 /// The WebSocket the supervisor owns.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// tungstenite's read buffer (its default is 128 KiB).
+const READ_BUFFER: usize = 16 << 10;
+
 /// Opens the WebSocket to the configured endpoint (TCP, TLS, upgrade).
 pub(crate) async fn dial(config: &Config) -> Result<Ws, LinkError> {
     let request = config
@@ -24,7 +27,11 @@ pub(crate) async fn dial(config: &Config) -> Result<Ws, LinkError> {
         .as_str()
         .into_client_request()
         .map_err(map_error)?;
+    // tungstenite zero-fills the free part of its read buffer before every read: 128 KiB
+    // by default, on every wake-up of a client that keeps up with its server. 16 KiB still
+    // takes ~250 small frames per read, and an idle client keeps 112 KiB less resident.
     let ws_config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
     let connector = Connector::Rustls(Arc::clone(&config.tls));
