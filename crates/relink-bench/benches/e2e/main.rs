@@ -1,0 +1,588 @@
+//! End-to-end benchmarks, side by side in one run, printed as one table.
+//!
+//! `cargo bench -p relink-bench` (see BENCHMARKS.md). Every end-to-end figure is measured
+//! against the same local server, started once by this binary in a process of its own, for
+//! relink, raw tokio-tungstenite (the limit), rust_socketio 0.6 and socket.io-client 4.8 on
+//! Node. Figures are repeated in interleaved rounds and the median is reported; the table
+//! shows ratios, which survive a noisy machine better than absolute numbers.
+//!
+//! `RELINK_BENCH_QUICK=1` shrinks every count (a smoke run, not a measurement).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod clients;
+mod codec;
+mod js;
+mod memory;
+mod server;
+
+use clients::{BenchClient, RawClient, RelinkClient, RsioClient, STEP_TIMEOUT};
+use relink_bench::fleet::{Fleet, Schedule, simulate};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// Raises the soft limit on open files to the hard limit (10,000 clients need it).
+pub fn raise_fd_limit() {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("could not raise RLIMIT_NOFILE: {e}");
+    }
+}
+
+/// The clients' runtime: two workers, one per core.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+#[derive(Clone)]
+struct Params {
+    rounds: usize,
+    emit: [(u64, u64); 2],
+    receive: [(u64, u64); 2],
+    ack_warmup: u64,
+    acks: u64,
+    memory: [usize; 2],
+}
+
+impl Params {
+    fn new() -> Params {
+        if std::env::var_os("RELINK_BENCH_QUICK").is_some() {
+            Params {
+                rounds: 1,
+                emit: [(2_000, 64), (500, 4096)],
+                receive: [(2_000, 64), (500, 4096)],
+                ack_warmup: 20,
+                acks: 200,
+                memory: [100, 1_000],
+            }
+        } else {
+            Params {
+                rounds: 5,
+                emit: [(50_000, 64), (20_000, 4096)],
+                receive: [(50_000, 64), (20_000, 4096)],
+                ack_warmup: 200,
+                acks: 2_000,
+                memory: [1_000, 10_000],
+            }
+        }
+    }
+}
+
+/// Bound on one client's whole round (connecting included: a client that never connects
+/// does not hang the run).
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(240);
+
+const KINDS: [&str; 4] = ["relink", "raw", "rust_socketio", "socket.io-client"];
+
+/// Everything measured for one client kind, over all rounds.
+#[derive(Default, Clone)]
+struct Measured {
+    emit: [Vec<f64>; 2],
+    receive: [Vec<f64>; 2],
+    ack_us: Vec<f64>,
+}
+
+impl Measured {
+    fn merge(&mut self, other: Measured) {
+        for slot in 0..2 {
+            self.emit[slot].extend(&other.emit[slot]);
+            self.receive[slot].extend(&other.receive[slot]);
+        }
+        self.ack_us.extend(other.ack_us);
+    }
+}
+
+async fn timed<F: Future>(what: &str, future: F) -> Option<F::Output> {
+    match tokio::time::timeout(STEP_TIMEOUT, future).await {
+        Ok(value) => Some(value),
+        Err(_) => {
+            eprintln!("{what}: no result within {STEP_TIMEOUT:?}");
+            None
+        }
+    }
+}
+
+async fn emit_figure<C: BenchClient>(client: &mut C, n: u64, size: u64) -> f64 {
+    let payload = "x".repeat(size as usize);
+    let before = client.stats().await;
+    let start = Instant::now();
+    for i in 0..n {
+        client.emit_count(i, &payload).await;
+    }
+    // `stats` is answered after everything emitted before it was counted.
+    while client.stats().await - before < n {}
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn receive_figure<C: BenchClient>(client: &mut C, n: u64, size: u64) -> f64 {
+    let start = Instant::now();
+    client.flood(n, size).await;
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn ack_figure<C: BenchClient>(client: &mut C, warmup: u64, n: u64) -> Vec<f64> {
+    let mut samples = Vec::with_capacity(n as usize);
+    for i in 0..warmup + n {
+        let start = Instant::now();
+        client.echo(i).await;
+        if i >= warmup {
+            samples.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    samples
+}
+
+async fn run_figures<C: BenchClient>(name: &str, client: &mut C, p: &Params, into: &mut Measured) {
+    for (slot, &(n, size)) in p.emit.iter().enumerate() {
+        if skipped("emit") {
+            break;
+        }
+        if let Some(rate) = timed(name, emit_figure(client, n, size)).await {
+            into.emit[slot].push(rate);
+        }
+    }
+    for (slot, &(n, size)) in p.receive.iter().enumerate() {
+        if skipped("receive") {
+            break;
+        }
+        if let Some(rate) = timed(name, receive_figure(client, n, size)).await {
+            into.receive[slot].push(rate);
+        }
+    }
+    if skipped("ack") {
+        return;
+    }
+    if let Some(samples) = timed(name, ack_figure(client, p.ack_warmup, p.acks)).await {
+        into.ack_us.extend(samples);
+    }
+}
+
+fn end_to_end(p: &Params) -> (Vec<Measured>, Option<String>) {
+    let server = server::ServerProcess::start();
+    let js_missing = js::unavailable();
+    let mut measured = vec![Measured::default(); KINDS.len()];
+    let runtime = runtime();
+    for round in 0..p.rounds {
+        // A different kind goes first each round, so no one always runs on a cold machine.
+        for k in 0..KINDS.len() {
+            let kind = (round + k) % KINDS.len();
+            if !selected(KINDS[kind]) {
+                continue;
+            }
+            let started = Instant::now();
+            let into = &mut measured[kind];
+            match KINDS[kind] {
+                "socket.io-client" => {
+                    if js_missing.is_some() {
+                        continue;
+                    }
+                    if let Some(r) =
+                        js::run(&server.url(), &p.emit, &p.receive, p.ack_warmup, p.acks)
+                    {
+                        for (slot, rate) in r.emit.into_iter().enumerate().take(2) {
+                            into.emit[slot].push(rate);
+                        }
+                        for (slot, rate) in r.receive.into_iter().enumerate().take(2) {
+                            into.receive[slot].push(rate);
+                        }
+                        into.ack_us.extend(r.ack_us);
+                    }
+                }
+                rust_kind => {
+                    // The driver runs as a task on the runtime's workers, like application
+                    // code, not on the thread blocked in `block_on`.
+                    let (url, ws_url) = (server.url(), server.ws_url());
+                    let (params, name) = (p.clone(), rust_kind.to_owned());
+                    let task = runtime.spawn(async move {
+                        let mut out = Measured::default();
+                        match name.as_str() {
+                            "relink" => {
+                                let mut c = RelinkClient::connect(&url).await;
+                                run_figures("relink", &mut c, &params, &mut out).await;
+                            }
+                            "raw" => {
+                                let mut c = RawClient::connect(&ws_url).await;
+                                run_figures("raw", &mut c, &params, &mut out).await;
+                            }
+                            _ => {
+                                let mut c = RsioClient::connect(&url).await;
+                                run_figures("rust_socketio", &mut c, &params, &mut out).await;
+                                c.close().await;
+                            }
+                        }
+                        out
+                    });
+                    let abort = task.abort_handle();
+                    match runtime.block_on(tokio::time::timeout(DRIVER_TIMEOUT, task)) {
+                        Ok(Ok(out)) => into.merge(out),
+                        Ok(Err(e)) => eprintln!("{rust_kind}: driver failed: {e}"),
+                        Err(_) => {
+                            abort.abort();
+                            eprintln!("{rust_kind}: no result within {DRIVER_TIMEOUT:?}");
+                        }
+                    }
+                }
+            }
+            eprintln!(
+                "round {}/{}: {} done in {:.1} s",
+                round + 1,
+                p.rounds,
+                KINDS[kind],
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    (measured, js_missing)
+}
+
+/// `RELINK_BENCH_ONLY=relink,raw`: measure only these kinds (for working on one client).
+fn selected(kind: &str) -> bool {
+    match std::env::var("RELINK_BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|k| k.trim() == kind),
+        Err(_) => true,
+    }
+}
+
+/// `RELINK_BENCH_SKIP=codec,memory,emit,receive,ack`: leave figures out (for working on the
+/// others).
+fn skipped(part: &str) -> bool {
+    std::env::var("RELINK_BENCH_SKIP").is_ok_and(|s| s.split(',').any(|p| p.trim() == part))
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    percentile(values, 0.5)
+}
+
+fn percentile(values: &[f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[index])
+}
+
+/// How a figure compares: higher or lower is better.
+#[derive(Clone, Copy)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+/// One table row: the four values, and the targets.
+struct Row {
+    figure: String,
+    unit: &'static str,
+    values: [Option<f64>; 4],
+    better: Better,
+    /// Target on relink ÷ raw (≥ for Higher, ≤ for Lower).
+    vs_raw: Option<f64>,
+    /// Target on how far ahead of rust_socketio relink is (a factor ≥ 1).
+    ahead: Option<f64>,
+}
+
+fn fmt_value(value: Option<f64>, unit: &str) -> String {
+    match value {
+        None => "n/a".into(),
+        Some(v) => match unit {
+            "msg/s" if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
+            "msg/s" => format!("{:.1} k/s", v / 1e3),
+            "ns" if v >= 1e3 => format!("{:.2} µs", v / 1e3),
+            "ns" => format!("{v:.0} ns"),
+            "µs" => format!("{v:.0} µs"),
+            "KiB" => format!("{:.1} KiB", v / 1024.0),
+            _ => format!("{v:.2}"),
+        },
+    }
+}
+
+impl Row {
+    /// relink ÷ raw.
+    fn ratio_raw(&self) -> Option<f64> {
+        Some(self.values[0]? / self.values[1]?)
+    }
+
+    /// How many times better relink is than `peer`.
+    fn ahead_of(&self, peer: usize) -> Option<f64> {
+        let (relink, other) = (self.values[0]?, self.values[peer]?);
+        Some(match self.better {
+            Better::Higher => relink / other,
+            Better::Lower => other / relink,
+        })
+    }
+
+    fn target(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(t) = self.vs_raw {
+            parts.push(match self.better {
+                Better::Higher => format!("≥ {t:.2}× raw"),
+                Better::Lower => format!("≤ {t:.2}× raw"),
+            });
+        }
+        if let Some(t) = self.ahead {
+            parts.push(format!("≥ {t:.0}× ahead of rust_socketio"));
+        }
+        if parts.is_empty() {
+            "—".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    fn met(&self) -> &'static str {
+        let mut checked = false;
+        if let Some(t) = self.vs_raw {
+            checked = true;
+            let Some(r) = self.ratio_raw() else {
+                return "n/a";
+            };
+            let ok = match self.better {
+                Better::Higher => r >= t,
+                Better::Lower => r <= t,
+            };
+            if !ok {
+                return "MISSED";
+            }
+        }
+        if let Some(t) = self.ahead {
+            checked = true;
+            match self.ahead_of(2) {
+                None => return "n/a",
+                Some(a) if a < t => return "MISSED",
+                Some(_) => {}
+            }
+        }
+        if checked { "met" } else { "—" }
+    }
+}
+
+fn fmt_factor(value: Option<f64>) -> String {
+    value.map_or("n/a".into(), |v| format!("{v:.2}×"))
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| figure | relink | raw limit¹ | rust_socketio | socket.io-client | relink ÷ raw | ahead of rust_socketio | ahead of socket.io-client | target | status |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.figure,
+            fmt_value(row.values[0], row.unit),
+            fmt_value(row.values[1], row.unit),
+            fmt_value(row.values[2], row.unit),
+            fmt_value(row.values[3], row.unit),
+            fmt_factor(row.ratio_raw()),
+            fmt_factor(row.ahead_of(2)),
+            fmt_factor(row.ahead_of(3)),
+            row.target(),
+            row.met(),
+        );
+    }
+    out
+}
+
+fn fleet_table() -> String {
+    let fleet = Fleet::default();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| 6. fleet outage: {} clients, {:?} of 503 | attempts/client | peak 250 ms reconnect share (target ≤ 5%) | peak 250 ms attempt share, first 3 s | ERROR records/client (target ≤ 1) | 99% back after recovery (target ≤ cap) | status |",
+        fleet.clients, fleet.outage
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for schedule in [
+        Schedule::relink(),
+        Schedule::doubling(),
+        Schedule::js_client(),
+    ] {
+        let r = simulate(schedule, fleet);
+        let cap = match schedule {
+            Schedule::Relink(b) => b.max,
+            Schedule::Doubling { max, .. } => max,
+            Schedule::JsClient { max, .. } => max,
+        };
+        let met = r.peak_reconnect_share <= 0.05
+            && r.errors_per_client <= 1.0
+            && r.p99_back_after_recovery <= cap;
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:.1}% | {:.1}% | {:.1} | {:.2} s (cap {} s) | {} |",
+            schedule.name(),
+            r.attempts_per_client,
+            r.peak_reconnect_share * 100.0,
+            r.peak_early_attempt_share * 100.0,
+            r.errors_per_client,
+            r.p99_back_after_recovery.as_secs_f64(),
+            cap.as_secs(),
+            if met { "met" } else { "missed" },
+        );
+    }
+    out
+}
+
+fn machine() -> String {
+    let run = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| "?".into())
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "?".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:").map(|m| m.trim().to_owned()))
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "machine: {} cores ({cpu}), {mem} RAM, {}, node {}",
+        run("nproc", &[]),
+        run("rustc", &["--version"]),
+        run("node", &["--version"]),
+    )
+}
+
+fn main() {
+    match std::env::var("RELINK_BENCH_ROLE").as_deref() {
+        Ok("server") => return server::run(),
+        Ok("memory") => return memory::child(),
+        _ => {}
+    }
+    // `cargo bench` passes `--bench`; a test run (`cargo test --benches`) passes nothing
+    // of the sort and must not start a multi-minute measurement.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("e2e: run with `cargo bench -p relink-bench` (skipped outside --bench)");
+        return;
+    }
+    raise_fd_limit();
+    let p = Params::new();
+    let started = Instant::now();
+
+    let codec_rows = if skipped("codec") {
+        Vec::new()
+    } else {
+        codec::figures()
+    };
+
+    eprintln!("end-to-end: {} rounds against the bench server", p.rounds);
+    let (m, js_missing) = end_to_end(&p);
+
+    eprintln!("memory: {:?} idle clients", p.memory);
+    let mut memory = Vec::new();
+    for n in p.memory {
+        if skipped("memory") {
+            break;
+        }
+        let relink = memory::measure("relink", n);
+        let raw = memory::measure("raw", n);
+        memory.push((n, relink, raw));
+    }
+
+    let mut rows = Vec::new();
+    for c in &codec_rows {
+        rows.push(Row {
+            figure: format!("1. {} {}", c.op, c.label),
+            unit: "ns",
+            values: [c.relink, c.serde_json, c.rust_socketio, None],
+            better: Better::Lower,
+            vs_raw: Some(1.5),
+            ahead: c.rust_socketio.map(|_| 3.0),
+        });
+    }
+    let per_kind = |f: &dyn Fn(&Measured) -> Option<f64>| -> [Option<f64>; 4] {
+        [f(&m[0]), f(&m[1]), f(&m[2]), f(&m[3])]
+    };
+    for (slot, &(n, size)) in p.emit.iter().enumerate() {
+        rows.push(Row {
+            figure: format!("2. emit {size} B × {n}"),
+            unit: "msg/s",
+            values: per_kind(&|k| median(&k.emit[slot])),
+            better: Better::Higher,
+            vs_raw: Some(0.9),
+            ahead: Some(2.0),
+        });
+    }
+    for (slot, &(n, size)) in p.receive.iter().enumerate() {
+        rows.push(Row {
+            figure: format!("3. receive {size} B × {n}"),
+            unit: "msg/s",
+            values: per_kind(&|k| median(&k.receive[slot])),
+            better: Better::Higher,
+            vs_raw: Some(0.9),
+            ahead: Some(2.0),
+        });
+    }
+    rows.push(Row {
+        figure: format!("4. ack round trip p50 ({} × {})", p.rounds, p.acks),
+        unit: "µs",
+        values: per_kind(&|k| percentile(&k.ack_us, 0.5)),
+        better: Better::Lower,
+        vs_raw: Some(1.2),
+        ahead: None,
+    });
+    rows.push(Row {
+        figure: "4. ack round trip p99".into(),
+        unit: "µs",
+        values: per_kind(&|k| percentile(&k.ack_us, 0.99)),
+        better: Better::Lower,
+        vs_raw: None,
+        ahead: None,
+    });
+    for (n, relink, raw) in memory {
+        rows.push(Row {
+            figure: format!("5. RSS per idle client, {n} clients"),
+            unit: "KiB",
+            values: [relink, raw, None, None],
+            better: Better::Lower,
+            vs_raw: Some(1.5),
+            ahead: None,
+        });
+    }
+
+    println!();
+    println!("{}", machine());
+    println!(
+        "run took {:.0} s; end-to-end figures: median of {} interleaved rounds against one bench server process",
+        started.elapsed().as_secs_f64(),
+        p.rounds
+    );
+    println!();
+    print!("{}", table(&rows));
+    println!();
+    println!(
+        "¹ raw limit. Codec rows: bare serde_json on the same JSON (decode: validating it; encode: serializing [name, args]). Other rows: raw tokio-tungstenite doing the least a correct client must: handshakes by hand, arguments serialized with serde_json straight into the frame, received JSON validated."
+    );
+    println!(
+        "relink ÷ raw: relink's figure divided by the limit's (throughput: higher is better; time and memory: lower is better). ahead of X: how many times better relink's figure is than X's (> 1: relink is ahead)."
+    );
+    if let Some(why) = js_missing {
+        println!("socket.io-client: not measured ({why}).");
+    }
+    println!();
+    print!("{}", fleet_table());
+}
