@@ -223,7 +223,9 @@ fn end_to_end(p: &Params) -> (Vec<Measured>, Option<String>) {
                         out
                     });
                     let abort = task.abort_handle();
-                    match runtime.block_on(async { tokio::time::timeout(DRIVER_TIMEOUT, task).await }) {
+                    match runtime
+                        .block_on(async { tokio::time::timeout(DRIVER_TIMEOUT, task).await })
+                    {
                         Ok(Ok(out)) => into.merge(out),
                         Ok(Err(e)) => eprintln!("{rust_kind}: driver failed: {e}"),
                         Err(_) => {
