@@ -157,6 +157,23 @@ impl Timeline {
 }
 
 /// The demo's script: flow, outage, recovery, flow.
+/// Waits until connected; the client ending first, or `within` passing, is the error.
+async fn wait_connected(live: &Live, within: Duration, failure: &str) -> Result<(), CliError> {
+    let state = live
+        .wait_state(within, |s| {
+            s.status == Status::Connected || s.status.is_terminal()
+        })
+        .await;
+    match state {
+        Some(s) if s.status == Status::Connected => Ok(()),
+        Some(s) => Err(CliError::from_state(&s)),
+        None => Err(CliError::Other(format!(
+            "{failure} within {}",
+            secs(within)
+        ))),
+    }
+}
+
 async fn script(
     outage: Duration,
     client: &Client,
@@ -165,21 +182,12 @@ async fn script(
     out: &Output,
     timeline: &mut Timeline,
 ) -> Result<(), CliError> {
-    let state = live
-        .wait_state(FIRST_CONNECT_WITHIN, |s| {
-            s.status == Status::Connected || s.status.is_terminal()
-        })
-        .await;
-    match state {
-        Some(s) if s.status == Status::Connected => {}
-        Some(s) => return Err(CliError::from_state(&s)),
-        None => {
-            return Err(CliError::Other(format!(
-                "could not connect to the embedded server within {}",
-                secs(FIRST_CONNECT_WITHIN)
-            )));
-        }
-    }
+    wait_connected(
+        live,
+        FIRST_CONNECT_WITHIN,
+        "could not connect to the embedded server",
+    )
+    .await?;
     live.set_phase(Phase::Flowing);
     let flowing_since = Instant::now();
     out.line("── events flowing: the server sends a \"tick\" every 500 ms");
@@ -223,21 +231,12 @@ async fn script(
     timeline.forward_at = Some(forward_at);
     live.set_phase(Phase::GatewayBack);
     out.line("── the gateway forwards again: relink reconnects on its own at its next attempt");
-    let state = live
-        .wait_state(RECONNECT_WITHIN, |s| {
-            s.status == Status::Connected || s.status.is_terminal()
-        })
-        .await;
-    match state {
-        Some(s) if s.status == Status::Connected => {}
-        Some(s) => return Err(CliError::from_state(&s)),
-        None => {
-            return Err(CliError::Other(format!(
-                "relink did not reconnect within {} after the gateway recovered",
-                secs(RECONNECT_WITHIN)
-            )));
-        }
-    }
+    wait_connected(
+        live,
+        RECONNECT_WITHIN,
+        "relink did not reconnect after the gateway recovered",
+    )
+    .await?;
     let reconnected_at = Instant::now();
     timeline.reconnected_at = Some(reconnected_at);
     live.set_phase(Phase::Recovered);
