@@ -44,6 +44,30 @@ struct InFlight {
     ack: AckRequest,
 }
 
+impl InFlight {
+    /// Uses up one retry: the emit to send again, or its ack request when none are left.
+    fn retry(self) -> Result<Outgoing, AckRequest> {
+        let InFlight {
+            seq,
+            name,
+            args,
+            mut ack,
+        } = self;
+        match args {
+            Some(args) if ack.retries_left > 0 => {
+                ack.retries_left -= 1;
+                Ok(Outgoing {
+                    seq,
+                    name,
+                    args,
+                    ack: Some(ack),
+                })
+            }
+            _ => Err(ack),
+        }
+    }
+}
+
 /// How a connection or a wait ended.
 enum End {
     /// The user asked to stop (or dropped every handle).
@@ -556,27 +580,12 @@ impl Supervisor {
     /// Acks past their deadline: resend while retries last, else fail with `Timeout`.
     fn expire_acks(&mut self, session: &mut Session) {
         for (_, inflight) in self.acks.expire(Instant::now().into_std()) {
-            let InFlight {
-                seq,
-                name,
-                args,
-                mut ack,
-            } = inflight;
-            match args {
-                Some(args) if ack.retries_left > 0 => {
-                    ack.retries_left -= 1;
-                    debug!(event = %name, retries_left = ack.retries_left, "no ack in time: resending");
-                    self.send(
-                        session,
-                        Outgoing {
-                            seq,
-                            name,
-                            args,
-                            ack: Some(ack),
-                        },
-                    );
+            match inflight.retry() {
+                Ok(item) => {
+                    debug!(event = %item.name, "no ack in time: resending");
+                    self.send(session, item);
                 }
-                _ => {
+                Err(ack) => {
                     let _ = ack.tx.send(Err(AckError::Timeout(ack.timeout)));
                 }
             }
@@ -587,23 +596,14 @@ impl Supervisor {
     fn connection_ended(&mut self, shutdown: bool) {
         let mut requeue = Vec::new();
         for (_, inflight) in self.acks.drain() {
-            let InFlight {
-                seq,
-                name,
-                args,
-                mut ack,
-            } = inflight;
-            match args {
-                Some(args) if ack.retries_left > 0 && !shutdown => {
-                    ack.retries_left -= 1;
-                    requeue.push(Outgoing {
-                        seq,
-                        name,
-                        args,
-                        ack: Some(ack),
-                    });
-                }
-                _ => {
+            let retried = if shutdown {
+                Err(inflight.ack)
+            } else {
+                inflight.retry()
+            };
+            match retried {
+                Ok(item) => requeue.push(item),
+                Err(ack) => {
                     let error = if shutdown {
                         AckError::Closed
                     } else {
