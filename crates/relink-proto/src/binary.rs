@@ -3,7 +3,9 @@
 
 use crate::DecodeError;
 use bytes::Bytes;
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// A JSON-like value that may also hold binary data anywhere inside it.
@@ -114,6 +116,54 @@ pub fn split(data: Data, attachments: &mut Vec<Bytes>) -> Value {
                 .map(|(k, v)| (k, split(v, attachments)))
                 .collect(),
         ),
+    }
+}
+
+/// Serializes `data` as JSON with placeholders in place of binary, numbered after those
+/// already in `attachments` (walk order, as [`split`]), the bytes appended there. Writes
+/// straight into the output: no intermediate JSON tree.
+pub(crate) struct WithPlaceholders<'a> {
+    pub(crate) data: &'a Data,
+    pub(crate) attachments: &'a RefCell<Vec<Bytes>>,
+}
+
+impl Serialize for WithPlaceholders<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let nested = |data| WithPlaceholders {
+            data,
+            attachments: self.attachments,
+        };
+        match self.data {
+            Data::Null => serializer.serialize_unit(),
+            Data::Bool(b) => serializer.serialize_bool(*b),
+            Data::Number(n) => n.serialize(serializer),
+            Data::String(s) => serializer.serialize_str(s),
+            Data::Binary(bytes) => {
+                let num = {
+                    let mut attachments = self.attachments.borrow_mut();
+                    attachments.push(bytes.clone());
+                    attachments.len() - 1
+                };
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("_placeholder", &true)?;
+                map.serialize_entry("num", &num)?;
+                map.end()
+            }
+            Data::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&nested(item))?;
+                }
+                seq.end()
+            }
+            Data::Object(map) => {
+                let mut out = serializer.serialize_map(Some(map.len()))?;
+                for (key, value) in map {
+                    out.serialize_entry(key, &nested(value))?;
+                }
+                out.end()
+            }
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! Decoding validates the JSON once and keeps it as text: event arguments are only parsed
 //! into user types when somebody asks for them (see [`crate::Payload`]).
 
-use crate::DecodeError;
+use crate::{DecodeError, Payload};
 use serde_json::value::RawValue;
 
 /// The default namespace.
@@ -111,9 +111,19 @@ pub struct Packet {
 /// More attachments than this in one packet is treated as malformed.
 pub const MAX_ATTACHMENTS_WIRE: usize = 1 << 20;
 
-impl Packet {
-    /// Decodes the data of an Engine.IO message (what follows the `4`).
-    pub fn decode(text: &str) -> Result<Packet, DecodeError> {
+/// A packet's header, borrowing from the frame: enough to decide whether to decode the rest.
+pub(crate) struct Header<'a> {
+    pub(crate) kind: PacketKind,
+    pub(crate) namespace: &'a str,
+    pub(crate) attachments: usize,
+    pub(crate) id: Option<u64>,
+    /// The JSON data after the header (may be empty).
+    pub(crate) rest: &'a str,
+}
+
+impl<'a> Header<'a> {
+    /// Decodes `<type>[<attachments>-][<namespace>,][<ack id>]` at the start of `text`.
+    pub(crate) fn decode(text: &'a str) -> Result<Header<'a>, DecodeError> {
         let mut rest = text;
         let first = rest.chars().next().ok_or(DecodeError::Empty)?;
         let kind = PacketKind::from_digit(first).ok_or(DecodeError::UnknownPacketType(first))?;
@@ -162,13 +172,31 @@ impl Packet {
         } else {
             None
         };
-
-        let data = decode_data(kind, rest)?;
-        Ok(Packet {
+        Ok(Header {
             kind,
-            namespace: namespace.to_owned(),
+            namespace,
             attachments,
             id,
+            rest,
+        })
+    }
+
+    /// Decodes the data after the header.
+    pub(crate) fn data(&self) -> Result<PacketData, DecodeError> {
+        decode_data(self.kind, self.rest)
+    }
+}
+
+impl Packet {
+    /// Decodes the data of an Engine.IO message (what follows the `4`).
+    pub fn decode(text: &str) -> Result<Packet, DecodeError> {
+        let header = Header::decode(text)?;
+        let data = header.data()?;
+        Ok(Packet {
+            kind: header.kind,
+            namespace: header.namespace.to_owned(),
+            attachments: header.attachments,
+            id: header.id,
             data,
         })
     }
@@ -215,15 +243,81 @@ pub(crate) fn encode_header(
     }
 }
 
-/// Writes `["name",arg1,...]` given the arguments as a JSON array.
-pub(crate) fn encode_event_body(out: &mut String, name: &str, args: &str) {
-    out.push('[');
-    push_json_string(out, name);
-    let inner = args
-        .strip_prefix('[')
+/// The Engine.IO text frame (`4` + packet) of an event or an ack carrying `args`, allocated
+/// at its exact length: a frame whose capacity matches its length becomes the WebSocket
+/// message's buffer as is, without another allocation.
+///
+/// `name` is the event name; `None` makes an acknowledgement (then `id` is the id acked).
+pub fn frame(namespace: &str, name: Option<&str>, args: &Payload, id: Option<u64>) -> String {
+    let attachments = args.attachments().len();
+    let kind = match (name.is_some(), attachments == 0) {
+        (true, true) => PacketKind::Event,
+        (true, false) => PacketKind::BinaryEvent,
+        (false, true) => PacketKind::Ack,
+        (false, false) => PacketKind::BinaryAck,
+    };
+    let json = args.as_json();
+    // Escaping is rare in event names; when needed, the quoted name is made first.
+    let quoted = name.filter(|n| needs_escape(n)).map(|n| {
+        let mut q = String::new();
+        push_json_string(&mut q, n);
+        q
+    });
+    let body = match name {
+        None => json.len(),
+        Some(name) => {
+            let name_len = quoted.as_ref().map_or(name.len() + 2, String::len);
+            let inner = array_inner(json);
+            2 + name_len + if inner.is_empty() { 0 } else { 1 + inner.len() }
+        }
+    };
+    let mut len = 2 + body;
+    if kind.is_binary() {
+        len += decimal_len(attachments as u64) + 1;
+    }
+    if namespace != ROOT_NAMESPACE && !namespace.is_empty() {
+        len += namespace.len() + 1;
+    }
+    if let Some(id) = id {
+        len += decimal_len(id);
+    }
+    let mut out = String::with_capacity(len);
+    out.push('4');
+    encode_header(&mut out, kind, attachments, namespace, id);
+    match (name, quoted) {
+        (None, _) => out.push_str(json),
+        (Some(_), Some(quoted)) => {
+            out.push('[');
+            out.push_str(&quoted);
+            push_args_tail(&mut out, json);
+        }
+        (Some(name), None) => {
+            out.push_str("[\"");
+            out.push_str(name);
+            out.push('"');
+            push_args_tail(&mut out, json);
+        }
+    }
+    debug_assert_eq!(out.len(), len, "frame length computed exactly");
+    out
+}
+
+/// How many decimal digits `n` takes.
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// What is between the brackets of a JSON array text, trimmed.
+fn array_inner(args: &str) -> &str {
+    args.strip_prefix('[')
         .and_then(|a| a.strip_suffix(']'))
         .unwrap_or("")
-        .trim();
+        .trim()
+}
+
+/// The arguments after the event name, and the closing `]`.
+fn push_args_tail(out: &mut String, args: &str) {
+    let inner = array_inner(args);
     if !inner.is_empty() {
         out.push(',');
         out.push_str(inner);
@@ -231,9 +325,20 @@ pub(crate) fn encode_event_body(out: &mut String, name: &str, args: &str) {
     out.push(']');
 }
 
+fn needs_escape(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// Writes `["name",arg1,...]` given the arguments as a JSON array.
+pub(crate) fn encode_event_body(out: &mut String, name: &str, args: &str) {
+    out.push('[');
+    push_json_string(out, name);
+    push_args_tail(out, args);
+}
+
 /// Appends `s` as a JSON string literal.
 pub(crate) fn push_json_string(out: &mut String, s: &str) {
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    if !needs_escape(s) {
         out.push('"');
         out.push_str(s);
         out.push('"');

@@ -5,6 +5,7 @@ use crate::binary::{self, Data};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::cell::RefCell;
 
 /// The arguments of an event or an acknowledgement.
 ///
@@ -78,9 +79,25 @@ impl Payload {
 
     /// Appends one JSON argument.
     pub fn push<T: Serialize + ?Sized>(&mut self, arg: &T) -> Result<(), serde_json::Error> {
-        let text = serde_json::to_string(arg)?;
-        self.push_raw(&text);
-        Ok(())
+        // Serialized straight into the array text, in place of its closing bracket.
+        let mut buf = std::mem::take(&mut self.json).into_bytes();
+        buf.pop();
+        let before = buf.len();
+        if before > 1 {
+            buf.push(b',');
+        }
+        let result = serde_json::to_writer(&mut buf, arg);
+        if result.is_err() {
+            // A failed serialization may have written part of its output.
+            buf.truncate(before);
+        }
+        buf.push(b']');
+        self.json = match String::from_utf8(buf) {
+            Ok(json) => json,
+            // serde_json only writes UTF-8; were it ever not to, keep the text valid anyway.
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        result
     }
 
     /// Appends one JSON argument, builder style.
@@ -96,17 +113,19 @@ impl Payload {
 
     /// Appends an argument that may hold binary anywhere inside it.
     pub fn push_data(&mut self, arg: Data) {
-        let value = binary::split(arg, &mut self.attachments);
-        self.push_raw(&value.to_string());
-    }
-
-    fn push_raw(&mut self, text: &str) {
-        self.json.pop();
-        if self.json.len() > 1 {
-            self.json.push(',');
+        let before = self.attachments.len();
+        let attachments = RefCell::new(std::mem::take(&mut self.attachments));
+        let placeheld = binary::WithPlaceholders {
+            data: &arg,
+            attachments: &attachments,
+        };
+        // Data holds only strings, numbers and string-keyed maps, so this cannot fail; if it
+        // did, the argument would be left out whole, attachments included.
+        let result = self.push(&placeheld);
+        self.attachments = attachments.into_inner();
+        if result.is_err() {
+            self.attachments.truncate(before);
         }
-        self.json.push_str(text);
-        self.json.push(']');
     }
 
     /// The arguments as a JSON array text (binary as placeholders).

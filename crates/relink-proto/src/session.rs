@@ -6,7 +6,7 @@
 //! It answers pings itself and never reads a clock.
 
 use crate::engine::{EnginePacket, OpenData};
-use crate::packet::{self, Packet, PacketData, PacketKind};
+use crate::packet::{self, Header, PacketData, PacketKind};
 use crate::{DecodeError, Payload};
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -184,9 +184,52 @@ pub enum SendError {
     },
 }
 
+/// A binary packet whose attachments are still arriving.
 struct PendingBinary {
-    packet: Packet,
+    kind: PacketKind,
+    id: Option<u64>,
+    data: PacketData,
+    expected: usize,
     received: Vec<Bytes>,
+}
+
+/// An event encoded before it reaches the session, e.g. in the task that emitted it, and sent
+/// later with [`Session::send_encoded`] on a connection to the same namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedEvent {
+    text: String,
+    attachments: Vec<Bytes>,
+}
+
+impl EncodedEvent {
+    /// Encodes event `name` with `args` for `namespace`, without an ack id. The attachments
+    /// are shared with `args`, not copied.
+    pub fn new(namespace: &str, name: &str, args: &Payload) -> Self {
+        EncodedEvent {
+            text: packet::frame(namespace, Some(name), args, None),
+            attachments: args.attachments().to_vec(),
+        }
+    }
+
+    /// The text frame.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The binary attachments, sent after the text frame.
+    pub fn attachments(&self) -> &[Bytes] {
+        &self.attachments
+    }
+
+    /// Splits into the text frame and the attachments.
+    pub fn into_parts(self) -> (String, Vec<Bytes>) {
+        (self.text, self.attachments)
+    }
+
+    /// Bytes on the wire: the text frame and every attachment.
+    pub fn size(&self) -> usize {
+        self.text.len() + self.attachments.iter().map(Bytes::len).sum::<usize>()
+    }
 }
 
 /// One connection's protocol state machine.
@@ -285,27 +328,29 @@ impl Session {
             EnginePacket::Close => self.close(CloseReason::EngineClose),
             EnginePacket::Message(text) => {
                 self.require_open("MESSAGE")?;
-                let packet = Packet::decode(text)?;
-                if packet.namespace != self.config.namespace {
+                let header = Header::decode(text)?;
+                if header.namespace != self.config.namespace {
                     // Another namespace multiplexed on this engine: not ours to handle.
                     return Ok(());
                 }
-                if packet.kind.is_binary() {
-                    if packet.attachments > self.config.max_attachments {
-                        return Err(ProtocolError::TooManyAttachments(
-                            packet.attachments,
-                            self.config.max_attachments,
-                        ));
-                    }
-                    if packet.attachments > 0 {
-                        self.binary = Some(PendingBinary {
-                            received: Vec::with_capacity(packet.attachments),
-                            packet,
-                        });
-                        return Ok(());
-                    }
+                if header.kind.is_binary() && header.attachments > self.config.max_attachments {
+                    return Err(ProtocolError::TooManyAttachments(
+                        header.attachments,
+                        self.config.max_attachments,
+                    ));
                 }
-                self.handle_packet(packet, Vec::new())?;
+                let data = header.data()?;
+                if header.kind.is_binary() && header.attachments > 0 {
+                    self.binary = Some(PendingBinary {
+                        kind: header.kind,
+                        id: header.id,
+                        data,
+                        expected: header.attachments,
+                        received: Vec::with_capacity(header.attachments),
+                    });
+                    return Ok(());
+                }
+                self.handle_packet(header.kind, header.id, data, Vec::new())?;
             }
         }
         Ok(())
@@ -321,10 +366,10 @@ impl Session {
             return Err(ProtocolError::Unexpected("binary frame", state));
         };
         pending.received.push(frame);
-        if pending.received.len() == pending.packet.attachments
+        if pending.received.len() == pending.expected
             && let Some(done) = self.binary.take()
         {
-            let result = self.handle_packet(done.packet, done.received);
+            let result = self.handle_packet(done.kind, done.id, done.data, done.received);
             if result.is_err() {
                 self.state = SessionState::Closed;
             }
@@ -382,10 +427,12 @@ impl Session {
 
     fn handle_packet(
         &mut self,
-        packet: Packet,
+        kind: PacketKind,
+        id: Option<u64>,
+        data: PacketData,
         attachments: Vec<Bytes>,
     ) -> Result<(), ProtocolError> {
-        match (packet.kind, packet.data) {
+        match (kind, data) {
             (PacketKind::Connect, data) => {
                 if self.state != SessionState::AwaitConnect {
                     return Err(ProtocolError::Unexpected("CONNECT", self.state));
@@ -423,7 +470,7 @@ impl Session {
             (PacketKind::Event | PacketKind::BinaryEvent, PacketData::Event { name, args }) => {
                 let args = Payload::from_wire(args, attachments);
                 match self.state {
-                    SessionState::Connected => self.push_event(name, args, packet.id),
+                    SessionState::Connected => self.push_event(name, args, id),
                     SessionState::AwaitConnect => {
                         // Recovery replays missed events here; a peer that never answers
                         // CONNECT must not make this grow without bound.
@@ -433,13 +480,13 @@ impl Session {
                                 self.state,
                             ));
                         }
-                        self.early.push((name, args, packet.id));
+                        self.early.push((name, args, id));
                     }
                     _ => return Err(ProtocolError::Unexpected("EVENT", self.state)),
                 }
             }
             (PacketKind::Ack | PacketKind::BinaryAck, PacketData::Ack { args }) => {
-                let Some(id) = packet.id else {
+                let Some(id) = id else {
                     return Err(DecodeError::AckId.into());
                 };
                 self.events.push_back(SessionEvent::Ack {
@@ -511,64 +558,58 @@ impl Session {
         args: &Payload,
         ack_id: Option<u64>,
     ) -> Result<(), SendError> {
-        self.send(
-            args,
-            ack_id,
-            |out, args| packet::encode_event_body(out, name, args),
-            true,
-        )
+        self.check_connected()?;
+        let text = packet::frame(&self.config.namespace, Some(name), args, ack_id);
+        self.queue_frame(text, args.attachments().to_vec())
+            .map_err(|(e, _, _)| e)
     }
 
     /// Queues the acknowledgement of the server's event `id`.
     pub fn ack(&mut self, id: u64, args: &Payload) -> Result<(), SendError> {
-        self.send(args, Some(id), |out, args| out.push_str(args), false)
+        self.check_connected()?;
+        let text = packet::frame(&self.config.namespace, None, args, Some(id));
+        self.queue_frame(text, args.attachments().to_vec())
+            .map_err(|(e, _, _)| e)
     }
 
-    fn send(
+    /// Queues an event encoded ahead of time; hands it back when it cannot be sent.
+    pub fn send_encoded(
         &mut self,
-        args: &Payload,
-        id: Option<u64>,
-        body: impl FnOnce(&mut String, &str),
-        event: bool,
-    ) -> Result<(), SendError> {
-        if self.state != SessionState::Connected {
-            return Err(SendError::NotConnected);
+        event: EncodedEvent,
+    ) -> Result<(), Box<(SendError, EncodedEvent)>> {
+        if let Err(e) = self.check_connected() {
+            return Err(Box::new((e, event)));
         }
-        let attachments = args.attachments();
-        let kind = match (event, attachments.is_empty()) {
-            (true, true) => PacketKind::Event,
-            (true, false) => PacketKind::BinaryEvent,
-            (false, true) => PacketKind::Ack,
-            (false, false) => PacketKind::BinaryAck,
-        };
-        let mut out =
-            String::with_capacity(args.as_json().len() + self.config.namespace.len() + 64);
-        out.push('4');
-        packet::encode_header(
-            &mut out,
-            kind,
-            attachments.len(),
-            &self.config.namespace,
-            id,
-        );
-        body(&mut out, args.as_json());
+        let EncodedEvent { text, attachments } = event;
+        self.queue_frame(text, attachments)
+            .map_err(|(e, text, attachments)| Box::new((e, EncodedEvent { text, attachments })))
+    }
+
+    fn check_connected(&self) -> Result<(), SendError> {
+        if self.state == SessionState::Connected {
+            Ok(())
+        } else {
+            Err(SendError::NotConnected)
+        }
+    }
+
+    /// Queues a frame and its attachments unless one exceeds the server's `maxPayload`.
+    fn queue_frame(
+        &mut self,
+        text: String,
+        attachments: Vec<Bytes>,
+    ) -> Result<(), (SendError, String, Vec<Bytes>)> {
         let max = self.open.as_ref().map_or(u64::MAX, |o| o.max_payload);
         let too_large = |size: usize| (size as u64) > max;
-        if too_large(out.len()) {
-            return Err(SendError::TooLarge {
-                size: out.len(),
-                max,
-            });
+        let biggest = std::iter::once(text.len())
+            .chain(attachments.iter().map(Bytes::len))
+            .find(|&size| too_large(size));
+        if let Some(size) = biggest {
+            return Err((SendError::TooLarge { size, max }, text, attachments));
         }
-        if let Some(big) = attachments.iter().find(|a| too_large(a.len())) {
-            return Err(SendError::TooLarge {
-                size: big.len(),
-                max,
-            });
-        }
-        self.transmits.push_back(Transmit::Text(out));
+        self.transmits.push_back(Transmit::Text(text));
         self.transmits
-            .extend(attachments.iter().cloned().map(Transmit::Binary));
+            .extend(attachments.into_iter().map(Transmit::Binary));
         Ok(())
     }
 

@@ -267,10 +267,51 @@ proptest! {
         prop_assert_eq!(payload.is_empty(), expected.is_empty());
         prop_assert_eq!(payload.to_data(), Ok(expected.clone()));
         prop_assert_eq!(&Payload::from_data(expected.clone()), &payload);
+        // Written straight into the text, exactly as a JSON tree with placeholders would be.
+        let mut via_tree = Vec::new();
+        let values: Vec<Value> = expected
+            .iter()
+            .cloned()
+            .map(|d| relink_proto::binary::split(d, &mut via_tree))
+            .collect();
+        prop_assert_eq!(payload.as_json(), Value::Array(values).to_string());
+        prop_assert_eq!(payload.attachments(), &via_tree[..]);
         // As received: the same text and attachments from the wire.
         let received = Payload::from_json_array(payload.as_json(), payload.attachments().to_vec());
         prop_assert_eq!(received.as_ref(), Ok(&payload));
         prop_assert_eq!(received.unwrap().to_data(), Ok(expected));
+    }
+
+    #[test]
+    fn frames_are_packets_at_their_exact_length(
+        namespace in arb_namespace(),
+        name in option::of(any::<String>()),
+        data in vec(arb_data(), 0..4),
+        id in option::of(any::<u64>()),
+    ) {
+        let args = Payload::from_data(data);
+        // An ack always carries the id it answers.
+        let id = if name.is_none() { Some(id.unwrap_or(7)) } else { id };
+        let frame = relink_proto::packet::frame(&namespace, name.as_deref(), &args, id);
+        prop_assert_eq!(frame.len(), frame.capacity(), "{:?}", frame);
+        let binary = !args.attachments().is_empty();
+        let packet = Packet {
+            kind: match (name.is_some(), binary) {
+                (true, false) => PacketKind::Event,
+                (true, true) => PacketKind::BinaryEvent,
+                (false, false) => PacketKind::Ack,
+                (false, true) => PacketKind::BinaryAck,
+            },
+            namespace: if namespace.is_empty() { "/".into() } else { namespace },
+            attachments: args.attachments().len(),
+            id,
+            data: match name {
+                Some(name) => PacketData::Event { name, args: args.as_json().to_owned() },
+                None => PacketData::Ack { args: args.as_json().to_owned() },
+            },
+        };
+        prop_assert_eq!(&frame[1..], packet.to_wire());
+        prop_assert_eq!(Packet::decode(&frame[1..]), Ok(packet));
     }
 
     #[test]

@@ -320,6 +320,47 @@ fn emits_need_a_connection_and_respect_max_payload() {
 }
 
 #[test]
+fn encoded_events_are_sent_as_encoded_or_handed_back() {
+    let t0 = Instant::now();
+    let config = SessionConfig {
+        namespace: "/chat".into(),
+        ..SessionConfig::default()
+    };
+    let mut args = Payload::json(&1).expect("json");
+    args.push_binary(vec![7u8; 3]);
+    let event = EncodedEvent::new("/chat", "e", &args);
+    assert_eq!(
+        event.text(),
+        r#"451-/chat,["e",1,{"_placeholder":true,"num":0}]"#
+    );
+    assert_eq!(event.size(), event.text().len() + 3);
+
+    let mut s = Session::new(config.clone());
+    let back = s.send_encoded(event.clone()).expect_err("not connected");
+    assert_eq!(*back, (SendError::NotConnected, event.clone()));
+
+    s.handle_text(OPEN, t0).expect("open");
+    s.handle_text(r#"40/chat,{"sid":"s1"}"#, t0)
+        .expect("connect");
+    texts(&mut s);
+    s.send_encoded(event.clone()).expect("connected");
+    assert_eq!(
+        texts(&mut s),
+        vec![event.text().to_string(), "<3 bytes>".into()]
+    );
+
+    let big = EncodedEvent::new(
+        "/chat",
+        "e",
+        &Payload::json(&"x".repeat(200)).expect("json"),
+    );
+    let back = s.send_encoded(big.clone()).expect_err("over maxPayload");
+    assert!(matches!(back.0, SendError::TooLarge { max: 100, .. }));
+    assert_eq!(back.1, big, "handed back whole");
+    assert!(texts(&mut s).is_empty());
+}
+
+#[test]
 fn client_disconnect_sends_disconnect_packet() {
     let t0 = Instant::now();
     let mut s2 = Session::new(SessionConfig {
