@@ -7,7 +7,7 @@ use crate::output::Output;
 use relink::{Client, Incoming};
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 pub(crate) async fn run(args: ListenArgs) -> Result<(), CliError> {
     let (client, mut events) = builder(args.url.as_deref(), &args.connect)?
@@ -42,7 +42,15 @@ pub(crate) async fn run(args: ListenArgs) -> Result<(), CliError> {
                 Err(RecvError::Closed) => return Err(CliError::from_state(&client.state())),
             },
             incoming = events.next() => match incoming {
-                Some(Incoming::Event(event)) => out.event(&event),
+                Some(Incoming::Event(event)) => {
+                    // A state is published before the events that follow it are handed
+                    // over: printing the states already published first keeps the order
+                    // (no event before `connected`), whichever branch woke first.
+                    if let Some(end) = print_published_states(&mut states, &client, &out) {
+                        return Err(end);
+                    }
+                    out.event(&event);
+                }
                 Some(_) => {}
                 None => return Err(CliError::from_state(&client.state())),
             },
@@ -50,6 +58,26 @@ pub(crate) async fn run(args: ListenArgs) -> Result<(), CliError> {
                 Some(line) => send_line(&client, &line, ack_timeout, args.retries.unwrap_or(0)).await,
                 None => stdin = None,
             },
+        }
+    }
+}
+
+/// Prints the states published and not read yet; the error to end with if one is terminal.
+fn print_published_states(
+    states: &mut tokio::sync::broadcast::Receiver<relink::ConnectionState>,
+    client: &Client,
+    out: &Output,
+) -> Option<CliError> {
+    loop {
+        match states.try_recv() {
+            Ok(state) => {
+                out.state(&state);
+                if state.status.is_terminal() {
+                    return Some(CliError::from_state(&state));
+                }
+            }
+            Err(TryRecvError::Lagged(_)) => out.state(&client.state()),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
         }
     }
 }

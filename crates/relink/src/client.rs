@@ -2,18 +2,21 @@
 
 use crate::config::{ClientBuilder, Config};
 use crate::error::{AckError, BuildError, EmitError};
-use crate::outbox::{AckRequest, Outbox, Outgoing};
+use crate::link::{Link, TrySend};
+use crate::outbox::{AckRequest, Acked, Body, Outbox, Outgoing};
 use crate::state::ConnectionState;
 use crate::supervisor::Supervisor;
+use futures_util::task::AtomicWaker;
 use relink_proto::Payload;
+use relink_proto::session::EncodedEvent;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot, watch};
 
 /// How long `disconnect()` waits for the supervisor to say goodbye before it stops waiting.
 const DISCONNECT_GRACE: Duration = Duration::from_millis(100);
@@ -21,12 +24,18 @@ const DISCONNECT_GRACE: Duration = Duration::from_millis(100);
 /// State shared by the handle and the supervisor.
 pub(crate) struct Shared {
     pub(crate) queue: Mutex<Queue>,
-    /// Wakes the supervisor: something to send.
+    /// Wakes the supervisor: something to send or to flush.
     pub(crate) wake: Notify,
+    /// The supervisor's task, whatever it waits on: woken when a socket an emitter found
+    /// not ready becomes writable (tungstenite keeps one write waker, and the emitter's
+    /// replaced the supervisor's).
+    pub(crate) task: AtomicWaker,
     /// Wakes emitters waiting for room in the outbox.
     pub(crate) space: Notify,
     /// The server's `maxPayload`, once known.
     pub(crate) max_payload: AtomicU64,
+    /// An emitter wrote to the socket without flushing: the supervisor flushes.
+    pub(crate) unflushed: AtomicBool,
 }
 
 /// What the handle hands to the supervisor.
@@ -36,6 +45,22 @@ pub(crate) struct Queue {
     pub(crate) acks_out: VecDeque<ServerAck>,
     pub(crate) connected: bool,
     pub(crate) closed: bool,
+    /// The connected socket, for plain emits written by the emitting task (see
+    /// [`crate::link`]); `None` unless connected.
+    pub(crate) link: Option<Link>,
+    /// The supervisor took emits from the outbox and has not handed them all to the socket
+    /// yet: an emit written directly now would overtake them.
+    pub(crate) in_transit: bool,
+}
+
+impl Queue {
+    /// The socket, when an emit may be written to it directly without overtaking another.
+    fn direct_link(&self) -> Option<&Link> {
+        if self.in_transit || self.outbox.len() > 0 {
+            return None;
+        }
+        self.link.as_ref()
+    }
 }
 
 /// Our answer to a server event that asked for an ack.
@@ -43,6 +68,19 @@ pub(crate) struct ServerAck {
     pub(crate) generation: u64,
     pub(crate) id: u64,
     pub(crate) args: Payload,
+}
+
+/// Wakes the supervisor's task (see [`Shared::task`]).
+struct WakeSupervisor(Arc<Shared>);
+
+impl std::task::Wake for WakeSupervisor {
+    fn wake(self: Arc<Self>) {
+        self.0.task.wake();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.task.wake();
+    }
 }
 
 impl Shared {
@@ -146,17 +184,49 @@ impl Event {
     }
 }
 
+/// Most items handed from the supervisor to [`Events`] at once. One hand-over per batch
+/// rather than per item: each one may wake the reader's task on another thread.
+pub(crate) const EVENT_BATCH: usize = 64;
+
 /// The stream of [`Incoming`] items. Read it: while nobody does, the client stops reading the
 /// socket once `event_buffer` items wait (backpressure, not unbounded memory).
 #[derive(Debug)]
 pub struct Events {
-    rx: mpsc::Receiver<Incoming>,
+    /// Batches of at most `min(event_buffer, EVENT_BATCH)` items.
+    rx: mpsc::UnboundedReceiver<Vec<Incoming>>,
+    /// One permit per item that may still be sent: at most `event_buffer` items wait in the
+    /// channel (plus the batch being read here).
+    room: Arc<Semaphore>,
+    /// The rest of the batch being read.
+    buffered: std::vec::IntoIter<Incoming>,
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        // Nobody reads any more: the client must not wait for room that never comes.
+        self.room.close();
+    }
 }
 
 impl Events {
     /// The next item; `None` once the client has ended and everything was read.
     pub async fn next(&mut self) -> Option<Incoming> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| self.poll_item(cx)).await
+    }
+
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
+        loop {
+            if let Some(item) = self.buffered.next() {
+                return Poll::Ready(Some(item));
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(batch) => {
+                    self.room.add_permits(batch.len());
+                    self.buffered = batch.into_iter();
+                }
+                None => return Poll::Ready(None),
+            }
+        }
     }
 }
 
@@ -164,12 +234,79 @@ impl futures_util::Stream for Events {
     type Item = Incoming;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
-        self.rx.poll_recv(cx)
+        self.poll_item(cx)
+    }
+}
+
+/// The supervisor's side of [`Events`]: items are collected and handed over a batch at a
+/// time.
+pub(crate) struct Deliveries {
+    tx: mpsc::UnboundedSender<Vec<Incoming>>,
+    room: Arc<Semaphore>,
+    pending: Vec<Incoming>,
+    batch: usize,
+}
+
+impl Deliveries {
+    fn new(tx: mpsc::UnboundedSender<Vec<Incoming>>, room: Arc<Semaphore>, batch: usize) -> Self {
+        Deliveries {
+            tx,
+            room,
+            pending: Vec::new(),
+            batch,
+        }
+    }
+
+    /// How many items make a batch (frames read per round are bounded by it too).
+    pub(crate) fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Adds an item; returns true when a batch is full and should be handed over.
+    pub(crate) fn push(&mut self, item: Incoming) -> bool {
+        self.pending.push(item);
+        self.pending.len() >= self.batch
+    }
+
+    /// Hands the pending items over, waiting while the reader's buffer is full. Cancel-safe
+    /// only in the sense that a cancelled hand-over drops the batch (shutdown does that).
+    pub(crate) async fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // A batch never holds more than `event_buffer` items, so this always can succeed.
+        let n = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
+        match self.room.acquire_many(n).await {
+            Ok(permits) => permits.forget(),
+            // A reader that dropped `Events` does not stop the client.
+            Err(_) => {
+                self.pending.clear();
+                return;
+            }
+        }
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch));
+        let _ = self.tx.send(batch);
+    }
+
+    /// Hands one item over now if there is room, after what is pending; drops them
+    /// otherwise.
+    pub(crate) fn try_send_now(&mut self, item: Incoming) {
+        self.pending.push(item);
+        let batch = std::mem::take(&mut self.pending);
+        let n = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        if let Ok(permits) = self.room.try_acquire_many(n) {
+            permits.forget();
+            let _ = self.tx.send(batch);
+        }
     }
 }
 
 struct Inner {
     shared: Arc<Shared>,
+    /// Wakes the supervisor's task; handed to the socket by emits written directly.
+    wake_supervisor: Waker,
+    /// Plain emits are encoded for it in the caller's task.
+    namespace: String,
     shutdown: watch::Sender<bool>,
     state: watch::Receiver<ConnectionState>,
     /// Never read: kept to hand out new receivers. Holding a receiver rather than the sender
@@ -216,33 +353,51 @@ impl Client {
                 acks_out: VecDeque::new(),
                 connected: false,
                 closed: false,
+                link: None,
+                in_transit: false,
             }),
+            unflushed: AtomicBool::new(false),
             wake: Notify::new(),
+            task: AtomicWaker::new(),
             space: Notify::new(),
             max_payload: AtomicU64::new(u64::MAX),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (state_tx, state_rx) = watch::channel(ConnectionState::initial());
         let (transitions, transitions_rx) = broadcast::channel(64);
-        let (events_tx, events_rx) = mpsc::channel(config.event_buffer);
+        let namespace = config.namespace.clone();
+        let batch = config.event_buffer.min(EVENT_BATCH);
+        let room = Arc::new(Semaphore::new(
+            config.event_buffer.min(Semaphore::MAX_PERMITS),
+        ));
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
         let supervisor = Supervisor::new(
             Arc::new(config),
             Arc::clone(&shared),
             shutdown_rx,
             state_tx,
             transitions,
-            events_tx,
+            Deliveries::new(events_tx, Arc::clone(&room), batch),
         );
-        runtime.spawn(supervisor.run());
+        runtime.spawn(supervisor.run_registered());
         let client = Client {
             inner: Arc::new(Inner {
+                wake_supervisor: Waker::from(Arc::new(WakeSupervisor(Arc::clone(&shared)))),
                 shared,
+                namespace,
                 shutdown: shutdown_tx,
                 state: state_rx,
                 transitions: transitions_rx,
             }),
         };
-        Ok((client, Events { rx: events_rx }))
+        Ok((
+            client,
+            Events {
+                rx: events_rx,
+                room,
+                buffered: Vec::new().into_iter(),
+            },
+        ))
     }
 
     /// The current state.
@@ -281,32 +436,37 @@ impl Client {
     /// Emits `event`. Connected: queued and written in order; waits only while the outbox is
     /// full. Disconnected: kept in the outbox and sent first after reconnecting, or handed
     /// back with [`EmitError::OutboxFull`] when the outbox is at its bound.
-    pub async fn emit(&self, event: impl Into<String>, args: Payload) -> Result<(), EmitError> {
-        self.enqueue(event.into(), args, None, true).await
+    pub async fn emit(&self, event: impl AsRef<str>, args: Payload) -> Result<(), EmitError> {
+        let name = event.as_ref();
+        let Some(item) = self.write_or_encode(name, &args)? else {
+            return Ok(());
+        };
+        self.enqueue(item, true)
+            .await
+            .map_err(|rejected| rejected.1.into_error(name.to_owned(), args))
     }
 
     /// Like [`Client::emit`] but never waits: a full outbox is an error even while connected.
-    pub fn try_emit(&self, event: impl Into<String>, args: Payload) -> Result<(), EmitError> {
-        let item = self.prepare(event.into(), args, None)?;
-        self.push(item).map_err(|rejected| {
-            let (item, full) = *rejected;
-            full.into_error(item)
-        })
+    pub fn try_emit(&self, event: impl AsRef<str>, args: Payload) -> Result<(), EmitError> {
+        let name = event.as_ref();
+        let Some(item) = self.write_or_encode(name, &args)? else {
+            return Ok(());
+        };
+        self.push(item)
+            .map_err(|rejected| rejected.1.into_error(name.to_owned(), args))
     }
 
     /// Emits only if connected right now; otherwise drops it (returns `Ok(false)`).
     /// For data that is worthless late, like positions or typing indicators.
     pub async fn emit_volatile(
         &self,
-        event: impl Into<String>,
+        event: impl AsRef<str>,
         args: Payload,
     ) -> Result<bool, EmitError> {
         if !self.inner.shared.lock().connected {
             return Ok(false);
         }
-        self.enqueue(event.into(), args, None, true)
-            .await
-            .map(|()| true)
+        self.emit(event, args).await.map(|()| true)
     }
 
     /// Emits `event` and waits for the server's acknowledgement, at most `timeout` from now.
@@ -344,6 +504,15 @@ impl Client {
         timeout: Duration,
         retries: u32,
     ) -> Result<impl Future<Output = Result<Payload, AckError>> + Send + 'static, EmitError> {
+        let name = event.into();
+        if let Some((size, limit)) = self.too_large(&name, &args) {
+            return Err(EmitError::TooLarge {
+                event: name,
+                payload: args,
+                size,
+                limit,
+            });
+        }
         let (tx, rx) = oneshot::channel();
         let ack = AckRequest {
             tx,
@@ -351,7 +520,17 @@ impl Client {
             retries_left: retries,
         };
         let deadline = (retries == 0).then(|| tokio::time::Instant::now() + timeout);
-        self.enqueue(event.into(), args, Some(ack), true).await?;
+        let item = Outgoing {
+            seq: 0,
+            body: Body::Acked(Acked { name, args, ack }),
+        };
+        if let Err(rejected) = self.enqueue(item, true).await {
+            let (item, full) = *rejected;
+            let Body::Acked(Acked { name, args, .. }) = item.body else {
+                unreachable!("an acked emit comes back as it went in")
+            };
+            return Err(full.into_error(name, args));
+        }
         Ok(async move {
             let result = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, rx).await {
@@ -364,12 +543,9 @@ impl Client {
         })
     }
 
-    fn prepare(
-        &self,
-        name: String,
-        args: Payload,
-        ack: Option<AckRequest>,
-    ) -> Result<Outgoing, EmitError> {
+    /// The frame's size and the server's limit, when `args` would make a frame (or an
+    /// attachment) larger than the server's `maxPayload`.
+    fn too_large(&self, name: &str, args: &Payload) -> Option<(usize, u64)> {
         // Header, quotes and brackets of the encoded frame are well under 32 bytes.
         let largest_attachment = args
             .attachments()
@@ -379,20 +555,64 @@ impl Client {
             .unwrap_or(0);
         let size = (name.len() + args.as_json().len() + 32).max(largest_attachment);
         let max = self.inner.shared.max_payload.load(Ordering::Relaxed);
-        if size as u64 > max {
+        (size as u64 > max).then_some((size, max))
+    }
+
+    /// Encodes a plain emit here, in the caller's task, and writes it to the socket when
+    /// nothing waits before it (`Ok(None)`); otherwise returns it for the outbox.
+    fn write_or_encode(&self, name: &str, args: &Payload) -> Result<Option<Outgoing>, EmitError> {
+        if let Some((size, limit)) = self.too_large(name, args) {
             return Err(EmitError::TooLarge {
-                event: name,
-                payload: args,
+                event: name.to_owned(),
+                payload: args.clone(),
                 size,
+                limit,
+            });
+        }
+        let event = EncodedEvent::new(&self.inner.namespace, name, args);
+        let shared = &self.inner.shared;
+        let max = shared.max_payload.load(Ordering::Relaxed);
+        if event.text().len() as u64 > max {
+            // The estimate above leaves out the namespace; the frame is what counts.
+            return Err(EmitError::TooLarge {
+                event: name.to_owned(),
+                payload: args.clone(),
+                size: event.text().len(),
                 limit: max,
             });
         }
-        Ok(Outgoing {
+        let queue = shared.lock();
+        let Some(link) = queue.direct_link().cloned() else {
+            drop(queue);
+            return Ok(Some(Outgoing {
+                seq: 0,
+                body: Body::Encoded(event),
+            }));
+        };
+        // Hand over hand: once the socket is held, nothing queued later can reach it first,
+        // so the queue is let go before the write.
+        let mut ws = link.lock();
+        drop(queue);
+        let event = match Link::try_send(&mut ws, event, &self.inner.wake_supervisor) {
+            Ok(()) | Err(TrySend::Failed) => {
+                drop(ws);
+                // Written (or lost with a failing connection, as a write by the supervisor
+                // would be): the supervisor flushes it out.
+                // Streaming emits find it set already: one load, no wake-up.
+                if !shared.unflushed.load(Ordering::Acquire)
+                    && !shared.unflushed.swap(true, Ordering::AcqRel)
+                {
+                    shared.wake.notify_one();
+                }
+                return Ok(None);
+            }
+            Err(TrySend::NotReady(event)) => event,
+        };
+        drop(ws);
+        Ok(Some(Outgoing {
             seq: 0,
-            name,
-            args,
-            ack,
-        })
+            body: Body::Encoded(event),
+        }))
     }
 
     fn push(&self, item: Outgoing) -> Result<(), Rejected> {
@@ -403,14 +623,8 @@ impl Client {
         Ok(())
     }
 
-    async fn enqueue(
-        &self,
-        name: String,
-        args: Payload,
-        ack: Option<AckRequest>,
-        wait: bool,
-    ) -> Result<(), EmitError> {
-        let mut item = self.prepare(name, args, ack)?;
+    /// Queues `item`; with `wait`, waits for room while connected and the outbox is full.
+    async fn enqueue(&self, mut item: Outgoing, wait: bool) -> Result<(), Rejected> {
         loop {
             let space = self.inner.shared.space.notified();
             tokio::pin!(space);
@@ -423,22 +637,21 @@ impl Client {
                         return Ok(());
                     }
                     Err(rejected) => {
-                        let (back, full) = *rejected;
-                        if !(wait
+                        let waits = wait
                             && matches!(
-                                full,
+                                rejected.1,
                                 FullInfo::Full {
                                     connected: true,
                                     ..
                                 }
-                            ))
-                        {
-                            return Err(full.into_error(back));
+                            );
+                        if !waits {
+                            return Err(rejected);
                         }
                         // Registered before the lock is released, so a wake-up in between
                         // is not lost.
                         space.as_mut().enable();
-                        item = back;
+                        item = rejected.0;
                     }
                 }
             }
@@ -471,8 +684,7 @@ enum FullInfo {
 }
 
 impl FullInfo {
-    fn into_error(self, item: Outgoing) -> EmitError {
-        let Outgoing { name, args, .. } = item;
+    fn into_error(self, name: String, args: Payload) -> EmitError {
         match self {
             FullInfo::Closed => EmitError::Closed {
                 event: name,

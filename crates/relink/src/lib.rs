@@ -16,6 +16,7 @@
 mod client;
 mod config;
 mod error;
+mod link;
 mod outbox;
 pub mod policy;
 mod state;

@@ -6,6 +6,7 @@
 
 use crate::error::AckError;
 use relink_proto::Payload;
+use relink_proto::session::EncodedEvent;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -28,22 +29,44 @@ pub(crate) struct Outgoing {
     /// Order of acceptance (set by [`Outbox::push`]), so emits re-queued after a drop go
     /// back in their place.
     pub(crate) seq: u64,
+    pub(crate) body: Body,
+}
+
+/// What is sent.
+#[derive(Debug)]
+pub(crate) enum Body {
+    /// A plain emit, encoded in the task that emitted it: the frame does not depend on the
+    /// connection, so the supervisor only writes it.
+    Encoded(EncodedEvent),
+    /// An acked emit, encoded when written: its ack id belongs to that connection, and a
+    /// retry needs the name and arguments again.
+    Acked(Acked),
+}
+
+/// An emit waiting for an acknowledgement.
+#[derive(Debug)]
+pub(crate) struct Acked {
     pub(crate) name: String,
     pub(crate) args: Payload,
-    pub(crate) ack: Option<AckRequest>,
+    pub(crate) ack: AckRequest,
 }
 
 impl Outgoing {
     /// What the outbox counts against its byte bound.
     pub(crate) fn size(&self) -> usize {
-        self.name.len()
-            + self.args.as_json().len()
-            + self
-                .args
-                .attachments()
-                .iter()
-                .map(|a| a.len())
-                .sum::<usize>()
+        match &self.body {
+            Body::Encoded(event) => event.size(),
+            Body::Acked(acked) => {
+                acked.name.len()
+                    + acked.args.as_json().len()
+                    + acked
+                        .args
+                        .attachments()
+                        .iter()
+                        .map(|a| a.len())
+                        .sum::<usize>()
+            }
+        }
     }
 }
 
@@ -143,12 +166,21 @@ mod tests {
     use super::*;
 
     fn item(outbox: &mut Outbox, name: &str, arg: &str) -> Outgoing {
+        let args = Payload::json(arg).expect("json");
         Outgoing {
             seq: outbox.next_seq(),
-            name: name.into(),
-            args: Payload::json(arg).expect("json"),
-            ack: None,
+            body: Body::Encoded(EncodedEvent::new("/", name, &args)),
         }
+    }
+
+    /// The event name, read back from the frame.
+    fn name(item: &Outgoing) -> String {
+        let Body::Encoded(event) = &item.body else {
+            panic!("tests queue encoded events")
+        };
+        let (name, _): (String, serde_json::Value) =
+            serde_json::from_str(&event.text()[2..]).expect("an event frame");
+        name
     }
 
     #[test]
@@ -160,9 +192,9 @@ mod tests {
         o.push(a).expect("room");
         o.push(b).expect("room");
         assert_eq!((o.len(), o.bytes()), (2, sa + sb));
-        assert_eq!(o.pop().map(|i| i.name), Some("a".into()));
+        assert_eq!(o.pop().map(|i| name(&i)), Some("a".into()));
         assert_eq!(o.bytes(), sb);
-        assert_eq!(o.pop().map(|i| i.name), Some("b".into()));
+        assert_eq!(o.pop().map(|i| name(&i)), Some("b".into()));
         assert_eq!((o.len(), o.bytes()), (0, 0));
     }
 
@@ -175,16 +207,13 @@ mod tests {
         }
         let c = item(&mut o, "c", "x");
         let full = o.push(c).expect_err("full by packets");
-        assert_eq!((full.name.as_str(), o.len()), ("c", 2));
+        assert_eq!((name(&full).as_str(), o.len()), ("c", 2));
 
         let mut o = Outbox::new(100, 20);
         let big = item(&mut o, "big", &"y".repeat(30));
         assert!(!o.could_fit(big.size()));
         let back = o.push(big).expect_err("full by bytes");
-        assert_eq!(
-            back.args.first::<String>().expect("json"),
-            Some("y".repeat(30))
-        );
+        assert_eq!(name(&back), "big", "handed back");
     }
 
     #[test]
@@ -200,7 +229,7 @@ mod tests {
             3,
             "requeue may pass the bound: nothing accepted is lost"
         );
-        let names: Vec<String> = std::iter::from_fn(|| o.pop()).map(|i| i.name).collect();
+        let names: Vec<String> = std::iter::from_fn(|| o.pop()).map(|i| name(&i)).collect();
         assert_eq!(names, vec!["first", "second", "later"]);
     }
 }

@@ -3,16 +3,17 @@
 //! Decisions come from [`crate::policy`]; this loop only carries them out, publishes every
 //! state transition, and logs at the level the escalation latch chose.
 
-use crate::client::{Event, Incoming, Shared};
+use crate::client::{Deliveries, Event, Incoming, Shared};
 use crate::config::Config;
 use crate::error::{AckError, EmitError, LinkError};
-use crate::outbox::{AckRequest, Outgoing};
+use crate::link::Link;
+use crate::outbox::{AckRequest, Acked, Body, Outgoing};
 use crate::policy::classify::{Class, classify, reason};
 use crate::policy::escalation::{Escalation, Level};
 use crate::state::{ConnectionState, EndReason, Status};
 use crate::token::Token;
 use crate::transport::{self, Ws};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use relink_proto::Payload;
 use relink_proto::acks::AckTable;
 use relink_proto::session::{
@@ -21,7 +22,7 @@ use relink_proto::session::{
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, error, info, warn};
@@ -30,8 +31,10 @@ use tracing::{debug, error, info, warn};
 const BATCH: usize = 256;
 /// How long a clean close may take before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_millis(50);
-/// Frames handled per round before emits and timers get their turn.
-const READ_BATCH: usize = 64;
+/// Flushes of emits written directly by their tasks happen at most this often while more
+/// keep coming: a task streaming emits then pays one write to the socket per interval, not
+/// one per emit. A lone emit is flushed at once.
+const FLUSH_EVERY: Duration = Duration::from_millis(1);
 /// "Never" for a timer that has nothing to wait for (re-armed when it has).
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 
@@ -58,9 +61,7 @@ impl InFlight {
                 ack.retries_left -= 1;
                 Ok(Outgoing {
                     seq,
-                    name,
-                    args,
-                    ack: Some(ack),
+                    body: Body::Acked(Acked { name, args, ack }),
                 })
             }
             _ => Err(ack),
@@ -88,7 +89,7 @@ pub(crate) struct Supervisor {
     shutdown: watch::Receiver<bool>,
     state_tx: watch::Sender<ConnectionState>,
     transitions: broadcast::Sender<ConnectionState>,
-    events: mpsc::Sender<Incoming>,
+    events: Deliveries,
     state: ConnectionState,
     acks: AckTable<InFlight>,
     escalation: Escalation,
@@ -101,6 +102,16 @@ pub(crate) struct Supervisor {
     generation: u64,
     pid: Option<String>,
     offset: Option<String>,
+    /// This connection's socket, while there is one.
+    link: Option<Link>,
+    /// Emits taken from the outbox are on their way to the socket (mirrors
+    /// `Queue::in_transit`, so the queue is locked only to clear it).
+    in_transit: bool,
+    /// An emitter wrote without a flush after it.
+    flush_needed: bool,
+    /// That flush waits for the flush timer (see [`FLUSH_EVERY`]).
+    flush_deferred: bool,
+    last_flush: Instant,
 }
 
 impl Supervisor {
@@ -110,7 +121,7 @@ impl Supervisor {
         shutdown: watch::Receiver<bool>,
         state_tx: watch::Sender<ConnectionState>,
         transitions: broadcast::Sender<ConnectionState>,
-        events: mpsc::Sender<Incoming>,
+        events: Deliveries,
     ) -> Self {
         let escalation = Escalation::new(cfg.escalate_after);
         Supervisor {
@@ -129,7 +140,24 @@ impl Supervisor {
             generation: 0,
             pid: None,
             offset: None,
+            link: None,
+            in_transit: false,
+            flush_needed: false,
+            flush_deferred: false,
+            last_flush: Instant::now(),
         }
+    }
+
+    /// Runs the loop, keeping [`Shared::task`] pointed at this task so that an emitter that
+    /// took tungstenite's write waker (see [`crate::link`]) can wake it.
+    pub(crate) async fn run_registered(self) {
+        let shared = Arc::clone(&self.shared);
+        let mut run = std::pin::pin!(self.run());
+        std::future::poll_fn(|cx| {
+            shared.task.register(cx.waker());
+            run.as_mut().poll(cx)
+        })
+        .await
     }
 
     /// The status and attempt number while trying to get a connection: `connecting` until
@@ -236,8 +264,10 @@ impl Supervisor {
         }
     }
 
-    async fn run_connection(&mut self, mut ws: Ws, mut session: Session) -> End {
+    async fn run_connection(&mut self, ws: Ws, mut session: Session) -> End {
         self.generation += 1;
+        let link = Link::new(ws);
+        self.link = Some(link.clone());
         let mut stable = false;
         // Timers live as long as the connection and are re-armed only when a deadline moves
         // earlier or after they fire: never per frame (each arming takes the timer driver's
@@ -246,12 +276,20 @@ impl Supervisor {
         let far = Instant::now() + FAR_FUTURE;
         let heartbeat_timer = tokio::time::sleep_until(far);
         let ack_timer = tokio::time::sleep_until(far);
+        let flush_timer = tokio::time::sleep_until(far);
+        let mut flush_armed = false;
         let stable_timer = tokio::time::sleep_until(Instant::now() + self.cfg.stable_after);
         let mut shutdown_rx = self.shutdown.clone();
         let shutdown = async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
         };
-        tokio::pin!(heartbeat_timer, ack_timer, stable_timer, shutdown);
+        tokio::pin!(
+            heartbeat_timer,
+            ack_timer,
+            flush_timer,
+            stable_timer,
+            shutdown
+        );
         let (mut heartbeat_at, mut ack_at) = (far, far);
         let end = loop {
             if let Err(end) = self.dispatch(&mut session).await {
@@ -267,8 +305,12 @@ impl Supervisor {
                 self.expire_acks(&mut session);
             }
             self.flush_outbox(&mut session);
-            if let Err(error) = self.write(&mut ws, &mut session).await {
+            if let Err(error) = self.write(&link, &mut session).await {
                 break End::Lost { error, stable };
+            }
+            if self.flush_deferred && !flush_armed {
+                flush_timer.as_mut().reset(self.last_flush + FLUSH_EVERY);
+                flush_armed = true;
             }
             if let Some(at) = session.poll_timeout().map(Instant::from_std)
                 && at < heartbeat_at
@@ -285,12 +327,13 @@ impl Supervisor {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break End::Shutdown,
-                frame = ws.next() => {
-                    // Everything already received is handled in one round, up to a bound
-                    // and never more than the user's event buffer has room for: a reader
-                    // that stopped reading stops the socket being read (backpressure).
+                frame = link.next() => {
+                    // Everything already received is handled in one round, up to one batch
+                    // of the user's events; the hand-over after it waits while their buffer
+                    // is full, so a reader that stopped reading stops the socket being read
+                    // (backpressure).
                     let now = Instant::now().into_std();
-                    let batch = self.events.capacity().min(READ_BATCH);
+                    let batch = self.events.batch();
                     let mut next = Some(frame);
                     let mut handled = 0;
                     let mut failed = None;
@@ -301,10 +344,16 @@ impl Supervisor {
                         }
                         handled += 1;
                         if handled < batch {
-                            next = ws.next().now_or_never();
+                            next = link.next_now();
                         }
                     }
                     if let Some(error) = failed {
+                        // What arrived before the failure is still the user's (an event
+                        // and then the server closing, say), and a DISCONNECT among it says
+                        // more about the end than the closed socket does.
+                        if let Err(end) = self.dispatch(&mut session).await {
+                            break end;
+                        }
                         break End::Lost { error, stable };
                     }
                 }
@@ -319,6 +368,8 @@ impl Supervisor {
                     ack_at = far;
                     ack_timer.as_mut().reset(far);
                 }
+                // The interval has passed: the next write flushes.
+                () = &mut flush_timer, if flush_armed => flush_armed = false,
                 () = &mut stable_timer, if !stable => {
                     stable = true;
                     self.on_stable();
@@ -326,7 +377,7 @@ impl Supervisor {
             }
         };
         if matches!(end, End::Shutdown) {
-            self.goodbye(&mut ws, &mut session).await;
+            self.goodbye(&link, &mut session).await;
         }
         self.connection_ended(matches!(end, End::Shutdown));
         end
@@ -334,11 +385,13 @@ impl Supervisor {
 
     /// Leaves cleanly, within [`CLOSE_GRACE`]: emits accepted before `disconnect()` go out,
     /// then DISCONNECT and a WebSocket close.
-    async fn goodbye(&mut self, ws: &mut Ws, session: &mut Session) {
+    async fn goodbye(&mut self, link: &Link, session: &mut Session) {
+        // From here on emits queue (and are written below, or reported as never sent).
+        self.shared.lock().link = None;
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
             loop {
                 self.flush_outbox(session);
-                if self.write_final(ws, session).await.is_err() {
+                if self.write_final(link, session).await.is_err() {
                     return;
                 }
                 if self.shared.lock().outbox.len() == 0 {
@@ -346,8 +399,8 @@ impl Supervisor {
                 }
             }
             session.disconnect();
-            let _ = self.write_final(ws, session).await;
-            let _ = ws.close(None).await;
+            let _ = self.write_final(link, session).await;
+            let _ = link.close().await;
         })
         .await;
     }
@@ -368,37 +421,53 @@ impl Supervisor {
 
     /// Writes what the session queued; bounded by the heartbeat so a peer that stops
     /// reading cannot hold the loop forever.
-    async fn write(&mut self, ws: &mut Ws, session: &mut Session) -> Result<(), LinkError> {
-        self.write_inner(ws, session, true).await
+    async fn write(&mut self, link: &Link, session: &mut Session) -> Result<(), LinkError> {
+        self.write_inner(link, session, true).await
     }
 
     /// Writes what the session queued, for the goodbye after shutdown was asked for.
-    async fn write_final(&mut self, ws: &mut Ws, session: &mut Session) -> Result<(), LinkError> {
-        self.write_inner(ws, session, false).await
+    async fn write_final(&mut self, link: &Link, session: &mut Session) -> Result<(), LinkError> {
+        self.write_inner(link, session, false).await
     }
 
     async fn write_inner(
         &mut self,
-        ws: &mut Ws,
+        link: &Link,
         session: &mut Session,
         interruptible: bool,
     ) -> Result<(), LinkError> {
-        // Nothing to write: no futures, no timer.
-        let Some(first) = session.poll_transmit() else {
-            return Ok(());
-        };
+        let first = session.poll_transmit();
+        if first.is_none() && !self.in_transit {
+            // Nothing to write: no futures, no timer.
+            if !self.flush_needed {
+                return Ok(());
+            }
+            // Only emits written by their tasks wait: coalesce their flushes while they
+            // keep coming.
+            if interruptible && Instant::now() < self.last_flush + FLUSH_EVERY {
+                self.flush_deferred = true;
+                return Ok(());
+            }
+        }
         let heartbeat = session.poll_timeout().map(Instant::from_std);
+        let in_transit = self.in_transit;
+        let shared = &self.shared;
         let work = async {
-            let mut next = Some(first);
+            let mut next = first;
             while let Some(t) = next.take() {
                 let message = match t {
                     Transmit::Text(text) => Message::text(text),
                     Transmit::Binary(bytes) => Message::binary(bytes),
                 };
-                ws.feed(message).await.map_err(transport::map_error)?;
+                link.feed(message).await.map_err(transport::map_error)?;
                 next = session.poll_transmit();
             }
-            ws.flush().await.map_err(transport::map_error)
+            if in_transit {
+                // Everything taken from the outbox is in tungstenite's buffer, in order:
+                // emitters may write directly again.
+                shared.lock().in_transit = false;
+            }
+            link.flush().await.map_err(transport::map_error)
         };
         let shutdown = async {
             if interruptible {
@@ -408,17 +477,34 @@ impl Supervisor {
             }
         };
         // Biased: a write that does not block never polls (and so never arms) the timer.
-        tokio::select! {
+        let result = tokio::select! {
             biased;
             result = work => result,
             () = sleep_until(heartbeat) => Err(LinkError::PingTimeout),
             // Shutdown wins over a peer that stopped reading; the run loop sees it next.
             () = shutdown => Ok(()),
+        };
+        if result.is_ok() {
+            self.flush_needed = false;
+            self.flush_deferred = false;
+            self.last_flush = Instant::now();
         }
+        if in_transit {
+            self.in_transit = false;
+            self.shared.lock().in_transit = false;
+        }
+        result
     }
 
     /// Hands session events to the user; `Err` ends the connection.
     async fn dispatch(&mut self, session: &mut Session) -> Result<(), End> {
+        let result = self.dispatch_events(session).await;
+        // Whatever was collected before an end is handed over too.
+        self.flush_events().await?;
+        result
+    }
+
+    async fn dispatch_events(&mut self, session: &mut Session) -> Result<(), End> {
         while let Some(event) = session.poll_event() {
             match event {
                 SessionEvent::Opened(open) => {
@@ -445,7 +531,11 @@ impl Supervisor {
                         s.next_attempt_in = None;
                         s.recovered = recovered;
                     });
-                    self.shared.lock().connected = true;
+                    {
+                        let mut queue = self.shared.lock();
+                        queue.connected = true;
+                        queue.link = self.link.clone();
+                    }
                     self.flush_outbox(session);
                     self.deliver(Incoming::Connected {
                         socket_id: sid,
@@ -483,15 +573,20 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Sends to the user, waiting while their buffer is full, unless shutdown comes first.
+    /// Queues an item for the user, handing a full batch over at once.
     async fn deliver(&mut self, item: Incoming) -> Result<(), End> {
-        match self.events.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(item)) => tokio::select! {
-                _ = self.events.send(item) => Ok(()),
-                () = Self::shutdown_requested(&mut self.shutdown) => Err(End::Shutdown),
-            },
+        if self.events.push(item) {
+            self.flush_events().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands what is queued to the user, waiting while their buffer is full, unless shutdown
+    /// comes first.
+    async fn flush_events(&mut self) -> Result<(), End> {
+        tokio::select! {
+            () = self.events.flush() => Ok(()),
+            () = Self::shutdown_requested(&mut self.shutdown) => Err(End::Shutdown),
         }
     }
 
@@ -512,7 +607,15 @@ impl Supervisor {
             .take(BATCH)
             .collect();
         let more = queue.outbox.len() > 0;
+        if !batch.is_empty() {
+            // Until these reach the socket, emits must queue behind them.
+            queue.in_transit = true;
+            self.in_transit = true;
+        }
         drop(queue);
+        if self.shared.unflushed.swap(false, Ordering::AcqRel) {
+            self.flush_needed = true;
+        }
         if more {
             self.shared.wake.notify_one();
         }
@@ -525,26 +628,43 @@ impl Supervisor {
     }
 
     fn send(&mut self, session: &mut Session, item: Outgoing) {
-        let Outgoing {
-            seq,
-            name,
-            args,
-            ack,
-        } = item;
-        let id = ack.map(|ack| {
-            let deadline = Instant::now().into_std() + ack.timeout;
-            let keep = (ack.retries_left > 0).then(|| args.clone());
-            self.acks.insert(
-                InFlight {
-                    seq,
-                    name: name.clone(),
-                    args: keep,
-                    ack,
+        let Outgoing { seq, body } = item;
+        match body {
+            Body::Encoded(event) => match session.send_encoded(event) {
+                Ok(()) => {}
+                Err(rejected) => match *rejected {
+                    (SendError::TooLarge { size, max }, _) => warn!(
+                        size,
+                        max, "emit larger than the server's maxPayload dropped"
+                    ),
+                    (e, event) => {
+                        // Not connected after all: keep it for the next connection.
+                        debug!(error = %e, "emit requeued");
+                        self.shared.lock().outbox.requeue_front(vec![Outgoing {
+                            seq,
+                            body: Body::Encoded(event),
+                        }]);
+                    }
                 },
-                Some(deadline),
-            )
-        });
-        match session.emit(&name, &args, id) {
+            },
+            Body::Acked(acked) => self.send_acked(session, seq, acked),
+        }
+    }
+
+    fn send_acked(&mut self, session: &mut Session, seq: u64, acked: Acked) {
+        let Acked { name, args, ack } = acked;
+        let deadline = Instant::now().into_std() + ack.timeout;
+        let keep = (ack.retries_left > 0).then(|| args.clone());
+        let id = self.acks.insert(
+            InFlight {
+                seq,
+                name: name.clone(),
+                args: keep,
+                ack,
+            },
+            Some(deadline),
+        );
+        match session.emit(&name, &args, Some(id)) {
             Ok(()) => {}
             Err(SendError::TooLarge { size, max }) => {
                 let error = EmitError::TooLarge {
@@ -553,26 +673,23 @@ impl Supervisor {
                     size,
                     limit: max,
                 };
-                match id.and_then(|id| self.acks.remove(id)) {
-                    Some(inflight) => {
-                        let _ = inflight.ack.tx.send(Err(AckError::Emit(error)));
-                    }
-                    None => warn!(
-                        size,
-                        max, "emit larger than the server's maxPayload dropped"
-                    ),
+                if let Some(inflight) = self.acks.remove(id) {
+                    let _ = inflight.ack.tx.send(Err(AckError::Emit(error)));
                 }
             }
             Err(e) => {
                 // Not connected after all: keep it for the next connection.
                 debug!(error = %e, "emit requeued");
-                let ack = id.and_then(|id| self.acks.remove(id)).map(|i| i.ack);
-                self.shared.lock().outbox.requeue_front(vec![Outgoing {
-                    seq,
-                    name,
-                    args,
-                    ack,
-                }]);
+                if let Some(inflight) = self.acks.remove(id) {
+                    self.shared.lock().outbox.requeue_front(vec![Outgoing {
+                        seq,
+                        body: Body::Acked(Acked {
+                            name,
+                            args,
+                            ack: inflight.ack,
+                        }),
+                    }]);
+                }
             }
         }
     }
@@ -582,7 +699,9 @@ impl Supervisor {
         for (_, inflight) in self.acks.expire(Instant::now().into_std()) {
             match inflight.retry() {
                 Ok(item) => {
-                    debug!(event = %item.name, "no ack in time: resending");
+                    if let Body::Acked(acked) = &item.body {
+                        debug!(event = %acked.name, "no ack in time: resending");
+                    }
                     self.send(session, item);
                 }
                 Err(ack) => {
@@ -613,8 +732,15 @@ impl Supervisor {
                 }
             }
         }
+        self.link = None;
+        self.in_transit = false;
+        self.flush_needed = false;
+        self.flush_deferred = false;
+        self.shared.unflushed.store(false, Ordering::Release);
         let mut queue = self.shared.lock();
         queue.connected = false;
+        queue.link = None;
+        queue.in_transit = false;
         queue.acks_out.clear();
         queue.outbox.requeue_front(requeue);
         drop(queue);
@@ -632,9 +758,8 @@ impl Supervisor {
             class => class,
         };
         if self.ever_connected && self.state.status == Status::Connected {
-            let _ = self
-                .events
-                .try_send(Incoming::Disconnected { reason: kind });
+            self.events
+                .try_send_now(Incoming::Disconnected { reason: kind });
         }
         let message = error.to_string();
         let delay = match class {
@@ -721,8 +846,8 @@ impl Supervisor {
             );
         }
         for item in stranded {
-            if let Some(ack) = item.ack {
-                let _ = ack.tx.send(Err(AckError::Closed));
+            if let Body::Acked(acked) = item.body {
+                let _ = acked.ack.tx.send(Err(AckError::Closed));
             }
         }
         for (_, inflight) in self.acks.drain() {

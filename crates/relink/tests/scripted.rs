@@ -632,6 +632,107 @@ async fn max_payload_refuses_large_emits_and_keeps_the_connection() {
     client.disconnect().await;
 }
 
+#[tokio::test]
+async fn max_payload_counts_the_namespace() {
+    let mut peer = bind().await;
+    let ns = format!("/{}", "n".repeat(60));
+    let (client, _events) = builder(format!("{}{ns}", peer.url())).connect().unwrap();
+    let mut conn = accept(&mut peer).await;
+    conn.handshake(&open_json(25_000, 20_000, 100)).await;
+    conn.accept_namespace(&format!("40{ns},"), "s1")
+        .await
+        .unwrap();
+    until_status(&client, Status::Connected).await;
+    // `42` + namespace (61) + `,` + `["e",` + 31 + `]`: 101 bytes, over the limit only
+    // with the namespace counted.
+    let args = json_payload(json!("x".repeat(29)));
+    match client.emit("e", args.clone()).await {
+        Err(e @ EmitError::TooLarge { limit: 100, .. }) => {
+            assert_eq!(e.into_payload(), Some(args));
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    client.emit("e", json_payload(json!(1))).await.unwrap();
+    conn.expect_text(&format!(r#"42{ns},["e",1]"#)).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn emits_in_quick_succession_are_all_flushed() {
+    let mut peer = bind().await;
+    // Nothing else may wake the client within WAIT (no stable-period timer, no ping), so
+    // only the coalesced flush can deliver the later emits.
+    let (client, _events) = builder(peer.url())
+        .stable_after(WAIT * 2)
+        .connect()
+        .unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // The first is flushed at once; the ones right after that flush wait for the coalesced
+    // flush, which must come by itself (nothing else happens on this connection).
+    client.emit("e", json_payload(json!(0))).await.unwrap();
+    conn.expect_text(r#"42["e",0]"#).await;
+    for i in 1..3 {
+        client.emit("e", json_payload(json!(i))).await.unwrap();
+    }
+    for i in 1..3 {
+        conn.expect_text(&format!(r#"42["e",{i}]"#)).await;
+    }
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn emits_keep_their_order_when_the_socket_is_full() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    const N: u64 = 2_000;
+    let chunk = "y".repeat(8 << 10);
+    let emitter = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for i in 0..N {
+                let args = Payload::json(&i).unwrap().with(&chunk).unwrap();
+                // Acked emits always go through the outbox; plain ones are written by this
+                // task unless something waits before them or the socket is full.
+                if i % 10 == 0 {
+                    acks.push(client.emit_acked("seq", args, WAIT, 0).await.unwrap());
+                } else {
+                    client.emit("seq", args).await.unwrap();
+                }
+            }
+            acks.len()
+        })
+    };
+    // Not reading for a while fills the socket (16 MiB queued; the outbox holds 4 MiB), so
+    // emits fall back to the outbox and later ones must not overtake them.
+    tokio::time::sleep(ms(300)).await;
+    let mut last = None;
+    let mut received = 0;
+    while received < N {
+        let frame = text(&mut conn).await;
+        let (id, array) = event_frame(&frame);
+        let seq = array[1].as_u64().unwrap();
+        assert_eq!(
+            id.is_some(),
+            seq % 10 == 0,
+            "frame {seq}: ack id only on acked emits"
+        );
+        assert_eq!(
+            last.map_or(0, |l: u64| l + 1),
+            seq,
+            "in order, none missing"
+        );
+        last = Some(seq);
+        received += 1;
+    }
+    assert_eq!(
+        timeout(WAIT, emitter).await.unwrap().unwrap(),
+        (N / 10) as usize
+    );
+    client.disconnect().await;
+}
+
 // --- acks of our emits ------------------------------------------------------------------------
 
 #[tokio::test]
@@ -1159,6 +1260,26 @@ async fn disconnect_while_the_event_buffer_is_full_still_says_goodbye() {
     assert_client_disconnected(&client.state());
     conn.expect_text("41").await;
     assert!(matches!(conn.recv_timeout(WAIT).await, Ok(Frame::Close(_))));
+}
+
+#[tokio::test]
+async fn the_event_buffer_counts_events_not_hand_overs() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).event_buffer(8).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // Nobody reads. Each event arrives on its own (answered ping in between), so each is
+    // handed over alone: `Connected` and 6 events are 7 items, under the bound of 8.
+    for i in 0..6 {
+        conn.send_text(&format!(r#"42["e",{i}]"#)).await.unwrap();
+        conn.send_text("2").await.unwrap();
+        conn.expect_text("3").await;
+    }
+    // The 8th item fills the buffer; the 9th waits, and the socket is no longer read.
+    conn.send_text(r#"42["e",6]"#).await.unwrap();
+    conn.send_text(r#"42["e",7]"#).await.unwrap();
+    conn.send_text("2").await.unwrap();
+    assert_quiet(&mut conn).await;
+    client.disconnect().await;
 }
 
 #[tokio::test]
