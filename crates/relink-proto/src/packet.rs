@@ -229,17 +229,19 @@ pub(crate) fn encode_header(
     namespace: &str,
     id: Option<u64>,
 ) {
-    use std::fmt::Write;
+    // itoa: core::fmt costs more than the rest of a small frame's header.
+    let mut digits = itoa::Buffer::new();
     out.push(kind.digit());
     if kind.is_binary() {
-        let _ = write!(out, "{attachments}-");
+        out.push_str(digits.format(attachments));
+        out.push('-');
     }
     if namespace != ROOT_NAMESPACE && !namespace.is_empty() {
         out.push_str(namespace);
         out.push(',');
     }
     if let Some(id) = id {
-        let _ = write!(out, "{id}");
+        out.push_str(digits.format(id));
     }
 }
 

@@ -7,6 +7,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 
+/// Bytes reserved for the argument text of a new payload.
+const INITIAL_CAPACITY: usize = 128;
+
 /// The arguments of an event or an acknowledgement.
 ///
 /// Arguments stay raw JSON text until somebody asks for them: an event nobody reads is never
@@ -36,8 +39,11 @@ impl std::fmt::Debug for Payload {
 impl Payload {
     /// No arguments.
     pub fn new() -> Self {
+        // Room for typical arguments, so pushing them does not reallocate step by step.
+        let mut json = String::with_capacity(INITIAL_CAPACITY);
+        json.push_str("[]");
         Payload {
-            json: "[]".to_owned(),
+            json,
             attachments: Vec::new(),
         }
     }
@@ -81,6 +87,8 @@ impl Payload {
     pub fn push<T: Serialize + ?Sized>(&mut self, arg: &T) -> Result<(), serde_json::Error> {
         // Serialized straight into the array text, in place of its closing bracket.
         let mut buf = std::mem::take(&mut self.json).into_bytes();
+        // serde_json grows the buffer a few bytes at a time; start with room.
+        buf.reserve(INITIAL_CAPACITY / 2);
         buf.pop();
         let before = buf.len();
         if before > 1 {
