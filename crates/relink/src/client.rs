@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, broadcast, mpsc, oneshot, watch};
 
 /// How long `disconnect()` waits for the supervisor to say goodbye before it stops waiting.
 const DISCONNECT_GRACE: Duration = Duration::from_millis(100);
@@ -48,15 +48,18 @@ pub(crate) struct Queue {
     /// The connected socket, for plain emits written by the emitting task (see
     /// [`crate::link`]); `None` unless connected.
     pub(crate) link: Option<Link>,
-    /// The supervisor took emits from the outbox and has not handed them all to the socket
-    /// yet: an emit written directly now would overtake them.
+    /// The supervisor took emits or acks from here, or has frames of its own, and has not
+    /// handed them all to the socket yet: an emit written directly now would overtake them
+    /// (or split a packet of several frames).
     pub(crate) in_transit: bool,
+    /// The supervisor waits for the reader of `Events` and flushes nothing meanwhile.
+    pub(crate) paused: bool,
 }
 
 impl Queue {
     /// The socket, when an emit may be written to it directly without overtaking another.
     fn direct_link(&self) -> Option<&Link> {
-        if self.in_transit || self.outbox.len() > 0 {
+        if self.in_transit || self.paused || self.outbox.len() > 0 || !self.acks_out.is_empty() {
             return None;
         }
         self.link.as_ref()
@@ -268,6 +271,27 @@ impl Deliveries {
         self.pending.len() >= self.batch
     }
 
+    /// Hands the pending items over if the reader's buffer has room for them now; false
+    /// when they must wait (see [`Deliveries::flush`]).
+    pub(crate) fn try_flush(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let n = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
+        match self.room.try_acquire_many(n) {
+            Ok(permits) => permits.forget(),
+            Err(TryAcquireError::NoPermits) => return false,
+            // A reader that dropped `Events` does not stop the client.
+            Err(TryAcquireError::Closed) => {
+                self.pending.clear();
+                return true;
+            }
+        }
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch));
+        let _ = self.tx.send(batch);
+        true
+    }
+
     /// Hands the pending items over, waiting while the reader's buffer is full. Cancel-safe
     /// only in the sense that a cancelled hand-over drops the batch (shutdown does that).
     pub(crate) async fn flush(&mut self) {
@@ -355,6 +379,7 @@ impl Client {
                 closed: false,
                 link: None,
                 in_transit: false,
+                paused: false,
             }),
             unflushed: AtomicBool::new(false),
             wake: Notify::new(),

@@ -95,8 +95,10 @@ impl Link {
     ) -> Result<(), TrySend> {
         match ws.poll_ready_unpin(&mut Context::from_waker(waker)) {
             Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(_)) => return Err(TrySend::Failed),
-            Poll::Pending => return Err(TrySend::NotReady(event)),
+            // Failing or full, nothing was written: the event stays whole, for the outbox
+            // (a failed connection is the supervisor's to notice; the emit goes out on the
+            // next one).
+            Poll::Ready(Err(_)) | Poll::Pending => return Err(TrySend::NotReady(event)),
         }
         // Once ready, tungstenite accepts whole messages into its buffer (it only tries the
         // socket when the buffer is large, and keeps the message if the socket is full).
@@ -113,7 +115,7 @@ impl Link {
 
 /// Why [`Link::try_send`] did not take an event.
 pub(crate) enum TrySend {
-    /// The socket cannot take more now: the event, for the supervisor to write.
+    /// The socket cannot take it now: the event, for the outbox.
     NotReady(EncodedEvent),
     /// The connection failed while writing; the event is gone with it (the supervisor sees
     /// the failure on its next read or write).

@@ -449,6 +449,12 @@ impl Supervisor {
                 return Ok(());
             }
         }
+        if first.is_some() && !self.in_transit {
+            // Frames the session queued itself (a pong, an ack's attachments, a resend) go
+            // out whole: an emit written directly must not land between a packet's frames.
+            self.shared.lock().in_transit = true;
+            self.in_transit = true;
+        }
         let heartbeat = session.poll_timeout().map(Instant::from_std);
         let in_transit = self.in_transit;
         let shared = &self.shared;
@@ -463,7 +469,7 @@ impl Supervisor {
                 next = session.poll_transmit();
             }
             if in_transit {
-                // Everything taken from the outbox is in tungstenite's buffer, in order:
+                // Everything the session held is in tungstenite's buffer, in order:
                 // emitters may write directly again.
                 shared.lock().in_transit = false;
             }
@@ -477,21 +483,20 @@ impl Supervisor {
             }
         };
         // Biased: a write that does not block never polls (and so never arms) the timer.
-        let result = tokio::select! {
+        let (result, done) = tokio::select! {
             biased;
-            result = work => result,
-            () = sleep_until(heartbeat) => Err(LinkError::PingTimeout),
+            result = work => (result, true),
+            () = sleep_until(heartbeat) => (Err(LinkError::PingTimeout), false),
             // Shutdown wins over a peer that stopped reading; the run loop sees it next.
-            () = shutdown => Ok(()),
+            () = shutdown => (Ok(()), false),
         };
-        if result.is_ok() {
+        // An interrupted write leaves frames in the session: direct emits stay off until a
+        // later write finishes (or the connection ends, which resets all of this).
+        if done && result.is_ok() {
+            self.in_transit = false;
             self.flush_needed = false;
             self.flush_deferred = false;
             self.last_flush = Instant::now();
-        }
-        if in_transit {
-            self.in_transit = false;
-            self.shared.lock().in_transit = false;
         }
         result
     }
@@ -584,10 +589,29 @@ impl Supervisor {
     /// Hands what is queued to the user, waiting while their buffer is full, unless shutdown
     /// comes first.
     async fn flush_events(&mut self) -> Result<(), End> {
-        tokio::select! {
-            () = self.events.flush() => Ok(()),
-            () = Self::shutdown_requested(&mut self.shutdown) => Err(End::Shutdown),
+        if self.events.try_flush() {
+            return Ok(());
         }
+        // The reader is behind and this task waits for it. Nobody would flush emits written
+        // directly meanwhile: they queue in the outbox instead (bounded, and kept across a
+        // reconnect), and what was written before goes out now.
+        self.shared.lock().paused = true;
+        let flush_written = {
+            let link = self.link.clone();
+            async move {
+                if let Some(link) = link {
+                    let _ = link.flush().await;
+                }
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            () = self.events.flush() => Ok(()),
+            () = flush_written => Ok(()),
+            () = Self::shutdown_requested(&mut self.shutdown) => Err(End::Shutdown),
+        };
+        self.shared.lock().paused = false;
+        result
     }
 
     /// Moves queued acks and emits into the session, a batch at a time.
@@ -596,6 +620,11 @@ impl Supervisor {
             return;
         }
         let mut queue = self.shared.lock();
+        if !queue.acks_out.is_empty() {
+            // Until these reach the socket, emits must queue behind them.
+            queue.in_transit = true;
+            self.in_transit = true;
+        }
         while let Some(ack) = queue.acks_out.pop_front() {
             if ack.generation == self.generation
                 && let Err(e) = session.ack(ack.id, &ack.args)
@@ -741,6 +770,7 @@ impl Supervisor {
         queue.connected = false;
         queue.link = None;
         queue.in_transit = false;
+        queue.paused = false;
         queue.acks_out.clear();
         queue.outbox.requeue_front(requeue);
         drop(queue);

@@ -30,6 +30,9 @@ pub(crate) async fn dial(config: &Config) -> Result<Ws, LinkError> {
     // tungstenite zero-fills the free part of its read buffer before every read: 128 KiB
     // by default, on every wake-up of a client that keeps up with its server. 16 KiB still
     // takes ~250 small frames per read, and an idle client keeps 112 KiB less resident.
+    // The write buffer stays unbounded (tungstenite's default `max_write_buffer_size`):
+    // emits written directly by their tasks rely on a ready socket accepting a whole
+    // message (see `link.rs`); the outbox bounds what waits.
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(config.max_message_size))

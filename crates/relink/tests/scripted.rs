@@ -733,6 +733,178 @@ async fn emits_keep_their_order_when_the_socket_is_full() {
     client.disconnect().await;
 }
 
+#[tokio::test]
+async fn an_emit_after_an_ack_goes_out_after_it() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    assert!(matches!(
+        next_incoming(&mut events).await,
+        Incoming::Connected { .. }
+    ));
+    for i in 0..20u64 {
+        conn.send_text(&format!(r#"42{i}["q",1]"#)).await.unwrap();
+        let Incoming::Event(mut event) = next_incoming(&mut events).await else {
+            panic!("an event")
+        };
+        // Answered first, in the same task: the ack is queued, the emit could be written
+        // at once; it must still go second.
+        assert!(event.ack(json_payload(json!("a"))));
+        client.emit("after", Payload::new()).await.unwrap();
+        conn.expect_text(&format!(r#"43{i}["a"]"#)).await;
+        conn.expect_text(r#"42["after"]"#).await;
+    }
+    client.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn emits_never_land_between_a_packet_and_its_attachments() {
+    const N: u64 = 300;
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).event_buffer(4096).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    assert!(matches!(
+        next_incoming(&mut events).await,
+        Incoming::Connected { .. }
+    ));
+    for i in 0..N {
+        conn.send_text(&format!(r#"42{i}["q",1]"#)).await.unwrap();
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let emitters: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, stop) = (client.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = client.try_emit("other", Payload::new());
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    // The server's events answered with three attachments each: BINARY_ACK frames written by
+    // the supervisor while other tasks write their emits directly.
+    let acker = tokio::spawn(async move {
+        for _ in 0..N {
+            let Incoming::Event(mut event) = next_incoming(&mut events).await else {
+                panic!("an event")
+            };
+            let mut args = Payload::new();
+            for b in 1..=3u8 {
+                args.push_binary(vec![b; 10]);
+            }
+            assert!(event.ack(args));
+            tokio::task::yield_now().await;
+        }
+        events
+    });
+    let (mut attachments_due, mut acks) = (0, 0);
+    while acks < N {
+        match conn.recv_timeout(WAIT).await.unwrap() {
+            Frame::Text(text) => {
+                assert_eq!(
+                    attachments_due, 0,
+                    "{text} between a packet and its attachments"
+                );
+                if text.starts_with("463-") {
+                    attachments_due = 3;
+                    acks += 1;
+                }
+            }
+            Frame::Binary(_) => attachments_due -= 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for emitter in emitters {
+        emitter.await.unwrap();
+    }
+    drop(acker.await.unwrap());
+    client.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn emits_never_land_inside_a_resent_packet() {
+    const RESENDS: usize = 300;
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // Never acked: each is resent by the supervisor after every timeout, while other tasks
+    // write their emits directly.
+    let mut pending = Vec::new();
+    for i in 0..20u64 {
+        let mut args = Payload::json(&i).unwrap();
+        for b in 1..=3u8 {
+            args.push_binary(vec![b; 10]);
+        }
+        pending.push(
+            client
+                .emit_acked("binary", args, ms(5), 1_000)
+                .await
+                .unwrap(),
+        );
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let emitters: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, stop) = (client.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = client.try_emit("other", Payload::new());
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let (mut attachments_due, mut sent) = (0, 0);
+    while sent < RESENDS {
+        match conn.recv_timeout(WAIT).await.unwrap() {
+            Frame::Text(text) => {
+                assert_eq!(
+                    attachments_due, 0,
+                    "{text} between a packet and its attachments"
+                );
+                if text.starts_with("453-") {
+                    attachments_due = 3;
+                    sent += 1;
+                }
+            }
+            Frame::Binary(_) => attachments_due -= 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for emitter in emitters {
+        emitter.await.unwrap();
+    }
+    drop(pending);
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn emits_written_before_the_reader_falls_behind_are_flushed() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).event_buffer(1).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    client.emit("a", Payload::new()).await.unwrap();
+    conn.expect_text(r#"42["a"]"#).await;
+    // Right after a flush: this one waits for the coalesced flush...
+    client.emit("b", Payload::new()).await.unwrap();
+    // ...and before it comes, the client starts waiting for its reader (`Connected` fills
+    // the buffer of 1; the event must wait), which stops its timers: it flushes first.
+    conn.send_text(r#"42["e"]"#).await.unwrap();
+    conn.expect_text(r#"42["b"]"#).await;
+    // Waiting for the reader: emits queue in the outbox meanwhile, and go out once it reads.
+    client.emit("c", Payload::new()).await.unwrap();
+    assert_quiet(&mut conn).await;
+    assert!(matches!(
+        next_incoming(&mut events).await,
+        Incoming::Connected { .. }
+    ));
+    conn.expect_text(r#"42["c"]"#).await;
+    client.disconnect().await;
+}
+
 // --- acks of our emits ------------------------------------------------------------------------
 
 #[tokio::test]
