@@ -5,6 +5,7 @@
 
 use crate::{DecodeError, Payload};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// The default namespace.
 pub const ROOT_NAMESPACE: &str = "/";
@@ -385,22 +386,10 @@ fn decode_data(kind: PacketKind, rest: &str) -> Result<PacketData, DecodeError> 
             Ok(PacketData::Json(text.to_owned()))
         }
         PacketKind::Event | PacketKind::BinaryEvent => {
-            let bad = || shape("an array starting with the event name");
-            // One pass: the JSON is validated while the name and where the arguments start
-            // are noted; the arguments are then copied once, as received.
-            let EventShape { name, first_arg } = parse(rest).map_err(|_| bad())?;
-            let name = name.ok_or_else(bad)?;
-            let name = match name.get() {
-                quoted
-                    if quoted.len() >= 2 && quoted.starts_with('"') && !quoted.contains('\\') =>
-                {
-                    quoted[1..quoted.len() - 1].to_owned()
-                }
-                quoted => serde_json::from_str::<String>(quoted).map_err(|_| bad())?,
-            };
+            let (name, args) = decode_event_parts(kind, rest)?;
             Ok(PacketData::Event {
-                name,
-                args: args_from(rest, first_arg),
+                name: name.into_owned(),
+                args,
             })
         }
         PacketKind::Ack | PacketKind::BinaryAck => {
@@ -414,6 +403,28 @@ fn decode_data(kind: PacketKind, rest: &str) -> Result<PacketData, DecodeError> 
             })
         }
     }
+}
+
+/// An event's name (borrowed unless it had escapes) and its arguments as a JSON array.
+pub(crate) fn decode_event_parts(
+    kind: PacketKind,
+    rest: &str,
+) -> Result<(Cow<'_, str>, String), DecodeError> {
+    let bad = || DecodeError::Shape {
+        packet: kind.name(),
+        expected: "an array starting with the event name",
+    };
+    // One pass: the JSON is validated while the name and where the arguments start are
+    // noted; the arguments are then copied once, as received.
+    let EventShape { name, first_arg } = parse(rest).map_err(|_| bad())?;
+    let name = name.ok_or_else(bad)?;
+    let name = match name.get() {
+        quoted if quoted.len() >= 2 && quoted.starts_with('"') && !quoted.contains('\\') => {
+            Cow::Borrowed(&quoted[1..quoted.len() - 1])
+        }
+        quoted => Cow::Owned(serde_json::from_str::<String>(quoted).map_err(|_| bad())?),
+    };
+    Ok((name, args_from(rest, first_arg)))
 }
 
 /// `["name", first, ...]`, validated in one pass: the name and the first argument as they

@@ -11,6 +11,7 @@ use crate::{DecodeError, Payload};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 use thiserror::Error;
 
@@ -112,8 +113,8 @@ pub enum SessionEvent {
     },
     /// An event from the server.
     Event {
-        /// Event name.
-        name: String,
+        /// Event name (shared between events of the same name: see [`Session`]).
+        name: Arc<str>,
         /// Arguments, with the recovery offset already removed.
         args: Payload,
         /// Set when the server wants an acknowledgement.
@@ -241,7 +242,8 @@ pub struct Session {
     deadline: Option<Instant>,
     binary: Option<PendingBinary>,
     /// Events that arrived before the CONNECT reply (recovery replays them there).
-    early: Vec<(String, Payload, Option<u64>)>,
+    early: Vec<(Arc<str>, Payload, Option<u64>)>,
+    names: Names,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SessionEvent>,
 }
@@ -266,6 +268,7 @@ impl Session {
             deadline: None,
             binary: None,
             early: Vec::new(),
+            names: Names::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -338,6 +341,13 @@ impl Session {
                         header.attachments,
                         self.config.max_attachments,
                     ));
+                }
+                if header.kind == PacketKind::Event {
+                    // The common case, without the owned name a `PacketData` would need.
+                    let (name, args) = packet::decode_event_parts(header.kind, header.rest)?;
+                    let name = self.names.get(&name);
+                    self.handle_event(name, Payload::from_wire(args, Vec::new()), header.id)?;
+                    return Ok(());
                 }
                 let data = header.data()?;
                 if header.kind.is_binary() && header.attachments > 0 {
@@ -468,22 +478,8 @@ impl Session {
             }
             (PacketKind::Disconnect, _) => self.close(CloseReason::ServerDisconnect),
             (PacketKind::Event | PacketKind::BinaryEvent, PacketData::Event { name, args }) => {
-                let args = Payload::from_wire(args, attachments);
-                match self.state {
-                    SessionState::Connected => self.push_event(name, args, id),
-                    SessionState::AwaitConnect => {
-                        // Recovery replays missed events here; a peer that never answers
-                        // CONNECT must not make this grow without bound.
-                        if self.early.len() >= MAX_EARLY_EVENTS {
-                            return Err(ProtocolError::Unexpected(
-                                "more events before CONNECT than the limit",
-                                self.state,
-                            ));
-                        }
-                        self.early.push((name, args, id));
-                    }
-                    _ => return Err(ProtocolError::Unexpected("EVENT", self.state)),
-                }
+                let name = self.names.get(&name);
+                self.handle_event(name, Payload::from_wire(args, attachments), id)?;
             }
             (PacketKind::Ack | PacketKind::BinaryAck, PacketData::Ack { args }) => {
                 let Some(id) = id else {
@@ -500,7 +496,31 @@ impl Session {
         Ok(())
     }
 
-    fn push_event(&mut self, name: String, mut args: Payload, ack_id: Option<u64>) {
+    fn handle_event(
+        &mut self,
+        name: Arc<str>,
+        args: Payload,
+        id: Option<u64>,
+    ) -> Result<(), ProtocolError> {
+        match self.state {
+            SessionState::Connected => self.push_event(name, args, id),
+            SessionState::AwaitConnect => {
+                // Recovery replays missed events here; a peer that never answers CONNECT
+                // must not make this grow without bound.
+                if self.early.len() >= MAX_EARLY_EVENTS {
+                    return Err(ProtocolError::Unexpected(
+                        "more events before CONNECT than the limit",
+                        self.state,
+                    ));
+                }
+                self.early.push((name, args, id));
+            }
+            _ => return Err(ProtocolError::Unexpected("EVENT", self.state)),
+        }
+        Ok(())
+    }
+
+    fn push_event(&mut self, name: Arc<str>, mut args: Payload, ack_id: Option<u64>) {
         // Recovery-enabled servers append an offset to every event without an ack id.
         let offset = if self.pid.is_some() && ack_id.is_none() {
             args.pop_trailing_string()
@@ -630,6 +650,36 @@ impl Session {
             self.transmits.push_back(Transmit::Text(out));
         }
         self.close(CloseReason::ClientDisconnect);
+    }
+}
+
+/// Event names seen lately. A server uses a handful of names over and over: handing out a
+/// shared one costs a reference count, where a new string per event costs an allocation
+/// (and a free, usually on another thread). Bounded, so a peer sending ever new names only
+/// churns it.
+#[derive(Default)]
+struct Names {
+    recent: Vec<Arc<str>>,
+    /// The entry replaced next once full.
+    next: usize,
+}
+
+/// How many names [`Names`] keeps.
+const RECENT_NAMES: usize = 16;
+
+impl Names {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.recent.iter().find(|known| ***known == *name) {
+            return Arc::clone(known);
+        }
+        let new: Arc<str> = Arc::from(name);
+        if self.recent.len() < RECENT_NAMES {
+            self.recent.push(Arc::clone(&new));
+        } else {
+            self.recent[self.next] = Arc::clone(&new);
+            self.next = (self.next + 1) % RECENT_NAMES;
+        }
+        new
     }
 }
 

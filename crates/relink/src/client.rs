@@ -116,7 +116,8 @@ pub enum Incoming {
 
 /// An event from the server.
 pub struct Event {
-    name: String,
+    /// Shared with other events of the same name (the session keeps recent names).
+    name: Arc<str>,
     args: Payload,
     ack: Option<Acker>,
 }
@@ -138,7 +139,7 @@ struct Acker {
 }
 
 impl Event {
-    pub(crate) fn new(name: String, args: Payload, ack: Option<(Arc<Shared>, u64, u64)>) -> Self {
+    pub(crate) fn new(name: Arc<str>, args: Payload, ack: Option<(Arc<Shared>, u64, u64)>) -> Self {
         Event {
             name,
             args,

@@ -91,7 +91,7 @@ fn events_and_acks_both_ways() {
         panic!("event expected: {ev:?}")
     };
     assert_eq!(
-        (name.as_str(), args.as_json(), *ack_id, offset),
+        (&**name, args.as_json(), *ack_id, offset),
         ("ask", r#"[{"q":1}]"#, Some(6), &None)
     );
     s.ack(6, &Payload::json("yes").expect("json")).expect("ack");
@@ -379,4 +379,42 @@ fn client_disconnect_sends_disconnect_packet() {
         vec![SessionEvent::Closed(CloseReason::ClientDisconnect)]
     );
     assert_eq!(s2.state(), SessionState::Closed);
+}
+
+#[test]
+fn events_of_the_same_name_share_it_and_new_names_stay_bounded() {
+    let t0 = Instant::now();
+    let mut s = connected(SessionConfig::default(), t0);
+    for frame in [
+        r#"42["tick",1]"#,
+        r#"451-["tick",{"_placeholder":true,"num":0}]"#,
+    ] {
+        s.handle_text(frame, t0).expect("event");
+    }
+    s.handle_binary(Bytes::from_static(b"x"), t0)
+        .expect("attachment");
+    s.handle_text(r#"42["tick",2]"#, t0).expect("event");
+    let names: Vec<Arc<str>> = events(&mut s)
+        .into_iter()
+        .map(|e| match e {
+            SessionEvent::Event { name, .. } => name,
+            other => panic!("event expected: {other:?}"),
+        })
+        .collect();
+    assert_eq!(names.len(), 3);
+    assert!(names.iter().all(|n| &**n == "tick"));
+    assert!(Arc::ptr_eq(&names[0], &names[1]) && Arc::ptr_eq(&names[0], &names[2]));
+    // A peer sending ever new names: each gets its own, the cache keeps a bounded few.
+    for i in 0..100 {
+        s.handle_text(&format!(r#"42["n{i}"]"#), t0).expect("event");
+    }
+    let names: Vec<String> = events(&mut s)
+        .into_iter()
+        .filter_map(|e| match e {
+            SessionEvent::Event { name, .. } => Some(name.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, (0..100).map(|i| format!("n{i}")).collect::<Vec<_>>());
+    assert_eq!(s.names.recent.len(), RECENT_NAMES);
 }
