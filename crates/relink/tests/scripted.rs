@@ -96,6 +96,21 @@ async fn connect_on(peer: &mut Peer, client: &Client, open: &str) -> PeerConn {
     conn
 }
 
+/// Connects a client (the test builder, then `configure`) on the next connection of `peer`,
+/// and reads its `Connected` item.
+async fn connected_reading(
+    peer: &mut Peer,
+    configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> (Client, Events, PeerConn) {
+    let (client, mut events) = configure(builder(peer.url())).connect().unwrap();
+    let conn = connect_on(peer, &client, DEFAULT_OPEN).await;
+    assert!(matches!(
+        next_incoming(&mut events).await,
+        Incoming::Connected { .. }
+    ));
+    (client, events, conn)
+}
+
 /// The next frame, which must be text.
 async fn text(conn: &mut PeerConn) -> String {
     match conn.recv_timeout(WAIT).await {
@@ -475,12 +490,7 @@ async fn server_event_with_ack_id_is_acked_by_the_user() {
 #[tokio::test]
 async fn binary_attachments_both_ways() {
     let mut peer = bind().await;
-    let (client, mut events) = builder(peer.url()).connect().unwrap();
-    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
-    assert!(matches!(
-        next_incoming(&mut events).await,
-        Incoming::Connected { .. }
-    ));
+    let (client, mut events, mut conn) = connected_reading(&mut peer, |b| b).await;
     conn.send_text(r#"451-["bin",{"_placeholder":true,"num":0}]"#)
         .await
         .unwrap();
@@ -736,12 +746,7 @@ async fn emits_keep_their_order_when_the_socket_is_full() {
 #[tokio::test]
 async fn an_emit_after_an_ack_goes_out_after_it() {
     let mut peer = bind().await;
-    let (client, mut events) = builder(peer.url()).connect().unwrap();
-    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
-    assert!(matches!(
-        next_incoming(&mut events).await,
-        Incoming::Connected { .. }
-    ));
+    let (client, mut events, mut conn) = connected_reading(&mut peer, |b| b).await;
     for i in 0..20u64 {
         conn.send_text(&format!(r#"42{i}["q",1]"#)).await.unwrap();
         let Incoming::Event(mut event) = next_incoming(&mut events).await else {
@@ -757,31 +762,69 @@ async fn an_emit_after_an_ack_goes_out_after_it() {
     client.disconnect().await;
 }
 
+/// Tasks emitting as fast as they can, each write made directly when the client allows it.
+struct DirectEmitters {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl DirectEmitters {
+    fn start(client: &Client) -> DirectEmitters {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..3)
+            .map(|_| {
+                let (client, stop) = (client.clone(), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = client.try_emit("other", Payload::new());
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        DirectEmitters { stop, tasks }
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// Reads until `n` packets starting with `header` (each with 3 attachments) arrived, and
+/// fails if any text frame comes between one of them and its attachments.
+async fn expect_whole_packets(conn: &mut PeerConn, header: &str, n: usize) {
+    let (mut attachments_due, mut seen) = (0, 0);
+    while seen < n {
+        match conn.recv_timeout(WAIT).await.unwrap() {
+            Frame::Text(text) => {
+                assert_eq!(
+                    attachments_due, 0,
+                    "{text} between a packet and its attachments"
+                );
+                if text.starts_with(header) {
+                    attachments_due = 3;
+                    seen += 1;
+                }
+            }
+            Frame::Binary(_) => attachments_due -= 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn emits_never_land_between_a_packet_and_its_attachments() {
     const N: u64 = 300;
     let mut peer = bind().await;
-    let (client, mut events) = builder(peer.url()).event_buffer(4096).connect().unwrap();
-    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
-    assert!(matches!(
-        next_incoming(&mut events).await,
-        Incoming::Connected { .. }
-    ));
+    let (client, mut events, mut conn) =
+        connected_reading(&mut peer, |b| b.event_buffer(4096)).await;
     for i in 0..N {
         conn.send_text(&format!(r#"42{i}["q",1]"#)).await.unwrap();
     }
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let emitters: Vec<_> = (0..3)
-        .map(|_| {
-            let (client, stop) = (client.clone(), Arc::clone(&stop));
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let _ = client.try_emit("other", Payload::new());
-                    tokio::task::yield_now().await;
-                }
-            })
-        })
-        .collect();
+    let emitters = DirectEmitters::start(&client);
     // The server's events answered with three attachments each: BINARY_ACK frames written by
     // the supervisor while other tasks write their emits directly.
     let acker = tokio::spawn(async move {
@@ -798,27 +841,8 @@ async fn emits_never_land_between_a_packet_and_its_attachments() {
         }
         events
     });
-    let (mut attachments_due, mut acks) = (0, 0);
-    while acks < N {
-        match conn.recv_timeout(WAIT).await.unwrap() {
-            Frame::Text(text) => {
-                assert_eq!(
-                    attachments_due, 0,
-                    "{text} between a packet and its attachments"
-                );
-                if text.starts_with("463-") {
-                    attachments_due = 3;
-                    acks += 1;
-                }
-            }
-            Frame::Binary(_) => attachments_due -= 1,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    for emitter in emitters {
-        emitter.await.unwrap();
-    }
+    expect_whole_packets(&mut conn, "463-", N as usize).await;
+    emitters.stop().await;
     drop(acker.await.unwrap());
     client.disconnect().await;
 }
@@ -844,39 +868,9 @@ async fn emits_never_land_inside_a_resent_packet() {
                 .unwrap(),
         );
     }
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let emitters: Vec<_> = (0..3)
-        .map(|_| {
-            let (client, stop) = (client.clone(), Arc::clone(&stop));
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let _ = client.try_emit("other", Payload::new());
-                    tokio::task::yield_now().await;
-                }
-            })
-        })
-        .collect();
-    let (mut attachments_due, mut sent) = (0, 0);
-    while sent < RESENDS {
-        match conn.recv_timeout(WAIT).await.unwrap() {
-            Frame::Text(text) => {
-                assert_eq!(
-                    attachments_due, 0,
-                    "{text} between a packet and its attachments"
-                );
-                if text.starts_with("453-") {
-                    attachments_due = 3;
-                    sent += 1;
-                }
-            }
-            Frame::Binary(_) => attachments_due -= 1,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    for emitter in emitters {
-        emitter.await.unwrap();
-    }
+    let emitters = DirectEmitters::start(&client);
+    expect_whole_packets(&mut conn, "453-", RESENDS).await;
+    emitters.stop().await;
     drop(pending);
     client.disconnect().await;
 }
