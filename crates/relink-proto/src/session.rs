@@ -666,6 +666,9 @@ struct Names {
 
 /// How many names [`Names`] keeps.
 const RECENT_NAMES: usize = 16;
+/// Longer names are not kept: a peer could otherwise make an idle client hold
+/// `RECENT_NAMES` huge strings for the whole connection.
+const LONGEST_KEPT_NAME: usize = 64;
 
 impl Names {
     fn get(&mut self, name: &str) -> Arc<str> {
@@ -673,6 +676,9 @@ impl Names {
             return Arc::clone(known);
         }
         let new: Arc<str> = Arc::from(name);
+        if name.len() > LONGEST_KEPT_NAME {
+            return new;
+        }
         if self.recent.len() < RECENT_NAMES {
             self.recent.push(Arc::clone(&new));
         } else {

@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore, TryAcquireError, broadcast, mpsc, oneshot, watch};
+use tokio::sync::{
+    AcquireError, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, broadcast, mpsc,
+    oneshot, watch,
+};
 
 /// How long `disconnect()` waits for the supervisor to say goodbye before it stops waiting.
 const DISCONNECT_GRACE: Duration = Duration::from_millis(100);
@@ -293,17 +296,22 @@ impl Deliveries {
         true
     }
 
-    /// Hands the pending items over, waiting while the reader's buffer is full. Cancel-safe
-    /// only in the sense that a cancelled hand-over drops the batch (shutdown does that).
-    pub(crate) async fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
+    /// Waits until the reader's buffer has room for the pending items (see
+    /// [`Deliveries::hand_over`]). Borrows nothing, so the supervisor can do other work
+    /// while it waits.
+    pub(crate) fn room(
+        &self,
+    ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send + 'static {
         // A batch never holds more than `event_buffer` items, so this always can succeed.
         let n = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
-        match self.room.acquire_many(n).await {
+        Arc::clone(&self.room).acquire_many_owned(n)
+    }
+
+    /// Hands the pending items over once [`Deliveries::room`] made room for them; drops
+    /// them if the reader is gone (a reader that dropped `Events` does not stop the client).
+    pub(crate) fn hand_over(&mut self, room: Result<OwnedSemaphorePermit, AcquireError>) {
+        match room {
             Ok(permits) => permits.forget(),
-            // A reader that dropped `Events` does not stop the client.
             Err(_) => {
                 self.pending.clear();
                 return;

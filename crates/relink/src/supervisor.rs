@@ -77,6 +77,20 @@ enum End {
     Lost { error: LinkError, stable: bool },
 }
 
+impl End {
+    /// The end, knowing whether the connection had held for the stable period (what ends
+    /// it, a frame or a write, does not know).
+    fn with_stable(self, held: bool) -> End {
+        match self {
+            End::Lost { error, stable } => End::Lost {
+                error,
+                stable: stable || held,
+            },
+            End::Shutdown => End::Shutdown,
+        }
+    }
+}
+
 /// What to do after a failure.
 enum Decision {
     Retry(Duration),
@@ -293,7 +307,7 @@ impl Supervisor {
         let (mut heartbeat_at, mut ack_at) = (far, far);
         let end = loop {
             if let Err(end) = self.dispatch(&mut session).await {
-                break end;
+                break end.with_stable(stable);
             }
             // Emits and ack deadlines are looked at every round, so a flood of inbound frames
             // cannot starve them (the select below prefers frames).
@@ -352,7 +366,7 @@ impl Supervisor {
                         // and then the server closing, say), and a DISCONNECT among it says
                         // more about the end than the closed socket does.
                         if let Err(end) = self.dispatch(&mut session).await {
-                            break end;
+                            break end.with_stable(stable);
                         }
                         break End::Lost { error, stable };
                     }
@@ -422,12 +436,17 @@ impl Supervisor {
     /// Writes what the session queued; bounded by the heartbeat so a peer that stops
     /// reading cannot hold the loop forever.
     async fn write(&mut self, link: &Link, session: &mut Session) -> Result<(), LinkError> {
-        self.write_inner(link, session, true).await
+        self.write_inner(link, session, true, false).await
+    }
+
+    /// Writes and flushes now (no coalescing): for when nothing else will flush soon.
+    async fn write_now(&mut self, link: &Link, session: &mut Session) -> Result<(), LinkError> {
+        self.write_inner(link, session, true, true).await
     }
 
     /// Writes what the session queued, for the goodbye after shutdown was asked for.
     async fn write_final(&mut self, link: &Link, session: &mut Session) -> Result<(), LinkError> {
-        self.write_inner(link, session, false).await
+        self.write_inner(link, session, false, true).await
     }
 
     async fn write_inner(
@@ -435,6 +454,7 @@ impl Supervisor {
         link: &Link,
         session: &mut Session,
         interruptible: bool,
+        flush_now: bool,
     ) -> Result<(), LinkError> {
         let first = session.poll_transmit();
         if first.is_none() && !self.in_transit {
@@ -444,7 +464,7 @@ impl Supervisor {
             }
             // Only emits written by their tasks wait: coalesce their flushes while they
             // keep coming.
-            if interruptible && Instant::now() < self.last_flush + FLUSH_EVERY {
+            if !flush_now && Instant::now() < self.last_flush + FLUSH_EVERY {
                 self.flush_deferred = true;
                 return Ok(());
             }
@@ -505,7 +525,7 @@ impl Supervisor {
     async fn dispatch(&mut self, session: &mut Session) -> Result<(), End> {
         let result = self.dispatch_events(session).await;
         // Whatever was collected before an end is handed over too.
-        self.flush_events().await?;
+        self.flush_events(session).await?;
         result
     }
 
@@ -542,10 +562,13 @@ impl Supervisor {
                         queue.link = self.link.clone();
                     }
                     self.flush_outbox(session);
-                    self.deliver(Incoming::Connected {
-                        socket_id: sid,
-                        recovered,
-                    })
+                    self.deliver(
+                        session,
+                        Incoming::Connected {
+                            socket_id: sid,
+                            recovered,
+                        },
+                    )
                     .await?;
                 }
                 SessionEvent::Event {
@@ -558,7 +581,7 @@ impl Supervisor {
                         self.offset = offset;
                     }
                     let ack = ack_id.map(|id| (Arc::clone(&self.shared), self.generation, id));
-                    self.deliver(Incoming::Event(Event::new(name, args, ack)))
+                    self.deliver(session, Incoming::Event(Event::new(name, args, ack)))
                         .await?;
                 }
                 SessionEvent::Ack { id, args } => match self.acks.remove(id) {
@@ -579,36 +602,46 @@ impl Supervisor {
     }
 
     /// Queues an item for the user, handing a full batch over at once.
-    async fn deliver(&mut self, item: Incoming) -> Result<(), End> {
+    async fn deliver(&mut self, session: &mut Session, item: Incoming) -> Result<(), End> {
         if self.events.push(item) {
-            self.flush_events().await?;
+            self.flush_events(session).await?;
         }
         Ok(())
     }
 
     /// Hands what is queued to the user, waiting while their buffer is full, unless shutdown
     /// comes first.
-    async fn flush_events(&mut self) -> Result<(), End> {
+    async fn flush_events(&mut self, session: &mut Session) -> Result<(), End> {
         if self.events.try_flush() {
             return Ok(());
         }
-        // The reader is behind and this task waits for it. Nobody would flush emits written
-        // directly meanwhile: they queue in the outbox instead (bounded, and kept across a
-        // reconnect), and what was written before goes out now.
+        // The reader is behind and this task waits for it. Emits keep going out meanwhile,
+        // written from here: the reader may be the one emitting, and must not wait for a
+        // supervisor that waits for it. They queue in the outbox (a direct write would wait
+        // for a flush nobody makes), and what was written directly before goes out now.
         self.shared.lock().paused = true;
-        let flush_written = {
-            let link = self.link.clone();
-            async move {
-                if let Some(link) = link {
-                    let _ = link.flush().await;
+        let mut room = std::pin::pin!(self.events.room());
+        let result = loop {
+            if let Some(link) = self.link.clone() {
+                self.flush_outbox(session);
+                if let Err(error) = self.write_now(&link, session).await {
+                    break Err(End::Lost {
+                        error,
+                        stable: false,
+                    });
                 }
-                std::future::pending::<()>().await;
             }
-        };
-        let result = tokio::select! {
-            () = self.events.flush() => Ok(()),
-            () = flush_written => Ok(()),
-            () = Self::shutdown_requested(&mut self.shutdown) => Err(End::Shutdown),
+            let woken = tokio::select! {
+                room = &mut room => {
+                    self.events.hand_over(room);
+                    break Ok(());
+                }
+                () = self.shared.wake.notified() => true,
+                () = Self::shutdown_requested(&mut self.shutdown) => false,
+            };
+            if !woken {
+                break Err(End::Shutdown);
+            }
         };
         self.shared.lock().paused = false;
         result

@@ -417,4 +417,10 @@ fn events_of_the_same_name_share_it_and_new_names_stay_bounded() {
         .collect();
     assert_eq!(names, (0..100).map(|i| format!("n{i}")).collect::<Vec<_>>());
     assert_eq!(s.names.recent.len(), RECENT_NAMES);
+    // Long names are handed out but not kept.
+    let long = "x".repeat(LONGEST_KEPT_NAME + 1);
+    s.handle_text(&format!(r#"42["{long}"]"#), t0)
+        .expect("event");
+    assert!(matches!(&events(&mut s)[0], SessionEvent::Event { name, .. } if **name == *long));
+    assert!(s.names.recent.iter().all(|n| n.len() <= LONGEST_KEPT_NAME));
 }
