@@ -25,7 +25,7 @@
 
 use jsonrpsee::core::{RegisterMethodError, SubscriptionError};
 use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Params};
-use jsonrpsee::{PendingSubscriptionSink, RpcModule};
+use jsonrpsee::{PendingSubscriptionSink, RpcModule, SubscriptionSink};
 use relink::{
     AckError, BuildError, Client, ConnectionState, EmitError, Events, Incoming, Payload, Status,
     Token,
@@ -485,18 +485,27 @@ pub(crate) fn module(daemon: Arc<Daemon>) -> Result<RpcModule<Daemon>, RegisterM
     Ok(module)
 }
 
+/// Accepts a subscription, which takes no parameters; `None` when it was refused for
+/// having some, or the client went away.
+async fn accept(
+    params: &Params<'static>,
+    pending: PendingSubscriptionSink,
+) -> Option<SubscriptionSink> {
+    if let Err(e) = Fields::parse(params, &[]) {
+        pending.reject(e).await;
+        return None;
+    }
+    pending.accept().await.ok()
+}
+
 async fn state_subscription(
     params: Params<'static>,
     pending: PendingSubscriptionSink,
     daemon: Arc<Daemon>,
 ) -> Result<(), SubscriptionError> {
-    if let Err(e) = Fields::parse(&params, &[]) {
-        pending.reject(e).await;
-        return Ok(());
-    }
     // Subscribed before accepting: every transition after the reply is delivered.
     let mut rx = daemon.states.subscribe();
-    let Ok(sink) = pending.accept().await else {
+    let Some(sink) = accept(&params, pending).await else {
         return Ok(());
     };
     // Transitions that differ only in what the state object leaves out (the delay before
@@ -527,12 +536,8 @@ async fn event_subscription(
     pending: PendingSubscriptionSink,
     daemon: Arc<Daemon>,
 ) -> Result<(), SubscriptionError> {
-    if let Err(e) = Fields::parse(&params, &[]) {
-        pending.reject(e).await;
-        return Ok(());
-    }
     let mut rx = daemon.events.subscribe();
-    let Ok(sink) = pending.accept().await else {
+    let Some(sink) = accept(&params, pending).await else {
         return Ok(());
     };
     loop {

@@ -7,14 +7,16 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod support;
+
 use relink_testkit::gateway::{Gateway, Mode};
 use relink_testkit::node::{NodeOptions, NodeServer};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use support::{pump, relink_command, unique_path};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -58,29 +60,14 @@ impl Finished {
 /// A command line for the binary with a clean, isolated environment: no inherited token,
 /// log filter or stored session.
 fn relink(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_relink"));
-    cmd.args(args)
-        .env_remove("RELINK_TOKEN")
-        .env_remove("RUST_LOG")
-        .env("RELINK_SESSION_FILE", unique_path("no-session"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
+    relink_command(args, &unique_path("no-session"))
 }
 
-fn pump<R: AsyncRead + Unpin + Send + 'static>(reader: R) -> mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
+/// [`relink`] with the token `secret` in `RELINK_TOKEN`.
+fn relink_with_token(args: &[&str]) -> Command {
+    let mut cmd = relink(args);
+    cmd.env("RELINK_TOKEN", "secret");
+    cmd
 }
 
 impl Relink {
@@ -222,20 +209,6 @@ async fn run(cmd: Command, what: &str) -> Finished {
     Relink::spawn(cmd, what).finish().await
 }
 
-/// A path in the temp dir no other test (or test run) uses.
-fn unique_path(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!(
-        "relink-cli-test-{tag}-{}-{}-{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
 /// A temp file removed on drop.
 struct TempFile(PathBuf);
 
@@ -375,8 +348,7 @@ fn assert_usage_error(done: &Finished, what: &str, needle: &str) {
 #[tokio::test]
 async fn listen_json_prints_states_then_welcome_and_sigterm_exits_0() {
     let server = node().await;
-    let mut cmd = relink(&["listen", &server.url(), "--json"]);
-    cmd.env("RELINK_TOKEN", "secret");
+    let cmd = relink_with_token(&["listen", &server.url(), "--json"]);
     let mut p = Relink::spawn(cmd, "relink listen --json");
     expect_connected_and_welcome(&mut p).await;
     p.sigterm();
@@ -439,7 +411,7 @@ async fn listen_reads_the_token_from_token_file() {
 async fn log_format_json_makes_every_stderr_line_a_json_object_with_a_level() {
     let gateway = counting_gateway().await;
     let url = gateway.url();
-    let mut cmd = relink(&[
+    let cmd = relink_with_token(&[
         "listen",
         &url,
         "--log-format",
@@ -449,7 +421,6 @@ async fn log_format_json_makes_every_stderr_line_a_json_object_with_a_level() {
         "--backoff-max",
         "20ms",
     ]);
-    cmd.env("RELINK_TOKEN", "secret");
     let mut p = Relink::spawn(cmd, "relink listen --log-format json (503 gateway)");
     let mut levels = Vec::new();
     for _ in 0..3 {
@@ -485,14 +456,12 @@ async fn emit_with_ack_prints_the_ack_arguments() {
     let server = node().await;
     let url = server.url();
 
-    let mut cmd = relink(&["emit", &url, "echo", "\"plain\"", "--ack"]);
-    cmd.env("RELINK_TOKEN", "secret");
+    let cmd = relink_with_token(&["emit", &url, "echo", "\"plain\"", "--ack"]);
     let done = run(cmd, "relink emit echo '\"plain\"' --ack").await;
     assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
     assert_eq!(done.stdout, vec![r#"["plain"]"#.to_owned()]);
 
-    let mut cmd = relink(&["emit", &url, "echo", "1", r#"{"a":true}"#, "--ack"]);
-    cmd.env("RELINK_TOKEN", "secret");
+    let cmd = relink_with_token(&["emit", &url, "echo", "1", r#"{"a":true}"#, "--ack"]);
     let done = run(cmd, "relink emit echo 1 '{\"a\":true}' --ack").await;
     assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
     assert_eq!(done.stdout, vec![r#"[1,{"a":true}]"#.to_owned()]);
@@ -545,47 +514,27 @@ async fn usage_errors_exit_2_with_one_line_and_no_network_attempt() {
         ),
         (
             "listen ftp://x",
-            {
-                let mut c = relink(&["listen", "ftp://x", "--json"]);
-                c.env("RELINK_TOKEN", "secret");
-                c
-            },
+            relink_with_token(&["listen", "ftp://x", "--json"]),
             "url",
         ),
         (
             "listen ftp://<gateway>",
-            {
-                let mut c = relink(&["listen", &ftp_to_gateway, "--json"]);
-                c.env("RELINK_TOKEN", "secret");
-                c
-            },
+            relink_with_token(&["listen", &ftp_to_gateway, "--json"]),
             "url",
         ),
         (
             "listen 'not a url'",
-            {
-                let mut c = relink(&["listen", "not a url", "--json"]);
-                c.env("RELINK_TOKEN", "secret");
-                c
-            },
+            relink_with_token(&["listen", "not a url", "--json"]),
             "url",
         ),
         (
             "emit ftp://x",
-            {
-                let mut c = relink(&["emit", "ftp://x", "echo"]);
-                c.env("RELINK_TOKEN", "secret");
-                c
-            },
+            relink_with_token(&["emit", "ftp://x", "echo"]),
             "url",
         ),
         (
             "emit 'not a url'",
-            {
-                let mut c = relink(&["emit", "not a url", "echo"]);
-                c.env("RELINK_TOKEN", "secret");
-                c
-            },
+            relink_with_token(&["emit", "not a url", "echo"]),
             "url",
         ),
     ];
@@ -668,8 +617,7 @@ async fn unknown_flags_exit_2_without_dialling() {
         vec!["listen", url.as_str(), "--no-such-flag"],
         vec!["emit", url.as_str(), "echo", "--no-such-flag"],
     ] {
-        let mut cmd = relink(&args);
-        cmd.env("RELINK_TOKEN", "secret");
+        let cmd = relink_with_token(&args);
         let what = format!("relink {}", args.join(" "));
         let done = run(cmd, &what).await;
         assert_eq!(done.code(), Some(2), "{what}: stderr {:?}", done.stderr);

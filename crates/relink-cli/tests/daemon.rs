@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod support;
+
 use jsonrpsee::core::client::{ClientT, Error as ClientError, Subscription, SubscriptionClientT};
 use jsonrpsee::core::params::{ArrayParams, ObjectParams};
 use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
@@ -17,10 +19,10 @@ use relink_testkit::node::{NodeOptions, NodeServer};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::ExitStatus;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use support::{pump, relink_command, unique_path};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -34,28 +36,6 @@ const DISTINCT_TOKEN: &str = "tok-SECRET-77ab";
 
 // ---------------------------------------------------------------------------------------
 // harness
-
-fn unique_path(what: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    std::env::temp_dir().join(format!(
-        "relink-daemon-test-{}-{}-{what}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-fn pump<R: AsyncRead + Unpin + Send + 'static>(reader: R) -> mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// A running `relink daemon`; killed on drop.
 struct Daemon {
@@ -77,18 +57,10 @@ struct Stopped {
 }
 
 fn daemon_command(args: &[&str], session_file: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_relink"));
-    cmd.arg("daemon")
-        .args(args)
-        .env_remove("RELINK_TOKEN")
-        .env_remove("RUST_LOG")
-        .env_remove("SENTRY_DSN")
-        .env("RELINK_SESSION_FILE", session_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
+    let args: Vec<&str> = std::iter::once("daemon")
+        .chain(args.iter().copied())
+        .collect();
+    relink_command(&args, session_file)
 }
 
 impl Daemon {
