@@ -29,15 +29,20 @@ async fn next(events: &mut Events) -> Incoming {
         .expect("events open")
 }
 
-#[tokio::test]
-async fn recovery_replays_missed_ticks_exactly_once_in_order() {
-    let mut server = recovery_server().await;
-    let (client, mut events) = Client::builder(server.url())
+/// A client of the Node server (token `secret`) that reconnects within 100 ms.
+fn connect_quick(url: &str) -> (Client, Events) {
+    Client::builder(url)
         .token("secret")
         .backoff_initial(MS(50))
         .backoff_max(MS(100))
         .connect()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn recovery_replays_missed_ticks_exactly_once_in_order() {
+    let mut server = recovery_server().await;
+    let (client, mut events) = connect_quick(&server.url());
     // The welcome event carries the first offset: without one there is nothing to recover.
     let mut ticks = Vec::new();
     let mut recovered_seen = false;
@@ -82,12 +87,7 @@ async fn recovery_replays_missed_ticks_exactly_once_in_order() {
 #[tokio::test]
 async fn without_server_support_the_client_reconnects_and_says_it_did_not_recover() {
     let mut server = NodeServer::start(NodeOptions::default()).await.unwrap();
-    let (client, mut events) = Client::builder(server.url())
-        .token("secret")
-        .backoff_initial(MS(50))
-        .backoff_max(MS(100))
-        .connect()
-        .unwrap();
+    let (client, mut events) = connect_quick(&server.url());
     assert!(matches!(
         next(&mut events).await,
         Incoming::Connected {

@@ -222,6 +222,17 @@ async fn auth_fields_are_merged_with_the_token() {
 
 // --- connect timeout --------------------------------------------------------------------------
 
+/// The next failed attempt is a connect timeout, with a retry scheduled.
+async fn expect_connect_timeout_retry(
+    changes: &mut broadcast::Receiver<ConnectionState>,
+) -> ConnectionState {
+    let state = transition(changes, |s| s.reason.is_some()).await;
+    assert_eq!(state.status, Status::Connecting, "{state:?}");
+    assert_eq!(state.reason, Some("connect_timeout"));
+    assert!(state.next_attempt_in.is_some(), "{state:?}");
+    state
+}
+
 #[tokio::test]
 async fn connect_times_out_when_open_never_comes_and_tries_again() {
     let mut peer = bind().await;
@@ -232,10 +243,7 @@ async fn connect_times_out_when_open_never_comes_and_tries_again() {
     let mut changes = client.state_changes();
     // The upgrade completes, but the peer never sends OPEN.
     let _first = accept(&mut peer).await;
-    let state = transition(&mut changes, |s| s.reason.is_some()).await;
-    assert_eq!(state.status, Status::Connecting, "{state:?}");
-    assert_eq!(state.reason, Some("connect_timeout"));
-    assert!(state.next_attempt_in.is_some(), "{state:?}");
+    let state = expect_connect_timeout_retry(&mut changes).await;
     assert!(state.last_error.is_some());
     let second = accept(&mut peer).await;
     assert!(second.index() >= 2);
@@ -254,10 +262,7 @@ async fn connect_times_out_when_connect_is_never_answered() {
     let mut first = accept(&mut peer).await;
     assert_eq!(first.handshake(DEFAULT_OPEN).await, r#"40{"token":"t"}"#);
     // No CONNECT reply.
-    let state = transition(&mut changes, |s| s.reason.is_some()).await;
-    assert_eq!(state.status, Status::Connecting, "{state:?}");
-    assert_eq!(state.reason, Some("connect_timeout"));
-    assert!(state.next_attempt_in.is_some(), "{state:?}");
+    expect_connect_timeout_retry(&mut changes).await;
     let mut second = accept(&mut peer).await;
     assert_eq!(second.handshake(DEFAULT_OPEN).await, r#"40{"token":"t"}"#);
     client.disconnect().await;
