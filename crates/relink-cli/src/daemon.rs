@@ -295,8 +295,9 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
     Some(rest.trim_ascii())
 }
 
-/// Compares in time that depends on the length only (the length is public: 64).
-fn same_secret(presented: &[u8], secret: &[u8]) -> bool {
+/// Compares in time that depends on the length only (the length is public: 64 for the
+/// daemon's secret).
+pub(crate) fn same_secret(presented: &[u8], secret: &[u8]) -> bool {
     if presented.len() != secret.len() {
         return false;
     }
@@ -351,6 +352,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_by_content_and_length() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"a"));
+    }
 
     fn guard(secret: &str) -> Guard {
         let guard = Guard::new(&Secret(secret.to_owned()));

@@ -38,17 +38,17 @@ fn run(cli: cli::Cli) -> Result<(), exit::CliError> {
     let secrets = token::known_secrets();
     match cli.command {
         cli::Command::Listen(args) => {
-            let _telemetry = telemetry::init(args.connect.log_format, "info", secrets);
+            let _telemetry = telemetry::init(args.connect.log_format, secrets);
             runtime.block_on(listen::run(args))
         }
         cli::Command::Emit(args) => {
-            let _telemetry = telemetry::init(args.connect.log_format, "info", secrets);
+            let _telemetry = telemetry::init(args.connect.log_format, secrets);
             runtime.block_on(emit::run(args))
         }
         // The demo installs its own subscriber: it counts relink's log records for its summary.
         cli::Command::Demo(args) => runtime.block_on(demo::run(args)),
         cli::Command::Daemon(args) => {
-            let _telemetry = telemetry::init(args.log_format, "info", secrets);
+            let _telemetry = telemetry::init(args.log_format, secrets);
             runtime.block_on(daemon::run(args))
         }
         cli::Command::Login(args) => login::login(&args.url),

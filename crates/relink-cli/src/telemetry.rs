@@ -20,9 +20,8 @@ pub(crate) struct Telemetry {
 ///
 /// `secrets` are scrubbed from anything sent to Sentry, as a backstop: relink never logs the
 /// token, but an application's own log line might.
-pub(crate) fn init(format: LogFormat, default_filter: &str, secrets: Vec<String>) -> Telemetry {
-    let mut filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+pub(crate) fn init(format: LogFormat, secrets: Vec<String>) -> Telemetry {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Whatever RUST_LOG says, libraries that log payloads stay above that level: tungstenite
     // logs every frame at TRACE (the CONNECT frame carries the token), jsonrpsee logs HTTP
     // request bodies at TRACE (a `socket.connect` carries it too).
@@ -66,13 +65,20 @@ fn sentry_init(secrets: Vec<String>) -> Option<sentry::ClientInitGuard> {
         .before_send(move |event| Some(scrub_event(event, &secrets)))
         .before_breadcrumb(move |mut crumb| {
             if let Some(message) = crumb.message.as_mut() {
-                for secret in &crumb_secrets {
-                    *message = message.replace(secret.as_str(), "[redacted]");
-                }
+                scrub_text(message, &crumb_secrets);
             }
             Some(crumb)
         });
     Some(sentry::init((dsn, options)))
+}
+
+/// Replaces every occurrence of a secret in `text`.
+fn scrub_text(text: &mut String, secrets: &[String]) {
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            *text = text.replace(secret.as_str(), "[redacted]");
+        }
+    }
 }
 
 /// Replaces every occurrence of a secret in the event's text fields.
@@ -80,13 +86,7 @@ fn scrub_event(
     mut event: sentry::protocol::Event<'static>,
     secrets: &[String],
 ) -> sentry::protocol::Event<'static> {
-    let scrub = |text: &mut String| {
-        for secret in secrets {
-            if text.contains(secret.as_str()) {
-                *text = text.replace(secret.as_str(), "[redacted]");
-            }
-        }
-    };
+    let scrub = |text: &mut String| scrub_text(text, secrets);
     if let Some(message) = event.message.as_mut() {
         scrub(message);
     }

@@ -260,6 +260,7 @@ pub fn frame(namespace: &str, name: Option<&str>, args: &Payload, id: Option<u64
         (false, false) => PacketKind::BinaryAck,
     };
     let json = args.as_json();
+    let inner = array_inner(json);
     // Escaping is rare in event names; when needed, the quoted name is made first.
     let quoted = name.filter(|n| needs_escape(n)).map(|n| {
         let mut q = String::new();
@@ -270,7 +271,6 @@ pub fn frame(namespace: &str, name: Option<&str>, args: &Payload, id: Option<u64
         None => json.len(),
         Some(name) => {
             let name_len = quoted.as_ref().map_or(name.len() + 2, String::len);
-            let inner = array_inner(json);
             2 + name_len + if inner.is_empty() { 0 } else { 1 + inner.len() }
         }
     };
@@ -287,18 +287,19 @@ pub fn frame(namespace: &str, name: Option<&str>, args: &Payload, id: Option<u64
     let mut out = String::with_capacity(len);
     out.push('4');
     encode_header(&mut out, kind, attachments, namespace, id);
-    match (name, quoted) {
-        (None, _) => out.push_str(json),
-        (Some(_), Some(quoted)) => {
+    match name {
+        None => out.push_str(json),
+        Some(name) => {
             out.push('[');
-            out.push_str(&quoted);
-            push_args_tail(&mut out, json);
-        }
-        (Some(name), None) => {
-            out.push_str("[\"");
-            out.push_str(name);
-            out.push('"');
-            push_args_tail(&mut out, json);
+            match &quoted {
+                Some(quoted) => out.push_str(quoted),
+                None => {
+                    out.push('"');
+                    out.push_str(name);
+                    out.push('"');
+                }
+            }
+            push_args_tail(&mut out, inner);
         }
     }
     debug_assert_eq!(out.len(), len, "frame length computed exactly");
@@ -318,9 +319,9 @@ fn array_inner(args: &str) -> &str {
         .trim()
 }
 
-/// The arguments after the event name, and the closing `]`.
-fn push_args_tail(out: &mut String, args: &str) {
-    let inner = array_inner(args);
+/// The arguments after the event name (`inner`: what is between the array's brackets),
+/// and the closing `]`.
+fn push_args_tail(out: &mut String, inner: &str) {
     if !inner.is_empty() {
         out.push(',');
         out.push_str(inner);
@@ -336,7 +337,7 @@ fn needs_escape(s: &str) -> bool {
 pub(crate) fn encode_event_body(out: &mut String, name: &str, args: &str) {
     out.push('[');
     push_json_string(out, name);
-    push_args_tail(out, args);
+    push_args_tail(out, array_inner(args));
 }
 
 /// Appends `s` as a JSON string literal.

@@ -291,9 +291,14 @@ impl Deliveries {
                 return true;
             }
         }
+        self.send_pending();
+        true
+    }
+
+    /// Sends what is pending; the permits for it were taken.
+    fn send_pending(&mut self) {
         let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch));
         let _ = self.tx.send(batch);
-        true
     }
 
     /// Waits until the reader's buffer has room for the pending items (see
@@ -317,19 +322,21 @@ impl Deliveries {
                 return;
             }
         }
-        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch));
-        let _ = self.tx.send(batch);
+        self.send_pending();
     }
 
     /// Hands one item over now if there is room, after what is pending; drops them
     /// otherwise.
     pub(crate) fn try_send_now(&mut self, item: Incoming) {
         self.pending.push(item);
-        let batch = std::mem::take(&mut self.pending);
-        let n = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-        if let Ok(permits) = self.room.try_acquire_many(n) {
-            permits.forget();
-            let _ = self.tx.send(batch);
+        let n = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
+        let room = self
+            .room
+            .try_acquire_many(n)
+            .map(|permits| permits.forget());
+        match room {
+            Ok(()) => self.send_pending(),
+            Err(_) => self.pending.clear(),
         }
     }
 }

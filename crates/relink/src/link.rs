@@ -22,12 +22,6 @@ pub(crate) struct Link {
     ws: Arc<Mutex<Ws>>,
 }
 
-impl std::fmt::Debug for Link {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Link")
-    }
-}
-
 impl Link {
     pub(crate) fn new(ws: Ws) -> Self {
         Link {

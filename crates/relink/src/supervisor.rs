@@ -82,9 +82,9 @@ impl End {
     /// it, a frame or a write, does not know).
     fn with_stable(self, held: bool) -> End {
         match self {
-            End::Lost { error, stable } => End::Lost {
+            End::Lost { error, .. } => End::Lost {
                 error,
-                stable: stable || held,
+                stable: held,
             },
             End::Shutdown => End::Shutdown,
         }
@@ -653,8 +653,8 @@ impl Supervisor {
             return;
         }
         let mut queue = self.shared.lock();
-        if !queue.acks_out.is_empty() {
-            // Until these reach the socket, emits must queue behind them.
+        if !queue.acks_out.is_empty() || queue.outbox.len() > 0 {
+            // Until what is taken here reaches the socket, emits must queue behind it.
             queue.in_transit = true;
             self.in_transit = true;
         }
@@ -669,11 +669,6 @@ impl Supervisor {
             .take(BATCH)
             .collect();
         let more = queue.outbox.len() > 0;
-        if !batch.is_empty() {
-            // Until these reach the socket, emits must queue behind them.
-            queue.in_transit = true;
-            self.in_transit = true;
-        }
         drop(queue);
         if self.shared.unflushed.swap(false, Ordering::AcqRel) {
             self.flush_needed = true;

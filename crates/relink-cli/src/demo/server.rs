@@ -4,6 +4,7 @@
 //! other with a connect error, sends every connected socket a `"tick"` event with a counter
 //! every 500 ms, and acknowledges `"echo"` with its argument.
 
+use crate::daemon::same_secret;
 use serde::Deserialize;
 use serde_json::Value;
 use socketioxide::SocketIo;
@@ -154,23 +155,5 @@ impl DemoServer {
             task.abort();
             let _ = task.await;
         }
-    }
-}
-
-/// Compares two secrets in time that depends on their lengths only.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_secret;
-
-    #[test]
-    fn secrets_compare_by_content_and_length() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"abcd"));
-        assert!(!same_secret(b"", b"a"));
     }
 }
