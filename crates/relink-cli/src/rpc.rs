@@ -275,25 +275,21 @@ impl Daemon {
         let mut changes = client.state_changes();
         let latest = client.watch_state();
         // The supervisor writes the watch before it broadcasts, so the snapshot is at least
-        // as new as anything missed before `state_changes()`; what was broadcast since, up
-        // to the snapshot, is dropped so nobody sees a state twice or out of order.
+        // as new as anything missed before `state_changes()`. Every published state has a
+        // `seq`: what the changes bring up to the snapshot's is skipped, so nobody sees a
+        // state twice or out of order. The initial state (`seq` 0) was never a transition.
         let snapshot = client.state();
-        let mut buffered = Vec::new();
-        while let Ok(state) = changes.try_recv() {
-            buffered.push(state);
-        }
-        let skip = buffered
-            .iter()
-            .rposition(|s| *s == snapshot)
-            .map_or(0, |i| i + 1);
-        let untouched = snapshot.status == Status::Connecting && snapshot.attempt == 0;
-        let ended = buffered.last().unwrap_or(&snapshot).status.is_terminal();
-        // The initial state was never a transition: the first attempt's follows.
-        if skip > 0 || !untouched {
+        let mut sent = snapshot.seq;
+        let mut ended = snapshot.status.is_terminal();
+        if snapshot.seq > 0 {
             let _ = hub.send(snapshot);
         }
-        for state in buffered.drain(skip..) {
-            let _ = hub.send(state);
+        while let Ok(state) = changes.try_recv() {
+            if state.seq > sent {
+                sent = state.seq;
+                ended = state.status.is_terminal();
+                let _ = hub.send(state);
+            }
         }
         if ended {
             // Failed at once (nothing to wait for: the client keeps its sender open).
@@ -306,6 +302,10 @@ impl Daemon {
                     Err(broadcast::error::RecvError::Lagged(_)) => latest.borrow().clone(),
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
+                if state.seq <= sent {
+                    continue;
+                }
+                sent = state.seq;
                 let end = state.status.is_terminal();
                 let _ = hub.send(state);
                 if end {
