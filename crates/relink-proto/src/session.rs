@@ -578,18 +578,27 @@ impl Session {
         args: &Payload,
         ack_id: Option<u64>,
     ) -> Result<(), SendError> {
-        self.check_connected()?;
-        let text = packet::frame(&self.config.namespace, Some(name), args, ack_id);
-        self.queue_frame(text, args.attachments().to_vec())
-            .map_err(|(e, _, _)| e)
+        self.send(Some(name), args, ack_id)
     }
 
     /// Queues the acknowledgement of the server's event `id`.
     pub fn ack(&mut self, id: u64, args: &Payload) -> Result<(), SendError> {
+        self.send(None, args, Some(id))
+    }
+
+    /// Encodes (only when connected) and queues an event, or an ack when `name` is `None`.
+    fn send(
+        &mut self,
+        name: Option<&str>,
+        args: &Payload,
+        id: Option<u64>,
+    ) -> Result<(), SendError> {
         self.check_connected()?;
-        let text = packet::frame(&self.config.namespace, None, args, Some(id));
-        self.queue_frame(text, args.attachments().to_vec())
-            .map_err(|(e, _, _)| e)
+        let event = EncodedEvent {
+            text: packet::frame(&self.config.namespace, name, args, id),
+            attachments: args.attachments().to_vec(),
+        };
+        self.queue(event).map_err(|rejected| rejected.0)
     }
 
     /// Queues an event encoded ahead of time; hands it back when it cannot be sent.
@@ -600,9 +609,7 @@ impl Session {
         if let Err(e) = self.check_connected() {
             return Err(Box::new((e, event)));
         }
-        let EncodedEvent { text, attachments } = event;
-        self.queue_frame(text, attachments)
-            .map_err(|(e, text, attachments)| Box::new((e, EncodedEvent { text, attachments })))
+        self.queue(event)
     }
 
     fn check_connected(&self) -> Result<(), SendError> {
@@ -614,19 +621,16 @@ impl Session {
     }
 
     /// Queues a frame and its attachments unless one exceeds the server's `maxPayload`.
-    fn queue_frame(
-        &mut self,
-        text: String,
-        attachments: Vec<Bytes>,
-    ) -> Result<(), (SendError, String, Vec<Bytes>)> {
+    fn queue(&mut self, event: EncodedEvent) -> Result<(), Box<(SendError, EncodedEvent)>> {
         let max = self.open.as_ref().map_or(u64::MAX, |o| o.max_payload);
         let too_large = |size: usize| (size as u64) > max;
-        let biggest = std::iter::once(text.len())
-            .chain(attachments.iter().map(Bytes::len))
+        let biggest = std::iter::once(event.text.len())
+            .chain(event.attachments.iter().map(Bytes::len))
             .find(|&size| too_large(size));
         if let Some(size) = biggest {
-            return Err((SendError::TooLarge { size, max }, text, attachments));
+            return Err(Box::new((SendError::TooLarge { size, max }, event)));
         }
+        let EncodedEvent { text, attachments } = event;
         self.transmits.push_back(Transmit::Text(text));
         self.transmits
             .extend(attachments.into_iter().map(Transmit::Binary));

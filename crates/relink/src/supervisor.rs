@@ -304,7 +304,6 @@ impl Supervisor {
             stable_timer,
             shutdown
         );
-        let (mut heartbeat_at, mut ack_at) = (far, far);
         let end = loop {
             if let Err(end) = self.dispatch(&mut session).await {
                 break end.with_stable(stable);
@@ -327,15 +326,13 @@ impl Supervisor {
                 flush_armed = true;
             }
             if let Some(at) = session.poll_timeout().map(Instant::from_std)
-                && at < heartbeat_at
+                && at < heartbeat_timer.deadline()
             {
-                heartbeat_at = at;
                 heartbeat_timer.as_mut().reset(at);
             }
             if let Some(at) = self.acks.next_deadline().map(Instant::from_std)
-                && at < ack_at
+                && at < ack_timer.deadline()
             {
-                ack_at = at;
                 ack_timer.as_mut().reset(at);
             }
             tokio::select! {
@@ -374,12 +371,10 @@ impl Supervisor {
                 () = self.shared.wake.notified() => {}
                 () = &mut heartbeat_timer => {
                     session.handle_timeout(Instant::now().into_std());
-                    heartbeat_at = far;
                     heartbeat_timer.as_mut().reset(far);
                 }
                 () = &mut ack_timer => {
                     self.expire_acks(&mut session);
-                    ack_at = far;
                     ack_timer.as_mut().reset(far);
                 }
                 // The interval has passed: the next write flushes.
