@@ -460,6 +460,14 @@ impl Client {
         self.inner.transitions.resubscribe()
     }
 
+    /// The largest packet the server accepts (its `maxPayload`, in bytes), once a handshake
+    /// has told it; `None` before the first. An emit larger than this fails with
+    /// [`EmitError::TooLarge`], so a caller reading input can stop reading a message there.
+    pub fn max_payload(&self) -> Option<u64> {
+        let max = self.inner.shared.max_payload.load(Ordering::Relaxed);
+        (max != u64::MAX).then_some(max)
+    }
+
     /// Waits until connected, or returns the terminal state if the client ended first.
     pub async fn wait_connected(&self) -> Result<(), ConnectionState> {
         let mut rx = self.inner.state.clone();

@@ -11,15 +11,23 @@ use std::fmt;
 pub struct Token(String);
 
 impl Token {
-    /// Wraps a token. Validation (non-empty) happens where it is used, so it can be reported
-    /// as a typed error rather than a panic.
+    /// Wraps a token, without the whitespace around it: files, environment variables and
+    /// copy-paste add it by accident, and no server issues a token that starts or ends with
+    /// it. This is the one place the rule lives, for every way a token comes in.
+    /// Validation (non-empty) happens where it is used, so it can be reported as a typed
+    /// error rather than a panic.
     pub fn new(token: impl Into<String>) -> Self {
-        Token(token.into())
+        let mut token = token.into();
+        let trimmed = token.trim();
+        if trimmed.len() != token.len() {
+            token = trimmed.to_owned();
+        }
+        Token(token)
     }
 
     /// Whether the token is empty or only whitespace (and so certain to be rejected).
     pub fn is_blank(&self) -> bool {
-        self.0.trim().is_empty()
+        self.0.is_empty()
     }
 
     /// The token text, for the CONNECT payload only.
@@ -30,13 +38,13 @@ impl Token {
 
 impl From<String> for Token {
     fn from(token: String) -> Self {
-        Token(token)
+        Token::new(token)
     }
 }
 
 impl From<&str> for Token {
     fn from(token: &str) -> Self {
-        Token(token.to_owned())
+        Token::new(token)
     }
 }
 
@@ -63,5 +71,15 @@ mod tests {
         assert!(Token::new("").is_blank());
         assert!(Token::new(" \t\n").is_blank());
         assert!(!Token::new(" x ").is_blank());
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_not_part_of_the_token() {
+        for raw in ["secret", " secret ", "secret\n", "\tsecret\r\n"] {
+            assert_eq!(Token::new(raw).expose(), "secret", "{raw:?}");
+            assert_eq!(Token::from(raw), Token::new("secret"), "{raw:?}");
+            assert_eq!(Token::from(raw.to_owned()), Token::new("secret"), "{raw:?}");
+        }
+        assert_eq!(Token::new("a b").expose(), "a b", "inner whitespace stays");
     }
 }
