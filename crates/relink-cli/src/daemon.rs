@@ -34,7 +34,10 @@ struct ReadyLine<'a> {
     secret_file: &'a Path,
 }
 
-pub(crate) async fn run(args: DaemonArgs) -> Result<(), CliError> {
+pub(crate) async fn run(
+    args: DaemonArgs,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), CliError> {
     let requested = args.listen;
     if !requested.ip().is_loopback() {
         return Err(CliError::Usage(format!(
@@ -42,9 +45,7 @@ pub(crate) async fn run(args: DaemonArgs) -> Result<(), CliError> {
              (127.0.0.1 or [::1])"
         )));
     }
-    // Registered before anything is announced: a signal right after the ready line must
-    // still mean a clean stop, not the default action.
-    let mut stop = Box::pin(crate::signal::terminate());
+    let mut stop = std::pin::pin!(stop);
     if (&mut stop).now_or_never().is_some() {
         return Ok(());
     }

@@ -12,7 +12,6 @@ mod server;
 
 use crate::cli::DemoArgs;
 use crate::exit::CliError;
-use crate::signal;
 use display::{Change, Live, Narrator, Output, Phase, REDRAW_EVERY, secs};
 use relink::{Client, ConnectionState, Events, Incoming, Payload, Status};
 use relink_testkit::gateway::{Gateway, Mode};
@@ -43,7 +42,10 @@ const ECHO_TIMEOUT: Duration = Duration::from_secs(5);
 const OBSERVERS_GRACE: Duration = Duration::from_secs(2);
 const GATEWAY_GRACE: Duration = Duration::from_secs(5);
 
-pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
+pub(crate) async fn run(
+    args: DemoArgs,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), CliError> {
     let started = Instant::now();
     let out = Output::new(started);
     let counts = logs::install(args.log_format, out.bar());
@@ -100,7 +102,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     let mut timeline = Timeline::default();
     let outcome = tokio::select! {
         result = script(args.outage, &client, &gateway, &live, &out, &mut timeline) => result,
-        () = signal::terminate() => Err(CliError::Other("interrupted".into())),
+        // Asked to stop: a clean end, with the summary of what happened so far.
+        () = stop => Ok(()),
     };
 
     live.set_phase(Phase::Stopping);

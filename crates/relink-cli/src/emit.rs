@@ -6,7 +6,10 @@ use crate::exit::CliError;
 use crate::output::Output;
 use relink::{AckError, Payload};
 
-pub(crate) async fn run(args: EmitArgs) -> Result<(), CliError> {
+pub(crate) async fn run(
+    args: EmitArgs,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), CliError> {
     let (url, event, rest) = match args.words.split_first() {
         Some((first, rest)) if crate::connect::is_url(first) => match rest.split_first() {
             Some((event, rest)) => (Some(first.as_str()), event.clone(), rest),
@@ -24,7 +27,7 @@ pub(crate) async fn run(args: EmitArgs) -> Result<(), CliError> {
         .connect_timeout(args.timeout.min(args.connect.connect_timeout))
         .connect()?;
     let deadline = tokio::time::Instant::now() + args.timeout;
-    let result = tokio::time::timeout_at(deadline, async {
+    let work = tokio::time::timeout_at(deadline, async {
         client
             .wait_connected()
             .await
@@ -47,15 +50,21 @@ pub(crate) async fn run(args: EmitArgs) -> Result<(), CliError> {
                 .map_err(|e| CliError::Other(e.to_string()))?;
         }
         Ok(())
-    })
-    .await
-    .unwrap_or_else(|_| {
-        let state = client.state();
-        match state.last_error {
-            Some(e) => Err(CliError::Other(format!("timed out; last error: {e}"))),
-            None => Err(CliError::Other("timed out".into())),
-        }
     });
+    let result = tokio::select! {
+        done = work => done.unwrap_or_else(|_| {
+            let state = client.state();
+            match state.last_error {
+                Some(e) => Err(CliError::Other(format!("timed out; last error: {e}"))),
+                None => Err(CliError::Other("timed out".into())),
+            }
+        }),
+        // Asked to stop: a clean end, but the event may not have been sent or acked.
+        () = stop => {
+            tracing::warn!(event = %event, "stopped by a signal before the emit completed");
+            Ok(())
+        }
+    };
     // Sends what was queued, then DISCONNECT and a WebSocket close.
     client.disconnect().await;
     result

@@ -76,33 +76,63 @@ pub(crate) fn store(url: &str, token: &str) -> Result<PathBuf, CliError> {
     Ok(path)
 }
 
+/// Writes the file whole, through a new file renamed over the old one, so that nothing at
+/// `path` is ever followed: a symbolic link there is refused (it could send the token to a
+/// file of the link maker's choosing and change that file's mode), and one planted between
+/// the check and the write is replaced by the rename, not written through.
 fn store_at(path: &Path, url: &str, token: &str) -> Result<(), CliError> {
     let io = |e: std::io::Error| CliError::Other(format!("cannot write {}: {e}", path.display()));
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(CliError::Other(format!(
+                "refusing to write {}: it is a symbolic link, and the token must not go \
+                 wherever a link points; remove it and run `relink login` again",
+                path.display()
+            )));
+        }
+        Ok(meta) if !meta.is_file() => {
+            return Err(CliError::Other(format!(
+                "refusing to write {}: it is not a regular file",
+                path.display()
+            )));
+        }
+        _ => {}
     }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
     let body = serde_json::to_string(&SessionFile {
         url: url.to_owned(),
         token: token.to_owned(),
     })
     .map_err(|e| CliError::Other(e.to_string()))?;
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "session.json".into(), |n| n.to_string_lossy());
+    let temp = dir.join(format!(
+        ".{file_name}.{}.{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    // `create_new` never follows a link and never opens a file someone else made.
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(io)?;
-    // An existing file keeps its old mode on open: tighten it before the token goes in.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io)?;
+    let written = options.open(&temp).and_then(|mut file| {
+        std::io::Write::write_all(&mut file, body.as_bytes())?;
+        file.sync_all()
+    });
+    let stored = written.and_then(|()| std::fs::rename(&temp, path));
+    if stored.is_err() {
+        let _ = std::fs::remove_file(&temp);
     }
-    std::io::Write::write_all(&mut file, body.as_bytes()).map_err(io)?;
-    Ok(())
+    stored.map_err(io)
 }
 
 /// Removes the stored session; returns whether there was one.
@@ -143,5 +173,62 @@ mod tests {
         assert!(load_from(&path).is_err());
         std::fs::remove_dir_all(&dir).expect("cleanup");
         assert!(load_from(&path).expect("missing is fine").is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_session_file_is_refused_and_its_target_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "relink-session-link-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let target = dir.join("victim.txt");
+        std::fs::write(&target, "precious").expect("write");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).expect("mode");
+        let path = dir.join("session.json");
+        std::os::unix::fs::symlink(&target, &path).expect("symlink");
+
+        let e = store_at(&path, "http://127.0.0.1:1", "tok-link").expect_err("refused");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "precious");
+        let mode = std::fs::metadata(&target)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "the target's mode is unchanged");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .expect("list")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 2, "no temp file left: {leftovers:?}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn storing_again_replaces_the_file_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "relink-session-again-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let path = dir.join("session.json");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(&path, "old").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("mode");
+        store_at(&path, "http://127.0.0.1:2", "tok-2").expect("stored");
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let session = load_from(&path).expect("readable").expect("present");
+        assert_eq!(session.url, "http://127.0.0.1:2");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -3,13 +3,32 @@
 
 use crate::cli::LogFormat;
 use sentry::integrations::tracing::{BreadcrumbLayer, ErrorLayer};
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+use tracing_subscriber::layer::{Filter, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// Caps on libraries' logging, above the levels where they print payloads.
-const SECRET_SAFE_CAPS: [&str; 2] = ["tungstenite=debug", "jsonrpsee=info"];
+/// Ceilings on libraries' logging, below the levels where they print payloads: tungstenite
+/// logs every frame at TRACE (the CONNECT frame carries the token), jsonrpsee logs request
+/// bodies at TRACE (a `socket.connect` carries it too).
+const SECRET_SAFE_CAPS: [(&str, LevelFilter); 2] = [
+    ("tungstenite", LevelFilter::DEBUG),
+    ("jsonrpsee", LevelFilter::INFO),
+];
+
+/// RUST_LOG (or `default` without it), with the [`SECRET_SAFE_CAPS`] as ceilings: a record
+/// passes only if both let it through, so a cap can lower a level and never raise one.
+pub(crate) fn log_filter<S>(default: &str) -> impl Filter<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let wanted = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let caps = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(SECRET_SAFE_CAPS);
+    wanted.and(caps)
+}
 
 /// Keeps Sentry flushing until the process ends.
 pub(crate) struct Telemetry {
@@ -21,15 +40,7 @@ pub(crate) struct Telemetry {
 /// `secrets` are scrubbed from anything sent to Sentry, as a backstop: relink never logs the
 /// token, but an application's own log line might.
 pub(crate) fn init(format: LogFormat, secrets: Vec<String>) -> Telemetry {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Whatever RUST_LOG says, libraries that log payloads stay above that level: tungstenite
-    // logs every frame at TRACE (the CONNECT frame carries the token), jsonrpsee logs HTTP
-    // request bodies at TRACE (a `socket.connect` carries it too).
-    for cap in SECRET_SAFE_CAPS {
-        if let Ok(cap) = cap.parse() {
-            filter = filter.add_directive(cap);
-        }
-    }
+    let filter = log_filter("info");
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -2,17 +2,20 @@
 
 use crate::exit::CliError;
 use relink::Token;
+use std::io::Read;
 use std::path::Path;
 
 /// The environment variable holding the token.
 pub(crate) const TOKEN_ENV: &str = "RELINK_TOKEN";
 
+/// The most a token file may hold. Tokens are short (a large JWT is a few KiB); the bound
+/// keeps `--token-file /dev/zero` or a mistyped path to a huge file from eating memory.
+pub(crate) const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
 /// Reads the token; `Ok(None)` when none is configured. A blank one is a usage error.
 pub(crate) fn load(token_file: Option<&Path>) -> Result<Option<Token>, CliError> {
     let raw = match token_file {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| {
-            CliError::Usage(format!("cannot read token file {}: {e}", path.display()))
-        })?,
+        Some(path) => read_token_file(path)?,
         None => match std::env::var(TOKEN_ENV) {
             Ok(value) => value,
             Err(std::env::VarError::NotPresent) => return Ok(None),
@@ -21,22 +24,87 @@ pub(crate) fn load(token_file: Option<&Path>) -> Result<Option<Token>, CliError>
             }
         },
     };
-    let token = Token::new(raw.lines().next().unwrap_or("").trim());
+    // `Token::new` trims the whitespace around it, the rule for every token source.
+    let token = Token::new(raw.lines().next().unwrap_or(""));
     if token.is_blank() {
         return Err(CliError::Usage("token must not be empty".into()));
     }
     Ok(Some(token))
 }
 
-/// Every token this process could know about at start (environment, stored session), for
-/// scrubbing error reports. Read failures are ignored here: the command reports them.
-pub(crate) fn known_secrets() -> Vec<String> {
+/// The file's text, refused when it is larger than [`MAX_TOKEN_FILE`] or not UTF-8; the
+/// messages never quote the content.
+fn read_token_file(path: &Path) -> Result<String, CliError> {
+    let fail = |why: String| CliError::Usage(format!("token file {}: {why}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TOKEN_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE {
+        return Err(fail(format!(
+            "larger than {} KiB; it should hold only the token",
+            MAX_TOKEN_FILE / 1024
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| fail("not valid UTF-8".into()))
+}
+
+/// Every token this process could know about at start (environment, token file, stored
+/// session), for scrubbing error reports. Read failures are ignored here: the command
+/// reports them.
+pub(crate) fn known_secrets(token_file: Option<&Path>) -> Vec<String> {
     let mut secrets = Vec::new();
     if let Ok(token) = std::env::var(TOKEN_ENV) {
         secrets.push(token.trim().to_owned());
     }
+    if let Some(token) = token_file.and_then(|path| read_token_file(path).ok()) {
+        secrets.push(token.lines().next().unwrap_or("").trim().to_owned());
+    }
     if let Some(token) = crate::session::stored_secret() {
         secrets.push(token);
     }
+    secrets.retain(|s| !s.is_empty());
     secrets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(tag: &str, contents: &[u8]) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "relink-token-{tag}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::write(&path, contents).expect("write");
+        path
+    }
+
+    #[test]
+    fn token_files_are_bounded_and_utf8() {
+        let big = temp_file("big", &vec![b'a'; MAX_TOKEN_FILE as usize + 1]);
+        let e = load(Some(&big)).expect_err("too large").to_string();
+        assert!(e.contains("larger than 64 KiB"), "{e}");
+        let binary = temp_file("binary", b"\xff\xfe\n");
+        let e = load(Some(&binary)).expect_err("not UTF-8").to_string();
+        assert!(e.contains("not valid UTF-8"), "{e}");
+        let fits = temp_file("fits", b"  tok-1  \nsecond line\n");
+        assert_eq!(load(Some(&fits)).expect("ok"), Some(Token::new("tok-1")));
+        for path in [big, binary, fits] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    #[test]
+    fn the_token_file_is_among_the_secrets_to_scrub() {
+        let file = temp_file("scrub", b"tok-from-file-9\n");
+        let secrets = known_secrets(Some(&file));
+        assert!(
+            secrets.iter().any(|s| s == "tok-from-file-9"),
+            "{secrets:?}"
+        );
+        let _ = std::fs::remove_file(file);
+    }
 }

@@ -165,25 +165,40 @@ impl Relink {
     }
 
     async fn write_stdin(&mut self, line: &str) {
+        self.write_stdin_bytes(line.as_bytes()).await;
+    }
+
+    async fn write_stdin_bytes(&mut self, bytes: &[u8]) {
         let stdin = self.stdin.as_mut().expect("spawned with a piped stdin");
-        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.write_all(bytes).await.unwrap();
         stdin.flush().await.unwrap();
     }
 
     /// Sends SIGTERM (through `kill(1)`, no libc needed).
     fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends `SIG<name>` through `kill(1)`.
+    fn signal(&self, name: &str) {
         let pid = self.child.id().expect("child still running");
         let status = std::process::Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(pid.to_string())
             .status()
             .expect("run kill(1)");
-        assert!(status.success(), "kill -TERM {pid} failed: {status}");
+        assert!(status.success(), "kill -{name} {pid} failed: {status}");
     }
 
     /// Waits for the exit (killing the child after [`WAIT`]) and collects all output.
     async fn finish(mut self) -> Finished {
         self.stdin = None;
+        self.exit().await
+    }
+
+    /// [`Relink::finish`] with stdin left open until the process is gone: a process that
+    /// needs stdin closed to exit fails here.
+    async fn exit(mut self) -> Finished {
         let status = match timeout(WAIT, self.child.wait()).await {
             Ok(status) => status.unwrap(),
             Err(_) => {
@@ -448,6 +463,163 @@ async fn log_format_json_makes_every_stderr_line_a_json_object_with_a_level() {
     }
 }
 
+/// The stderr lines at WARN that contain `needle`, waited for one by one.
+async fn expect_warn(p: &mut Relink, needle: &str) -> String {
+    p.err_until(|l| l.contains("WARN") && l.contains(needle))
+        .await
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_end_listen_stdin_while_stdin_stays_open() {
+    let server = node().await;
+    for signal in ["TERM", "INT"] {
+        let mut cmd = relink_with_token(&["listen", &server.url(), "--json", "--stdin"]);
+        cmd.stdin(Stdio::piped());
+        let what = format!("relink listen --stdin, SIG{signal} with stdin open");
+        let mut p = Relink::spawn(cmd, &what);
+        expect_connected_and_welcome(&mut p).await;
+        p.write_stdin("[\"echo\",\"before\"]\n").await;
+        p.json_until(|v| v["type"] == "event" && v["name"] == "echo")
+            .await;
+        p.signal(signal);
+        // `exit`, not `finish`: stdin stays open, as a FIFO held by another process would.
+        let done = p.exit().await;
+        assert_eq!(done.code(), Some(0), "{what}: stderr {:?}", done.stderr);
+        assert_all_ndjson(&done.stdout);
+    }
+}
+
+#[tokio::test]
+async fn every_mode_exits_0_on_a_signal_as_soon_as_its_first_line_appears() {
+    // Against a gateway answering 503: `listen` and `emit` keep trying, so only the signal
+    // can end them.
+    let gateway = counting_gateway().await;
+    let url = gateway.url();
+    let modes: [(&str, Vec<&str>); 4] = [
+        ("listen", vec!["listen", &url, "--json"]),
+        ("emit", vec!["emit", &url, "echo", "--timeout", "120s"]),
+        ("daemon", vec!["daemon"]),
+        ("demo", vec!["demo"]),
+    ];
+    for (mode, args) in modes {
+        for signal in ["TERM", "INT"] {
+            let what = format!("relink {mode}, SIG{signal} after the first line");
+            let mut p = Relink::spawn(relink_with_token(&args), &what);
+            // The first line on either stream.
+            tokio::select! {
+                line = p.out.recv() => assert!(line.is_some(), "{what}: stdout closed"),
+                line = p.err.recv() => assert!(line.is_some(), "{what}: stderr closed"),
+                () = tokio::time::sleep(WAIT) => panic!("{what}: no output within {WAIT:?}"),
+            }
+            p.signal(signal);
+            let done = p.finish().await;
+            assert_eq!(
+                done.code(),
+                Some(0),
+                "{what}: a clean stop, not the signal's default action: {:?}",
+                done.stderr
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn listen_stdin_skips_invalid_utf8_and_overlong_lines_and_goes_on() {
+    let server = node_with(NodeOptions {
+        max_payload: Some(1000),
+        ..Default::default()
+    })
+    .await;
+    let mut cmd = relink_with_token(&["listen", &server.url(), "--json", "--stdin"]);
+    cmd.stdin(Stdio::piped());
+    let mut p = Relink::spawn(cmd, "relink listen --stdin, bad lines");
+    expect_connected_and_welcome(&mut p).await;
+
+    p.write_stdin_bytes(b"[\"echo\",\"\xff\xfe\"]\n").await;
+    expect_warn(&mut p, "not valid UTF-8").await;
+    let long = format!("[\"echo\",\"{}\"]\n", "x".repeat(5000));
+    p.write_stdin(&long).await;
+    expect_warn(&mut p, "longer than the server's maximum payload").await;
+
+    p.write_stdin("[\"echo\",\"after\"]\n").await;
+    let echo = p.json_until(|v| v["type"] == "event").await;
+    assert_eq!(
+        echo,
+        serde_json::json!({"type": "event", "name": "echo", "args": ["after"]}),
+        "later lines still go out"
+    );
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+}
+
+#[tokio::test]
+async fn listen_stdin_reports_acks_still_in_flight_when_stopped() {
+    let server = node().await;
+    let mut cmd = relink_with_token(&[
+        "listen",
+        &server.url(),
+        "--json",
+        "--stdin",
+        "--retries",
+        "0",
+        "--ack-timeout",
+        "120s",
+    ]);
+    cmd.stdin(Stdio::piped());
+    let mut p = Relink::spawn(cmd, "relink listen --stdin --retries 0");
+    expect_connected_and_welcome(&mut p).await;
+    // The server never acks "silence"; "tick" is acked and answered with events, which
+    // prove that both lines (sent in order) went out.
+    p.write_stdin("[\"silence\"]\n[\"tick\",1,1]\n").await;
+    p.json_until(|v| v["type"] == "event" && v["name"] == "tick-done")
+        .await;
+    p.sigterm();
+    let done = p.exit().await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    let report: Vec<&String> = done
+        .stderr
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("not acknowledged yet"))
+        .collect();
+    assert_eq!(report.len(), 1, "one report: {:?}", done.stderr);
+    assert!(report[0].contains("unacknowledged=1"), "{}", report[0]);
+}
+
+#[tokio::test]
+async fn default_logs_hold_nothing_below_info_and_rust_log_off_prints_nothing() {
+    let server = node().await;
+    for (format, rust_log) in [("text", None), ("json", None), ("text", Some("off"))] {
+        let mut cmd =
+            relink_with_token(&["listen", &server.url(), "--json", "--log-format", format]);
+        if let Some(filter) = rust_log {
+            cmd.env("RUST_LOG", filter);
+        }
+        let what = format!("relink listen --log-format {format}, RUST_LOG={rust_log:?}");
+        let mut p = Relink::spawn(cmd, &what);
+        expect_connected_and_welcome(&mut p).await;
+        p.sigterm();
+        let done = p.finish().await;
+        assert_eq!(done.code(), Some(0), "{what}: stderr {:?}", done.stderr);
+        if rust_log == Some("off") {
+            assert!(done.stderr.is_empty(), "{what}: {:?}", done.stderr);
+            continue;
+        }
+        assert!(
+            done.stderr.iter().any(|l| l.contains("INFO")),
+            "{what}: INFO records are shown: {:?}",
+            done.stderr
+        );
+        for line in &done.stderr {
+            assert!(
+                !["DEBUG", "TRACE"].iter().any(|level| line.contains(level)),
+                "{what}: a record below INFO: {line}"
+            );
+            assert!(!line.contains(".rs"), "{what}: a source path: {line}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // emit
 
@@ -467,6 +639,37 @@ async fn emit_with_ack_prints_the_ack_arguments() {
     assert_eq!(done.stdout, vec![r#"[1,{"a":true}]"#.to_owned()]);
 }
 
+#[tokio::test]
+async fn emit_ends_cleanly_on_sigterm_and_sigint() {
+    let server = node().await;
+    for signal in ["TERM", "INT"] {
+        // Connected and waiting for an ack the server never sends.
+        let cmd = relink_with_token(&[
+            "emit",
+            &server.url(),
+            "silence",
+            "--ack",
+            "--timeout",
+            "120s",
+        ]);
+        let what = format!("relink emit --ack, SIG{signal} while waiting for the ack");
+        let mut p = Relink::spawn(cmd, &what);
+        p.err_until(|l| l.contains("INFO") && l.contains("connected"))
+            .await;
+        p.signal(signal);
+        let done = p.finish().await;
+        assert_eq!(done.code(), Some(0), "{what}: stderr {:?}", done.stderr);
+        assert!(
+            done.stderr
+                .iter()
+                .any(|l| l.contains("WARN") && l.contains("before the emit completed")),
+            "{what}: says the emit may not have completed: {:?}",
+            done.stderr
+        );
+        assert!(done.stdout.is_empty(), "{what}: no ack printed");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // exit codes
 
@@ -477,6 +680,7 @@ async fn usage_errors_exit_2_with_one_line_and_no_network_attempt() {
     let ftp_to_gateway = format!("ftp://{}", gateway.addr());
     let empty = TempFile::with("empty-token", "");
     let blank = TempFile::with("blank-token", "  \n\t\n");
+    let huge = TempFile::with("huge-token", &"a".repeat(1 << 20));
 
     let cases: Vec<(&str, Command, &str)> = vec![
         (
@@ -488,6 +692,11 @@ async fn usage_errors_exit_2_with_one_line_and_no_network_attempt() {
             "emit --token-file <empty file>",
             relink(&["emit", &url, "echo", "--token-file", empty.path()]),
             "token",
+        ),
+        (
+            "listen --token-file <1 MiB file>",
+            relink(&["listen", &url, "--json", "--token-file", huge.path()]),
+            "larger than 64 KiB",
         ),
         (
             "listen --token-file <whitespace-only file>",

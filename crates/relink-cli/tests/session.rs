@@ -112,3 +112,32 @@ fn login_refuses_an_empty_token_and_a_bad_url() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid URL"));
     assert!(!session.exists());
 }
+
+#[cfg(unix)]
+#[test]
+fn login_refuses_a_symlinked_session_file_and_leaves_its_target_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let session = session_path("symlink");
+    let dir = session.parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(&dir).unwrap();
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&victim, &session).unwrap();
+
+    let out = run(&["login", "http://127.0.0.1:9"], &session, "tok-LINK-3\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("symbolic link"), "says why: {stderr}");
+    assert!(!stderr.contains("tok-LINK-3"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644, "the link's target keeps its mode");
+    assert!(
+        std::fs::symlink_metadata(&session)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

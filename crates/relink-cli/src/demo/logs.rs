@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{EnvFilter, LevelFilter, filter_fn};
+use tracing_subscriber::filter::{LevelFilter, filter_fn};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -76,7 +76,7 @@ pub(crate) fn install(format: LogFormat, bar: Option<ProgressBar>) -> Arc<Counts
         filter_fn(|meta| meta.is_event() && from_relink(meta) && *meta.level() <= Level::WARN)
             .with_max_level_hint(LevelFilter::WARN),
     );
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off"));
+    let filter = crate::telemetry::log_filter("off");
     let ansi = bar.is_some();
     let writer = StderrAroundBar(bar);
     let fmt = tracing_subscriber::fmt::layer()
