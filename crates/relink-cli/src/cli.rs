@@ -47,9 +47,13 @@ pub(crate) struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct DaemonArgs {
-    /// Address to listen on; loopback only.
+    /// Address to listen on; loopback only (127.0.0.0/8 or [::1]).
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     pub(crate) listen: std::net::SocketAddr,
+    /// Close a connection that has not sent a request's headers within this long (on a new
+    /// connection and between requests on a kept-alive one).
+    #[arg(long, value_parser = parse_duration, default_value = "5s", value_name = "DUR")]
+    pub(crate) header_timeout: Duration,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub(crate) log_format: LogFormat,

@@ -6,7 +6,11 @@
 //! WebSocket upgrade must present as `Authorization: Bearer <secret>`. Requests whose `Host`
 //! is not this loopback address and port, or whose `Origin` (sent by browsers) is not a
 //! loopback origin of this port, are refused before any JSON-RPC processing, so a web page
-//! cannot drive the daemon, even through DNS rebinding. The methods are in [`crate::rpc`].
+//! cannot drive the daemon, even through DNS rebinding. The methods are in [`crate::rpc`];
+//! the bounds on connections are in [`accept`].
+
+mod accept;
+mod request_ids;
 
 use crate::cli::DaemonArgs;
 use crate::exit::CliError;
@@ -14,7 +18,8 @@ use crate::rpc;
 use futures_util::FutureExt;
 use futures_util::future::{Either, Ready, ready};
 use jsonrpsee::core::BoxError;
-use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, Server};
+use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, Server, ServerConfig};
+use request_ids::RequestIds;
 use serde::Serialize;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -24,8 +29,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tower::{Layer, Service};
 
-/// How long stopping waits for open connections to close.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long stopping waits for open connections to finish their requests.
+const STOP_GRACE: Duration = Duration::from_millis(300);
+/// The largest request body; jsonrpsee's default.
+const MAX_REQUEST_BODY: u32 = 10 * 1024 * 1024;
+/// Connections that may wait for their first request's headers at once (see [`accept`]).
+const MAX_AWAITING_HEADERS: usize = 64;
 
 /// The line printed on stdout once the daemon listens.
 #[derive(Serialize)]
@@ -50,23 +59,41 @@ pub(crate) async fn run(
         return Ok(());
     }
 
-    let secret = Secret::generate();
-    let guard = Guard::new(&secret);
-    let server = Server::builder()
-        .set_http_middleware(tower::ServiceBuilder::new().layer(guard.clone()))
-        .build(requested)
+    if args.header_timeout.is_zero() {
+        return Err(CliError::Usage(
+            "--header-timeout must be longer than zero".into(),
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(requested)
         .await
         .map_err(|e| CliError::Other(format!("cannot listen on {requested}: {e}")))?;
-    let addr = server
+    let addr = listener
         .local_addr()
         .map_err(|e| CliError::Other(format!("cannot read the listening address: {e}")))?;
-    guard.bind(addr);
+    let secret = Secret::generate();
+    let guard = Guard::new(&secret, addr);
     let secret_file = SecretFile::create(&secret)?;
 
     let daemon = Arc::new(rpc::Daemon::new());
     let module = rpc::module(Arc::clone(&daemon))
         .map_err(|e| CliError::Other(format!("cannot register the methods: {e}")))?;
-    let handle = server.start(module);
+    let (stop_handle, server_handle) = jsonrpsee::server::stop_channel();
+    let service = Server::builder()
+        .set_config(
+            ServerConfig::builder()
+                .max_request_body_size(MAX_REQUEST_BODY)
+                .build(),
+        )
+        .set_http_middleware(tower::ServiceBuilder::new().layer(guard).layer(RequestIds {
+            max_body: MAX_REQUEST_BODY,
+        }))
+        .to_service_builder()
+        .build(module, stop_handle.clone());
+    let limits = accept::Limits {
+        header_timeout: args.header_timeout,
+        awaiting_headers: MAX_AWAITING_HEADERS,
+    };
+    let server = tokio::spawn(accept::serve(listener, service, stop_handle, limits));
 
     let url = format!("http://{addr}");
     announce(&ReadyLine {
@@ -77,8 +104,8 @@ pub(crate) async fn run(
 
     stop.await;
     tracing::info!("daemon stopping");
-    let _ = handle.stop();
-    let _ = tokio::time::timeout(STOP_GRACE, handle.stopped()).await;
+    let _ = server_handle.stop();
+    let _ = tokio::time::timeout(STOP_GRACE, server).await;
     daemon.shutdown().await;
     drop(secret_file);
     Ok(())
@@ -216,35 +243,27 @@ struct Guard {
 
 struct GuardInner {
     secret: Box<[u8]>,
-    /// `127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`; set once the port is known.
-    hosts: std::sync::OnceLock<[String; 3]>,
+    /// The address the daemon listens on (`127.0.0.2:PORT`, `[::1]:PORT`, ...) and
+    /// `localhost:PORT`: the names a local client can reach it by.
+    hosts: [String; 2],
 }
 
 impl Guard {
-    fn new(secret: &Secret) -> Self {
+    /// A guard for a daemon listening on `addr`, a loopback address.
+    fn new(secret: &Secret, addr: SocketAddr) -> Self {
         Guard {
             inner: Arc::new(GuardInner {
                 secret: secret.0.as_bytes().into(),
-                hosts: std::sync::OnceLock::new(),
+                hosts: [addr.to_string(), format!("localhost:{}", addr.port())],
             }),
         }
-    }
-
-    /// Sets the port requests must name; before that, every request is refused.
-    fn bind(&self, addr: SocketAddr) {
-        let port = addr.port();
-        let _ = self.inner.hosts.set([
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-        ]);
     }
 
     fn host_allowed(&self, host: &str) -> bool {
         self.inner
             .hosts
-            .get()
-            .is_some_and(|hosts| hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
@@ -363,9 +382,10 @@ mod tests {
     }
 
     fn guard(secret: &str) -> Guard {
-        let guard = Guard::new(&Secret(secret.to_owned()));
-        guard.bind(SocketAddr::from(([127, 0, 0, 1], 4242)));
-        guard
+        Guard::new(
+            &Secret(secret.to_owned()),
+            SocketAddr::from(([127, 0, 0, 1], 4242)),
+        )
     }
 
     fn request(headers: &[(&str, &str)]) -> HttpRequest {
@@ -384,11 +404,17 @@ mod tests {
             ("authorization", "Bearer s3cret"),
         ];
         assert_eq!(g.check(&request(&ok)), Ok(()));
-        for host in ["localhost:4242", "LOCALHOST:4242", "[::1]:4242"] {
+        for host in ["localhost:4242", "LOCALHOST:4242"] {
             let r = request(&[("host", host), ("authorization", "bearer s3cret")]);
             assert_eq!(g.check(&r), Ok(()), "{host}");
         }
-        for host in ["evil.example:4242", "127.0.0.1:4243", "127.0.0.1", ""] {
+        for host in [
+            "evil.example:4242",
+            "127.0.0.1:4243",
+            "127.0.0.1",
+            "",
+            "127.0.0.2:4242",
+        ] {
             let r = request(&[("host", host), ok[1]]);
             assert_eq!(g.check(&r), Err(Refusal::Host), "{host}");
         }
@@ -421,8 +447,28 @@ mod tests {
             assert_eq!(g.check(&r), Err(Refusal::Secret), "{auth}");
         }
         assert_eq!(g.check(&request(&[ok[0]])), Err(Refusal::Secret));
-        let unbound = Guard::new(&Secret("s3cret".into()));
-        assert_eq!(unbound.check(&request(&ok)), Err(Refusal::Host));
+    }
+
+    #[test]
+    fn the_host_allowed_is_the_address_listened_on() {
+        for (addr, host, origin) in [
+            ("127.0.0.2:4242", "127.0.0.2:4242", "http://127.0.0.2:4242"),
+            ("[::1]:4242", "[::1]:4242", "http://[::1]:4242"),
+            ("[::1]:4242", "localhost:4242", "http://localhost:4242"),
+        ] {
+            let g = Guard::new(&Secret("s3cret".into()), addr.parse().expect("addr"));
+            let r = request(&[
+                ("host", host),
+                ("authorization", "Bearer s3cret"),
+                ("origin", origin),
+            ]);
+            assert_eq!(g.check(&r), Ok(()), "{addr} {host}");
+            let r = request(&[
+                ("host", "127.0.0.1:4242"),
+                ("authorization", "Bearer s3cret"),
+            ]);
+            assert_eq!(g.check(&r), Err(Refusal::Host), "{addr}: another address");
+        }
     }
 
     #[test]

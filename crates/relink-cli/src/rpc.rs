@@ -172,23 +172,28 @@ struct Socket {
     forwarders: Vec<JoinHandle<()>>,
 }
 
-impl Socket {
-    /// Disconnects, lets the forwarders pass on the last state and events, then stops them.
-    /// The client stays: its state tells how it ended, and emits on it say it is closed.
-    async fn close(&mut self) -> ConnectionState {
-        self.client.disconnect().await;
-        for mut task in std::mem::take(&mut self.forwarders) {
-            let _ = tokio::time::timeout(FORWARD_GRACE, &mut task).await;
-            task.abort();
-        }
-        self.client.state()
+/// Disconnects `client`, lets the forwarders pass on the last state and events, then stops
+/// them. The client stays in its slot meanwhile: its state tells how it ended, and emits on
+/// it say it is closed.
+async fn close(client: &Client, forwarders: Vec<JoinHandle<()>>) -> ConnectionState {
+    client.disconnect().await;
+    for mut task in forwarders {
+        let _ = tokio::time::timeout(FORWARD_GRACE, &mut task).await;
+        task.abort();
     }
+    client.state()
 }
 
 /// What the methods share: the one socket, and hubs that outlive any one client so that
 /// subscriptions follow the socket across `socket.connect` calls.
+///
+/// Two locks, taken in this order: `lifecycle` serialises connecting and disconnecting,
+/// which wait for a socket to close (up to about a second), and is held across those
+/// waits; `socket` is only ever held for a few instructions and never across an `.await`,
+/// so `socket.state` and `socket.emit` are never stalled by a disconnect.
 pub(crate) struct Daemon {
-    socket: Mutex<Option<Socket>>,
+    lifecycle: Mutex<()>,
+    socket: std::sync::Mutex<Option<Socket>>,
     states: broadcast::Sender<ConnectionState>,
     events: broadcast::Sender<Arc<EventNote>>,
 }
@@ -196,26 +201,48 @@ pub(crate) struct Daemon {
 impl Daemon {
     pub(crate) fn new() -> Self {
         Daemon {
-            socket: Mutex::new(None),
+            lifecycle: Mutex::new(()),
+            socket: std::sync::Mutex::new(None),
             states: broadcast::channel(STATE_BUFFER).0,
             events: broadcast::channel(EVENT_BUFFER).0,
         }
     }
 
+    /// The slot; a panic elsewhere while holding it leaves nothing half-written (every
+    /// critical section is a single read or assignment), so a poisoned lock is still usable.
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Socket>> {
+        self.socket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Disconnects the socket, if any (the daemon is stopping).
     pub(crate) async fn shutdown(&self) {
-        if let Some(socket) = self.socket.lock().await.as_mut() {
-            socket.close().await;
-        }
+        let _lifecycle = self.lifecycle.lock().await;
+        self.close_current().await;
     }
 
-    async fn client(&self) -> Option<Client> {
-        self.socket.lock().await.as_ref().map(|s| s.client.clone())
+    /// Closes the socket in the slot, if any, without holding the slot's lock meanwhile;
+    /// the caller holds `lifecycle`. `None` when there was no socket.
+    async fn close_current(&self) -> Option<ConnectionState> {
+        let (client, forwarders) = {
+            let mut slot = self.slot();
+            let socket = slot.as_mut()?;
+            (
+                socket.client.clone(),
+                std::mem::take(&mut socket.forwarders),
+            )
+        };
+        Some(close(&client, forwarders).await)
     }
 
-    async fn state(&self) -> StateView {
-        match self.socket.lock().await.as_ref() {
-            Some(socket) => StateView::of(&socket.client.state()),
+    fn client(&self) -> Option<Client> {
+        self.slot().as_ref().map(|s| s.client.clone())
+    }
+
+    fn state(&self) -> StateView {
+        match self.client() {
+            Some(client) => StateView::of(&client.state()),
             None => StateView::idle(),
         }
     }
@@ -223,11 +250,12 @@ impl Daemon {
     async fn connect(&self, params: &Params<'_>) -> Result<StateView, RpcError> {
         let mut fields = Fields::parse(params, &["url", "token"])?;
         let url = fields.required_string("url")?;
-        let token = fields.required_string("token")?;
-        if token.trim().is_empty() {
+        // `Token::new` trims it: the same rule as the command line's.
+        let token = Token::new(fields.required_string("token")?);
+        if token.is_blank() {
             return Err(RpcError::InvalidParams("token must not be empty".into()));
         }
-        self.replace(url, Token::new(token))
+        self.replace(url, token)
             .await
             .map_err(|e| RpcError::InvalidParams(e.to_string()))
     }
@@ -252,15 +280,13 @@ impl Daemon {
     async fn replace(&self, url: String, token: Token) -> Result<StateView, BuildError> {
         let builder = || Client::builder(url.clone()).token(token.clone());
         builder().validate()?;
-        let mut slot = self.socket.lock().await;
-        if let Some(mut old) = slot.take() {
-            old.close().await;
-        }
+        let _lifecycle = self.lifecycle.lock().await;
+        self.close_current().await;
         let (client, events) = builder().connect()?;
         let states = self.start_state_forwarder(&client);
         let events = tokio::spawn(forward_events(events, self.events.clone()));
         let state = StateView::of(&client.state());
-        *slot = Some(Socket {
+        *self.slot() = Some(Socket {
             client,
             forwarders: vec![states, events],
         });
@@ -317,11 +343,10 @@ impl Daemon {
 
     async fn disconnect(&self, params: &Params<'_>) -> Result<StateView, RpcError> {
         Fields::parse(params, &[])?;
-        let mut slot = self.socket.lock().await;
-        let Some(socket) = slot.as_mut() else {
+        let _lifecycle = self.lifecycle.lock().await;
+        let Some(state) = self.close_current().await else {
             return Ok(StateView::idle());
         };
-        let state = socket.close().await;
         tracing::info!("socket disconnected");
         Ok(StateView::of(&state))
     }
@@ -342,7 +367,7 @@ impl Daemon {
                 .push(data)
                 .map_err(|e| RpcError::InvalidParams(format!("invalid value for `data`: {e}")))?;
         }
-        let client = self.client().await.ok_or(RpcError::NotConnected)?;
+        let client = self.client().ok_or(RpcError::NotConnected)?;
         match ack_timeout_ms {
             None => {
                 client
@@ -465,7 +490,7 @@ pub(crate) fn module(daemon: Arc<Daemon>) -> Result<RpcModule<Daemon>, RegisterM
     })?;
     module.register_async_method("socket.state", |params, daemon, _| async move {
         Fields::parse(&params, &[]).map_err(ErrorObjectOwned::from)?;
-        Ok::<_, ErrorObjectOwned>(daemon.state().await)
+        Ok::<_, ErrorObjectOwned>(daemon.state())
     })?;
     module.register_async_method("socket.emit", |params, daemon, _| async move {
         daemon.emit(&params).await.map_err(ErrorObjectOwned::from)
@@ -516,7 +541,7 @@ async fn state_subscription(
             () = sink.closed() => return Ok(()),
             state = rx.recv() => match state {
                 Ok(state) => StateView::of(&state),
-                Err(broadcast::error::RecvError::Lagged(_)) => daemon.state().await,
+                Err(broadcast::error::RecvError::Lagged(_)) => daemon.state(),
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
         };
@@ -624,6 +649,42 @@ mod tests {
         let mut f =
             Fields::parse(&params(r#"{"ack_timeout_ms": 0}"#), &["ack_timeout_ms"]).expect("ok");
         assert!(f.optional_positive("ack_timeout_ms").is_err());
+    }
+
+    /// A socket whose close takes [`FORWARD_GRACE`]: its forwarder never ends.
+    fn slow_to_close(daemon: &Daemon) {
+        let (client, _events) = Client::builder("http://127.0.0.1:9")
+            .token("tok")
+            .connect()
+            .expect("valid settings");
+        *daemon.slot() = Some(Socket {
+            client,
+            forwarders: vec![tokio::spawn(std::future::pending())],
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn methods_answer_while_a_socket_is_closing() {
+        let daemon = Arc::new(Daemon::new());
+        slow_to_close(&daemon);
+        let closing = tokio::spawn({
+            let daemon = Arc::clone(&daemon);
+            async move { daemon.disconnect(&Params::new(None)).await }
+        });
+        while daemon.lifecycle.try_lock().is_ok() {
+            tokio::task::yield_now().await;
+        }
+        // Virtual time: waiting for the close would let the clock run past this timeout.
+        let emit = tokio::time::timeout(
+            Duration::from_millis(1),
+            daemon.emit(&params(r#"{"event": "x"}"#)),
+        )
+        .await;
+        assert!(emit.is_ok(), "socket.emit waited for the socket to close");
+        assert_eq!(daemon.state().status, Status::Disconnected);
+        assert!(!closing.is_finished(), "the close was still going on");
+        let closed = closing.await.expect("no panic").expect("closed");
+        assert_eq!(closed.status, Status::Disconnected);
     }
 
     #[test]

@@ -71,8 +71,13 @@ impl Daemon {
     /// Starts `relink daemon --listen 127.0.0.1:0` with extra environment variables and a
     /// session file path that does not exist (yet).
     async fn start_with(env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_args(&["--listen", "127.0.0.1:0"], env).await
+    }
+
+    /// Starts `relink daemon ARGS` with extra environment variables.
+    async fn start_args(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let session_file = unique_path("session.json");
-        let mut cmd = daemon_command(&["--listen", "127.0.0.1:0"], &session_file);
+        let mut cmd = daemon_command(args, &session_file);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -97,8 +102,10 @@ impl Daemon {
         assert_eq!(keys, ["secret_file", "url"], "{line}");
         let url = ready["url"].as_str().unwrap().to_owned();
         let port: u16 = url
-            .strip_prefix("http://127.0.0.1:")
-            .unwrap_or_else(|| panic!("url is not http://127.0.0.1:PORT: {url}"))
+            .strip_prefix("http://127.0.0.")
+            .and_then(|rest| rest.split_once(':'))
+            .unwrap_or_else(|| panic!("url is not http://127.0.0.N:PORT: {url}"))
+            .1
             .parse()
             .unwrap();
         let secret_file = PathBuf::from(ready["secret_file"].as_str().unwrap());
@@ -136,7 +143,7 @@ impl Daemon {
         WsClientBuilder::default()
             .set_headers(self.headers())
             .request_timeout(WAIT)
-            .build(format!("ws://127.0.0.1:{}", self.port))
+            .build(self.url.replace("http://", "ws://"))
             .await
             .unwrap()
     }
@@ -930,5 +937,178 @@ async fn the_token_never_appears_in_any_output() {
     for line in stopped.stdout.iter().chain(&stopped.stderr) {
         assert!(!line.contains("SECRET-77ab"), "token in output: {line}");
     }
+    node.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// hostile and unusual clients
+
+#[tokio::test]
+async fn listens_on_the_loopback_address_it_is_given_and_answers_there() {
+    let daemon = Daemon::start_args(&["--listen", "127.0.0.2:0"], &[]).await;
+    assert!(
+        daemon.url.starts_with("http://127.0.0.2:"),
+        "{}",
+        daemon.url
+    );
+    let http = daemon.http();
+    assert_eq!(state(&http).await["status"], "disconnected");
+    let ws = daemon.ws().await;
+    assert_eq!(state(&ws).await["status"], "disconnected");
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn requests_with_ids_json_rpc_does_not_allow_get_invalid_request() {
+    let daemon = Daemon::start().await;
+    let host = format!("127.0.0.1:{}", daemon.port);
+    let auth = format!("Bearer {}", daemon.secret);
+    let headers = [("Host", host.as_str()), ("Authorization", auth.as_str())];
+    for id in ["[]", "{}", "1.5", "-1"] {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"socket.state"}}"#);
+        let (status, reply) = raw_post(daemon.port, &headers, &body).await;
+        assert_eq!(status, 200, "id {id}: {reply}");
+        let reply: Value = serde_json::from_str(&reply)
+            .unwrap_or_else(|e| panic!("id {id}: not JSON ({e}): {reply:?}"));
+        assert_eq!(reply["error"]["code"], -32600, "id {id}: {reply}");
+        assert_eq!(reply["id"], Value::Null, "id {id}: {reply}");
+    }
+    let (status, reply) = raw_post(
+        daemon.port,
+        &headers,
+        r#"{"jsonrpc":"2.0","id":7,"method":"socket.state"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["id"], 7, "a valid id is answered as before: {reply}");
+    assert_eq!(reply["result"]["status"], "disconnected");
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+}
+
+/// Whether the daemon closed `stream` (EOF or reset) within `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            // A response to a complete request: keep reading until the close.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Opens a connection that sends half of a request's headers.
+async fn half_request(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
+        .await
+        .unwrap();
+    stream
+}
+
+/// How long a test waits for the daemon to close a connection it must close. A bound: the
+/// daemon's own timeouts in these tests are 1 s, or a minute when only the cap may close.
+const CLOSE_WITHIN: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn half_sent_requests_are_closed_after_the_header_timeout() {
+    let daemon =
+        Daemon::start_args(&["--listen", "127.0.0.1:0", "--header-timeout", "1s"], &[]).await;
+    let mut halves = Vec::new();
+    for _ in 0..10 {
+        halves.push(half_request(daemon.port).await);
+    }
+    // A kept-alive connection: one whole (refused) request, then half of the next one.
+    let mut kept = TcpStream::connect(("127.0.0.1", daemon.port))
+        .await
+        .unwrap();
+    kept.write_all(
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\nPOST / HTTP/1.1\r\nHo",
+    )
+    .await
+    .unwrap();
+    for (i, stream) in halves.iter_mut().enumerate() {
+        assert!(
+            closed_within(stream, CLOSE_WITHIN).await,
+            "half-sent request {i} still open"
+        );
+    }
+    assert!(
+        closed_within(&mut kept, CLOSE_WITHIN).await,
+        "a half-sent second request on a kept-alive connection is still open"
+    );
+    assert_eq!(state(&daemon.http()).await["status"], "disconnected");
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn connections_waiting_for_headers_are_capped() {
+    // The header timeout is long here: only the cap can close a connection in time.
+    let daemon =
+        Daemon::start_args(&["--listen", "127.0.0.1:0", "--header-timeout", "60s"], &[]).await;
+    let mut halves = Vec::new();
+    for _ in 0..80 {
+        halves.push(half_request(daemon.port).await);
+    }
+    // The daemon accepts in order: those past the cap (64) are closed at once.
+    for (i, stream) in halves.iter_mut().enumerate().skip(64) {
+        assert!(
+            closed_within(stream, CLOSE_WITHIN).await,
+            "connection {i}, past the cap, still open"
+        );
+    }
+    // Once they go away, the daemon answers again.
+    drop(halves);
+    let http = daemon.http();
+    let mut answered = false;
+    for _ in 0..100 {
+        if http
+            .request::<Value, _>("socket.state", rpc_params![])
+            .await
+            .is_ok()
+        {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        answered,
+        "the daemon answers once the half-sent requests are gone"
+    );
+    let stopped = daemon.stop().await;
+    assert_eq!(stopped.status.code(), Some(0));
+    let warnings = stopped
+        .stderr
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("too many connections"))
+        .count();
+    assert_eq!(
+        warnings, 1,
+        "one WARN for the episode: {:?}",
+        stopped.stderr
+    );
+}
+
+#[tokio::test]
+async fn connect_trims_the_token_as_the_command_line_does() {
+    let node = NodeServer::start(NodeOptions::default()).await.unwrap();
+    let daemon = Daemon::start().await;
+    let ws = daemon.ws().await;
+    let mut states = subscribe(&ws, "state").await;
+    call(
+        &ws,
+        "socket.connect",
+        params(&[("url", json!(node.url())), ("token", json!(" secret \n"))]),
+    )
+    .await
+    .unwrap();
+    let seen = until_status(&mut states, "connected").await;
+    assert!(!seen.iter().any(|s| s == "failed"), "{seen:?}");
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
     node.stop().await;
 }
