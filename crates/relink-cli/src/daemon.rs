@@ -78,7 +78,7 @@ pub(crate) async fn run(
     let module = rpc::module(Arc::clone(&daemon))
         .map_err(|e| CliError::Other(format!("cannot register the methods: {e}")))?;
     let (stop_handle, server_handle) = jsonrpsee::server::stop_channel();
-    let service = Server::builder()
+    let services = Server::builder()
         .set_config(
             ServerConfig::builder()
                 .max_request_body_size(MAX_REQUEST_BODY)
@@ -87,13 +87,17 @@ pub(crate) async fn run(
         .set_http_middleware(tower::ServiceBuilder::new().layer(guard).layer(RequestIds {
             max_body: MAX_REQUEST_BODY,
         }))
-        .to_service_builder()
-        .build(module, stop_handle.clone());
+        .to_service_builder();
+    let methods = jsonrpsee::server::Methods::from(module);
+    let make_service = {
+        let stop_handle = stop_handle.clone();
+        move || services.clone().build(methods.clone(), stop_handle.clone())
+    };
     let limits = accept::Limits {
         header_timeout: args.header_timeout,
         awaiting_headers: MAX_AWAITING_HEADERS,
     };
-    let server = tokio::spawn(accept::serve(listener, service, stop_handle, limits));
+    let server = tokio::spawn(accept::serve(listener, make_service, stop_handle, limits));
 
     let url = format!("http://{addr}");
     announce(&ReadyLine {

@@ -27,10 +27,16 @@ pub(crate) struct Limits {
     pub(crate) awaiting_headers: usize,
 }
 
-/// Serves connections from `listener` until `stop` says so, then lets open connections
-/// finish what they are doing (the caller bounds how long it waits for that).
-pub(crate) async fn serve<S>(listener: TcpListener, service: S, stop: StopHandle, limits: Limits)
-where
+/// Serves connections from `listener` with a service `make_service` builds for each one
+/// (jsonrpsee numbers connections, and counts them against its own limit, per build),
+/// until `stop` says so; then lets open connections finish what they are doing (the caller
+/// bounds how long it waits for that).
+pub(crate) async fn serve<S>(
+    listener: TcpListener,
+    make_service: impl Fn() -> S,
+    stop: StopHandle,
+    limits: Limits,
+) where
     S: Service<HttpRequest, Response = HttpResponse, Error = BoxError> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
@@ -71,7 +77,7 @@ where
         // Released when the first request's headers are in: the connection is no longer
         // waiting (and hyper's header timeout still covers its later requests).
         let permit = Arc::new(Mutex::new(Some(permit)));
-        let service = service.clone();
+        let service = make_service();
         let handler = hyper::service::service_fn(move |request: hyper::Request<_>| {
             permit.lock().unwrap_or_else(PoisonError::into_inner).take();
             let mut service = service.clone();
