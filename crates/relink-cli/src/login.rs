@@ -1,21 +1,24 @@
 //! `relink login URL` and `relink logout`.
 
 use crate::exit::CliError;
-use std::io::{BufRead, IsTerminal};
+use crate::token::MAX_TOKEN_FILE;
+use std::future::Future;
+use std::io::{BufRead, IsTerminal, Read};
 
 /// Reads the token from stdin (without echo on a terminal) and stores it with the URL.
-pub(crate) fn login(url: &str) -> Result<(), CliError> {
+///
+/// A signal while it waits for the token stores nothing, puts the terminal back as it was
+/// (the prompt turns echo off, and the default action would leave it off) and exits 1.
+pub(crate) async fn login(url: &str, stop: impl Future<Output = ()>) -> Result<(), CliError> {
     relink::Client::builder(url).validate()?;
-    let token = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("token: ")
-            .map_err(|e| CliError::Other(format!("cannot read the token: {e}")))?
-    } else {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| CliError::Other(format!("cannot read the token from stdin: {e}")))?;
-        line
+    let terminal = Terminal::save();
+    let read = tokio::task::spawn_blocking(read_token);
+    let token = tokio::select! {
+        read = read => read.map_err(|e| CliError::Other(format!("cannot read the token: {e}")))??,
+        () = stop => {
+            terminal.restore();
+            return Err(CliError::Other("login interrupted: nothing stored".into()));
+        }
     };
     let token = token.trim();
     if token.is_empty() {
@@ -24,6 +27,59 @@ pub(crate) fn login(url: &str) -> Result<(), CliError> {
     let path = crate::session::store(url, token)?;
     eprintln!("relink: session stored in {}", path.display());
     Ok(())
+}
+
+/// The token: typed without echo on a terminal, else the first line of stdin (at most the
+/// size of a token file, so `< /dev/zero` cannot eat memory).
+fn read_token() -> Result<String, CliError> {
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password("token: ")
+            .map_err(|e| CliError::Other(format!("cannot read the token: {e}")));
+    }
+    let mut line = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_TOKEN_FILE + 1)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| CliError::Other(format!("cannot read the token from stdin: {e}")))?;
+    if line.len() as u64 > MAX_TOKEN_FILE {
+        return Err(CliError::Usage(format!(
+            "the token on stdin is longer than {} KiB",
+            MAX_TOKEN_FILE / 1024
+        )));
+    }
+    String::from_utf8(line).map_err(|_| CliError::Usage("the token is not valid UTF-8".into()))
+}
+
+/// The terminal's settings before the prompt changed them, when stdin is a terminal.
+struct Terminal {
+    #[cfg(unix)]
+    saved: Option<rustix::termios::Termios>,
+}
+
+impl Terminal {
+    fn save() -> Self {
+        Terminal {
+            #[cfg(unix)]
+            saved: std::io::stdin()
+                .is_terminal()
+                .then(|| rustix::termios::tcgetattr(std::io::stdin()).ok())
+                .flatten(),
+        }
+    }
+
+    /// Puts the settings back and ends the prompt's line.
+    fn restore(self) {
+        #[cfg(unix)]
+        if let Some(saved) = self.saved {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stdin(),
+                rustix::termios::OptionalActions::Now,
+                &saved,
+            );
+            eprintln!();
+        }
+    }
 }
 
 /// Removes the stored session.

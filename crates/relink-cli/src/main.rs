@@ -39,8 +39,7 @@ fn run(cli: cli::Cli) -> Result<(), exit::CliError> {
         .enable_all()
         .build()
         .map_err(|e| exit::CliError::Other(format!("cannot start the runtime: {e}")))?;
-    // Registered before anything is printed or dialled, for every command that runs in the
-    // runtime; not for `login`, whose prompt must stay interruptible by the default action.
+    // Registered before anything is printed or dialled, for every command that waits.
     let stop = || {
         let _runtime = runtime.enter();
         signal::terminate()
@@ -68,7 +67,10 @@ fn run(cli: cli::Cli) -> Result<(), exit::CliError> {
             let _telemetry = telemetry::init(args.log_format, token::known_secrets(None));
             runtime.block_on(daemon::run(args, stop))
         }
-        cli::Command::Login(args) => login::login(&args.url),
+        cli::Command::Login(args) => {
+            let stop = stop();
+            runtime.block_on(login::login(&args.url, stop))
+        }
         cli::Command::Logout => login::logout(),
     };
     runtime.shutdown_timeout(SHUTDOWN_GRACE);

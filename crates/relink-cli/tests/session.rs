@@ -141,3 +141,130 @@ fn login_refuses_a_symlinked_session_file_and_leaves_its_target_alone() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn login_reads_at_most_a_token_file_from_stdin() {
+    let session = session_path("huge-stdin");
+    let zeros = "\0".repeat(100 * 1024);
+    let out = run(&["login", "http://127.0.0.1:9"], &session, &zeros);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("longer than 64 KiB"), "{stderr}");
+    assert!(!session.exists());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_signal_at_the_login_prompt_stores_nothing_and_exits_1() {
+    let session = session_path("signal-piped");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relink"))
+        .args(["login", "http://127.0.0.1:9"])
+        .env("RELINK_SESSION_FILE", &session)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Waiting for a token that never comes: stdin stays open.
+    let _stdin = child.stdin.take().unwrap();
+    signal_once_caught(&mut child, "TERM", 15);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!session.exists());
+}
+
+/// Sends `SIG<name>` (number `number`) once the child catches it, as `/proc` shows, or
+/// after 10 s if it never does (the signal's default action then ends it, and the caller's
+/// assertion on the exit says so).
+#[cfg(target_os = "linux")]
+fn signal_once_caught(child: &mut std::process::Child, name: &str, number: u32) {
+    let status = format!("/proc/{}/status", child.id());
+    for _ in 0..1000 {
+        let caught = std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|text| {
+                let mask = text.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+                u64::from_str_radix(mask.trim(), 16).ok()
+            })
+            .is_some_and(|mask| mask & (1 << (number - 1)) != 0);
+        if caught {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let kill = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
+/// Ctrl-C at the no-echo prompt used to leave the terminal without echo.
+#[cfg(target_os = "linux")]
+#[test]
+fn ctrl_c_at_the_login_prompt_gives_the_terminal_its_echo_back() {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use rustix::termios::{LocalModes, tcgetattr};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let terminal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    assert!(
+        tcgetattr(&terminal)
+            .unwrap()
+            .local_modes
+            .contains(LocalModes::ECHO)
+    );
+
+    let session = session_path("signal-tty");
+    // `setsid --ctty`: the pseudo-terminal becomes the child's controlling terminal, the
+    // one the prompt turns echo off on.
+    let mut child = Command::new("setsid")
+        .arg("--ctty")
+        .arg(env!("CARGO_BIN_EXE_relink"))
+        .args(["login", "http://127.0.0.1:9"])
+        .env("RELINK_SESSION_FILE", &session)
+        .stdin(terminal.try_clone().unwrap())
+        .stdout(Stdio::null())
+        .stderr(terminal.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    // The prompt is up once echo is off.
+    let mut prompted = false;
+    for _ in 0..300 {
+        if !tcgetattr(&terminal)
+            .unwrap()
+            .local_modes
+            .contains(LocalModes::ECHO)
+        {
+            prompted = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(prompted, "the prompt never turned echo off");
+    signal_once_caught(&mut child, "INT", 2);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a clean stop, not the default action"
+    );
+    assert!(
+        tcgetattr(&terminal)
+            .unwrap()
+            .local_modes
+            .contains(LocalModes::ECHO),
+        "echo is back on"
+    );
+    assert!(!session.exists());
+    drop(master);
+}
