@@ -4,10 +4,14 @@ use crate::cli::ConnectArgs;
 use crate::exit::CliError;
 use relink::ClientBuilder;
 
-/// A builder with URL, namespace, token and timeouts from the options; the stored session
-/// fills in a missing URL or token.
-pub(crate) fn builder(url: Option<&str>, args: &ConnectArgs) -> Result<ClientBuilder, CliError> {
-    let token = crate::token::load(args.token_file.as_deref())?;
+/// A builder with URL, namespace, token (as [`crate::token::load`] read it) and timeouts
+/// from the options; the stored session fills in a missing URL or token.
+pub(crate) fn builder(
+    url: Option<&str>,
+    token: Option<String>,
+    args: &ConnectArgs,
+) -> Result<ClientBuilder, CliError> {
+    let token = token.map(relink::Token::new);
     let stored = if url.is_none() || token.is_none() {
         crate::session::load()?
     } else {

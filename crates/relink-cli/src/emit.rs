@@ -8,6 +8,7 @@ use relink::{AckError, Payload};
 
 pub(crate) async fn run(
     args: EmitArgs,
+    token: Option<String>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), CliError> {
     let (url, event, rest) = match args.words.split_first() {
@@ -23,7 +24,7 @@ pub(crate) async fn run(
         None => return Err(CliError::Usage("missing the event name".into())),
     };
     let payload = arguments(rest)?;
-    let (client, _events) = builder(url, &args.connect)?
+    let (client, _events) = builder(url, token, &args.connect)?
         .connect_timeout(args.timeout.min(args.connect.connect_timeout))
         .connect()?;
     let deadline = tokio::time::Instant::now() + args.timeout;

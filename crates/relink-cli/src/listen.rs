@@ -11,9 +11,10 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 pub(crate) async fn run(
     args: ListenArgs,
+    token: Option<String>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), CliError> {
-    let (client, mut events) = builder(args.url.as_deref(), &args.connect)?
+    let (client, mut events) = builder(args.url.as_deref(), token, &args.connect)?
         .backoff_initial(args.backoff_initial)
         .backoff_max(args.backoff_max)
         .escalate_after(args.escalate_after)

@@ -45,18 +45,20 @@ fn run(cli: cli::Cli) -> Result<(), exit::CliError> {
         signal::terminate()
     };
     let result = match cli.command {
-        cli::Command::Listen(args) => {
-            let stop = stop();
-            let secrets = token::known_secrets(args.connect.token_file.as_deref());
-            let _telemetry = telemetry::init(args.connect.log_format, secrets);
-            runtime.block_on(listen::run(args, stop))
-        }
-        cli::Command::Emit(args) => {
-            let stop = stop();
-            let secrets = token::known_secrets(args.connect.token_file.as_deref());
-            let _telemetry = telemetry::init(args.connect.log_format, secrets);
-            runtime.block_on(emit::run(args, stop))
-        }
+        cli::Command::Listen(args) => runtime.block_on(async {
+            let mut stop = std::pin::pin!(stop());
+            let Some((token, _telemetry)) = prepare(&args.connect, stop.as_mut()).await? else {
+                return Ok(());
+            };
+            listen::run(args, token, stop).await
+        }),
+        cli::Command::Emit(args) => runtime.block_on(async {
+            let mut stop = std::pin::pin!(stop());
+            let Some((token, _telemetry)) = prepare(&args.connect, stop.as_mut()).await? else {
+                return Ok(());
+            };
+            emit::run(args, token, stop).await
+        }),
         // The demo installs its own subscriber: it counts relink's log records for its summary.
         cli::Command::Demo(args) => {
             let stop = stop();
@@ -75,4 +77,19 @@ fn run(cli: cli::Cli) -> Result<(), exit::CliError> {
     };
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
     result
+}
+
+/// What a command that connects does first: reads the token (once: a token file may be a
+/// pipe), then starts the logs with that token in the scrub list. `None` when a stop signal
+/// came while the token was being read.
+async fn prepare(
+    args: &cli::ConnectArgs,
+    stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<Option<(Option<String>, telemetry::Telemetry)>, exit::CliError> {
+    let token = match token::load_unless_stopped(args.token_file.clone(), stop).await? {
+        token::Loaded::Token(token) => token,
+        token::Loaded::Stopped => return Ok(None),
+    };
+    let telemetry = telemetry::init(args.log_format, token::known_secrets(token.as_deref()));
+    Ok(Some((token, telemetry)))
 }

@@ -66,7 +66,7 @@ pub(crate) fn stored_secret() -> Option<String> {
     let text = std::fs::read_to_string(path().ok()?).ok()?;
     serde_json::from_str::<SessionFile>(&text)
         .ok()
-        .map(|f| f.token)
+        .map(|f| f.token.trim().to_owned())
 }
 
 /// Stores URL and token, readable only by the user.

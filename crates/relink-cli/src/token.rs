@@ -1,9 +1,8 @@
 //! Where the CLI gets the token: a file or RELINK_TOKEN, never an argument.
 
 use crate::exit::CliError;
-use relink::Token;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The environment variable holding the token.
 pub(crate) const TOKEN_ENV: &str = "RELINK_TOKEN";
@@ -12,8 +11,10 @@ pub(crate) const TOKEN_ENV: &str = "RELINK_TOKEN";
 /// keeps `--token-file /dev/zero` or a mistyped path to a huge file from eating memory.
 pub(crate) const MAX_TOKEN_FILE: u64 = 64 * 1024;
 
-/// Reads the token; `Ok(None)` when none is configured. A blank one is a usage error.
-pub(crate) fn load(token_file: Option<&Path>) -> Result<Option<Token>, CliError> {
+/// The configured token's text: the first line of the token file, else RELINK_TOKEN,
+/// without the whitespace around it; `Ok(None)` when none is configured. A blank one is a
+/// usage error. Read once: a token file may be a pipe (`--token-file <(pass show x)`).
+pub(crate) fn load(token_file: Option<&Path>) -> Result<Option<String>, CliError> {
     let raw = match token_file {
         Some(path) => read_token_file(path)?,
         None => match std::env::var(TOKEN_ENV) {
@@ -24,12 +25,34 @@ pub(crate) fn load(token_file: Option<&Path>) -> Result<Option<Token>, CliError>
             }
         },
     };
-    // `Token::new` trims the whitespace around it, the rule for every token source.
-    let token = Token::new(raw.lines().next().unwrap_or(""));
-    if token.is_blank() {
+    let token = raw.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
         return Err(CliError::Usage("token must not be empty".into()));
     }
-    Ok(Some(token))
+    Ok(Some(token.to_owned()))
+}
+
+/// What [`load_unless_stopped`] ended with.
+pub(crate) enum Loaded {
+    /// The token's text, if one is configured.
+    Token(Option<String>),
+    /// A stop signal came first.
+    Stopped,
+}
+
+/// [`load`] on a blocking thread, raced against `stop`: a token file may be a FIFO whose
+/// writer never comes, and a signal must still end the process.
+pub(crate) async fn load_unless_stopped(
+    token_file: Option<PathBuf>,
+    stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<Loaded, CliError> {
+    let read = tokio::task::spawn_blocking(move || load(token_file.as_deref()));
+    tokio::select! {
+        read = read => read
+            .map_err(|e| CliError::Other(format!("cannot read the token: {e}")))?
+            .map(Loaded::Token),
+        () = stop => Ok(Loaded::Stopped),
+    }
 }
 
 /// The file's text, refused when it is larger than [`MAX_TOKEN_FILE`] or not UTF-8; the
@@ -50,16 +73,12 @@ fn read_token_file(path: &Path) -> Result<String, CliError> {
     String::from_utf8(bytes).map_err(|_| fail("not valid UTF-8".into()))
 }
 
-/// Every token this process could know about at start (environment, token file, stored
-/// session), for scrubbing error reports. Read failures are ignored here: the command
-/// reports them.
-pub(crate) fn known_secrets(token_file: Option<&Path>) -> Vec<String> {
-    let mut secrets = Vec::new();
+/// Every token this process knows about at start (the one loaded from the token file or
+/// the environment, the stored session's), for scrubbing error reports.
+pub(crate) fn known_secrets(loaded: Option<&str>) -> Vec<String> {
+    let mut secrets: Vec<String> = loaded.map(str::to_owned).into_iter().collect();
     if let Ok(token) = std::env::var(TOKEN_ENV) {
         secrets.push(token.trim().to_owned());
-    }
-    if let Some(token) = token_file.and_then(|path| read_token_file(path).ok()) {
-        secrets.push(token.lines().next().unwrap_or("").trim().to_owned());
     }
     if let Some(token) = crate::session::stored_secret() {
         secrets.push(token);
@@ -91,20 +110,18 @@ mod tests {
         let e = load(Some(&binary)).expect_err("not UTF-8").to_string();
         assert!(e.contains("not valid UTF-8"), "{e}");
         let fits = temp_file("fits", b"  tok-1  \nsecond line\n");
-        assert_eq!(load(Some(&fits)).expect("ok"), Some(Token::new("tok-1")));
+        assert_eq!(load(Some(&fits)).expect("ok").as_deref(), Some("tok-1"));
         for path in [big, binary, fits] {
             let _ = std::fs::remove_file(path);
         }
     }
 
     #[test]
-    fn the_token_file_is_among_the_secrets_to_scrub() {
-        let file = temp_file("scrub", b"tok-from-file-9\n");
-        let secrets = known_secrets(Some(&file));
+    fn the_loaded_token_is_among_the_secrets_to_scrub() {
+        let secrets = known_secrets(Some("tok-from-file-9"));
         assert!(
             secrets.iter().any(|s| s == "tok-from-file-9"),
             "{secrets:?}"
         );
-        let _ = std::fs::remove_file(file);
     }
 }

@@ -423,6 +423,26 @@ async fn listen_reads_the_token_from_token_file() {
 }
 
 #[tokio::test]
+async fn a_token_file_that_is_a_pipe_is_read_once() {
+    let server = node().await;
+    let mut cmd = relink(&[
+        "emit",
+        &server.url(),
+        "echo",
+        "\"piped\"",
+        "--ack",
+        "--token-file",
+        "/dev/stdin",
+    ]);
+    cmd.stdin(Stdio::piped());
+    let mut p = Relink::spawn(cmd, "relink emit --token-file /dev/stdin");
+    p.write_stdin("secret\n").await;
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    assert_eq!(done.stdout, vec![r#"["piped"]"#.to_owned()]);
+}
+
+#[tokio::test]
 async fn log_format_json_makes_every_stderr_line_a_json_object_with_a_level() {
     let gateway = counting_gateway().await;
     let url = gateway.url();
