@@ -2,14 +2,15 @@
 //!
 //! The rules, which the README states:
 //! - Lines are read only once the first handshake has told the server's `maxPayload`; until
-//!   then they wait in the pipe. A line longer than that could never be sent: it is skipped
-//!   with a WARN, and never held in memory beyond the limit.
+//!   then they wait in the pipe. A line longer than that (or than [`MAX_LINE`], whatever the
+//!   server says) is skipped with a WARN, and never held in memory beyond the limit.
 //! - A line that is not UTF-8 or not a JSON array is skipped with a WARN; later lines still
 //!   go out.
 //! - Stdin is read by a thread of its own: a blocking read cannot be cancelled, and must not
 //!   hold the process when a signal asks it to stop.
 //! - At a stop, acked emits still waiting for their ack are abandoned and counted in one
-//!   WARN; an emit still waiting for room in the outbox is abandoned and said too.
+//!   WARN; a line read but not sent yet (waiting for room in the outbox, or read ahead) is
+//!   said too. Lines not read yet stay in the pipe.
 
 use crate::connect::parse_emit_line;
 use relink::Client;
@@ -18,8 +19,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// Lines read ahead of the emitter; each is at most the server's `maxPayload`.
-const READ_AHEAD: usize = 4;
+/// Lines read ahead of the emitter: one, so that at most two lines (this one and the one
+/// being sent) are in memory, and a stop leaves the rest in the pipe, unread.
+const READ_AHEAD: usize = 1;
+/// The longest line, whatever `maxPayload` the server announces: a hostile or misconfigured
+/// server must not lift the bound.
+const MAX_LINE: usize = 16 << 20;
 
 /// How the emits are sent.
 #[derive(Debug, Clone, Copy)]
@@ -85,11 +90,19 @@ async fn emit_lines(client: Client, delivery: Delivery, mut stopped: watch::Rece
         };
         tokio::select! {
             () = stop(&mut stopped) => {
-                tracing::warn!("stdin line not sent: stopping while it waited for room in the outbox");
+                tracing::warn!("stdin line not sent: stopping while it waited to be queued");
                 break;
             }
             () = send_line(&client, line, delivery, &mut acks) => {}
         }
+    }
+    lines.close();
+    let unsent = std::iter::from_fn(|| lines.try_recv().ok()).count();
+    if unsent > 0 {
+        tracing::warn!(
+            lines = unsent,
+            "stopping with stdin lines read but not sent"
+        );
     }
     while acks.try_join_next().is_some() {}
     if !acks.is_empty() {
@@ -160,7 +173,8 @@ fn spawn_reader(client: Client) -> mpsc::Receiver<Line> {
             loop {
                 let limit = client
                     .max_payload()
-                    .map_or(usize::MAX, |max| usize::try_from(max).unwrap_or(usize::MAX));
+                    .map_or(MAX_LINE, |max| usize::try_from(max).unwrap_or(MAX_LINE))
+                    .min(MAX_LINE);
                 let line = match read_line(&mut input, limit, &mut buf) {
                     Ok(Some(line)) => line,
                     Ok(None) => return,
@@ -170,6 +184,8 @@ fn spawn_reader(client: Client) -> mpsc::Receiver<Line> {
                     }
                 };
                 if tx.blocking_send(line).is_err() {
+                    // The emitter stopped while this line waited for it.
+                    tracing::warn!(lines = 1, "stopping with stdin lines read but not sent");
                     return;
                 }
             }
