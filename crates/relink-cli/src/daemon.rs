@@ -51,7 +51,7 @@ pub(crate) async fn run(
     if !requested.ip().is_loopback() {
         return Err(CliError::Usage(format!(
             "refusing to listen on {requested}: the daemon listens on loopback only \
-             (127.0.0.1 or [::1])"
+             (127.0.0.0/8 or [::1])"
         )));
     }
     let mut stop = std::pin::pin!(stop);
@@ -160,6 +160,7 @@ impl SecretFile {
         builder
             .create(&dir)
             .map_err(|e| io("create the directory", &dir, e))?;
+        crate::signal::remove_at_forced_exit(&dir);
         let file = SecretFile {
             path: dir.join("secret"),
             dir,
@@ -190,6 +191,7 @@ impl Drop for SecretFile {
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "secret directory not removed");
         }
+        crate::signal::keep_at_forced_exit(&self.dir);
     }
 }
 
@@ -225,9 +227,12 @@ impl Refusal {
                 "unauthorized: send Authorization: Bearer <the secret file's content>\n",
             ),
         };
+        // Closed after the answer: a stranger must not keep a connection by sending one
+        // refused request after another (each would reset the header timeout).
         let mut builder = HttpResponse::builder()
             .status(status)
-            .header("content-type", "text/plain; charset=utf-8");
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("connection", "close");
         if self == Refusal::Secret {
             builder = builder.header("www-authenticate", "Bearer");
         }

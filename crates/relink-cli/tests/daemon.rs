@@ -943,6 +943,8 @@ async fn the_token_never_appears_in_any_output() {
 // ---------------------------------------------------------------------------------------
 // hostile and unusual clients
 
+// 127.0.0.2 is a loopback address on Linux only, out of the box.
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn listens_on_the_loopback_address_it_is_given_and_answers_there() {
     let daemon = Daemon::start_args(&["--listen", "127.0.0.2:0"], &[]).await;
@@ -1022,15 +1024,20 @@ async fn half_sent_requests_are_closed_after_the_header_timeout() {
     for _ in 0..10 {
         halves.push(half_request(daemon.port).await);
     }
-    // A kept-alive connection: one whole (refused) request, then half of the next one.
+    // A kept-alive connection: one whole, answered request, then half of the next one.
     let mut kept = TcpStream::connect(("127.0.0.1", daemon.port))
         .await
         .unwrap();
-    kept.write_all(
-        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\nPOST / HTTP/1.1\r\nHo",
-    )
-    .await
-    .unwrap();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"socket.state"}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}\
+         POST / HTTP/1.1\r\nHo",
+        daemon.port,
+        daemon.secret,
+        body.len()
+    );
+    kept.write_all(request.as_bytes()).await.unwrap();
     for (i, stream) in halves.iter_mut().enumerate() {
         assert!(
             closed_within(stream, CLOSE_WITHIN).await,
@@ -1061,6 +1068,16 @@ async fn connections_waiting_for_headers_are_capped() {
             "connection {i}, past the cap, still open"
         );
     }
+    // And only those: the first 64 wait for their headers (a close would show at once).
+    let closed_now = futures_util::future::join_all(
+        halves
+            .iter_mut()
+            .take(64)
+            .map(|stream| closed_within(stream, Duration::from_millis(200))),
+    )
+    .await;
+    let closed: Vec<usize> = (0..64).filter(|&i| closed_now[i]).collect();
+    assert!(closed.is_empty(), "closed within the cap: {closed:?}");
     // Once they go away, the daemon answers again.
     drop(halves);
     let http = daemon.http();
@@ -1111,4 +1128,76 @@ async fn connect_trims_the_token_as_the_command_line_does() {
     assert!(!seen.iter().any(|s| s == "failed"), "{seen:?}");
     assert_eq!(daemon.stop().await.status.code(), Some(0));
     node.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_request_closes_its_connection() {
+    let daemon =
+        Daemon::start_args(&["--listen", "127.0.0.1:0", "--header-timeout", "60s"], &[]).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", daemon.port))
+        .await
+        .unwrap();
+    // Keep-alive is HTTP/1.1's default: only the daemon's answer can close it.
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\r\n",
+        daemon.port
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let read = timeout(WAIT, stream.read_to_end(&mut response)).await;
+    assert!(
+        read.is_ok(),
+        "the connection stayed open after a refused request"
+    );
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    assert!(
+        response.to_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once_and_still_removes_the_secret() {
+    let mut daemon = Daemon::start().await;
+    // A request the stop has to wait for (up to its grace): its body never comes. Its
+    // "100 Continue" says the daemon has started reading it.
+    let mut stream = TcpStream::connect(("127.0.0.1", daemon.port))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n",
+        daemon.port, daemon.secret
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut interim = [0u8; 64];
+    let n = timeout(WAIT, stream.read(&mut interim))
+        .await
+        .unwrap()
+        .unwrap();
+    let interim = String::from_utf8_lossy(&interim[..n]);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+
+    let dir = daemon.secret_file.parent().unwrap().to_owned();
+    daemon.sigterm();
+    let mut stopping = false;
+    while let Ok(Some(line)) = timeout(WAIT, daemon.err.recv()).await {
+        if line.contains("daemon stopping") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "no 'daemon stopping' line");
+    let stopped = daemon.stop().await;
+    assert_eq!(
+        stopped.status.code(),
+        Some(1),
+        "the second signal forced the exit"
+    );
+    assert!(
+        !dir.exists(),
+        "the secret's directory outlived a forced exit"
+    );
 }

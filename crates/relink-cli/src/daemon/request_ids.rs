@@ -8,7 +8,7 @@
 //! nothing for such a message; the HTTP path is where a caller waits for an answer.)
 
 use futures_util::future::BoxFuture;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use jsonrpsee::core::BoxError;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use jsonrpsee::types::{ErrorObjectOwned, Id, Response, ResponsePayload};
@@ -69,17 +69,17 @@ where
             let (parts, body) = request.into_parts();
             let bytes = match Limited::new(body, max_body as usize).collect().await {
                 Ok(collected) => collected.to_bytes(),
-                Err(_) => return Ok(jsonrpsee::server::http::response::too_large(max_body)),
+                Err(e) if e.is::<LengthLimitError>() => {
+                    return Ok(jsonrpsee::server::http::response::too_large(max_body));
+                }
+                // The client went away mid-body, or sent a malformed one.
+                Err(e) => return Err(e),
             };
             if has_invalid_id(&bytes) {
                 return Ok(invalid_request());
             }
-            inner
-                .call(HttpRequest::from_parts(
-                    parts,
-                    HttpBody::from(bytes.to_vec()),
-                ))
-                .await
+            let body = HttpBody::new(Full::new(bytes));
+            inner.call(HttpRequest::from_parts(parts, body)).await
         })
     }
 }
