@@ -15,6 +15,8 @@
 
 mod client;
 mod config;
+#[doc(hidden)]
+pub mod core;
 mod error;
 mod link;
 mod outbox;

@@ -1,15 +1,16 @@
 //! The one task that owns the socket: connect, run, classify how it ended, decide, wait.
 //!
-//! Decisions come from [`crate::policy`]; this loop only carries them out, publishes every
-//! state transition, and logs at the level the escalation latch chose.
+//! What to do after a failure, when an outage is over and which log records say so come
+//! from [`crate::core::reconnect`]; this loop carries the decisions out, publishes every
+//! state transition, and writes the records.
 
 use crate::client::{Deliveries, Event, Incoming, Shared};
 use crate::config::Config;
+use crate::core::reconnect::{Decision, Failure, Reconnect, Record, Settings, Severity};
 use crate::error::{AckError, EmitError, LinkError};
 use crate::link::Link;
 use crate::outbox::{AckRequest, Acked, Body, Outgoing};
-use crate::policy::classify::{Class, classify, reason};
-use crate::policy::escalation::{Escalation, Level};
+use crate::policy::classify::{classify, reason};
 use crate::state::{ConnectionState, EndReason, Status};
 use crate::token::Token;
 use crate::transport::{self, Ws};
@@ -73,28 +74,8 @@ impl InFlight {
 enum End {
     /// The user asked to stop (or dropped every handle).
     Shutdown,
-    /// The link failed or ended; `stable` tells whether it had held for the stable period.
-    Lost { error: LinkError, stable: bool },
-}
-
-impl End {
-    /// The end, knowing whether the connection had held for the stable period (what ends
-    /// it, a frame or a write, does not know).
-    fn with_stable(self, held: bool) -> End {
-        match self {
-            End::Lost { error, .. } => End::Lost {
-                error,
-                stable: held,
-            },
-            End::Shutdown => End::Shutdown,
-        }
-    }
-}
-
-/// What to do after a failure.
-enum Decision {
-    Retry(Duration),
-    Stop(Status, EndReason),
+    /// The link failed or ended.
+    Lost(LinkError),
 }
 
 pub(crate) struct Supervisor {
@@ -106,12 +87,7 @@ pub(crate) struct Supervisor {
     events: Deliveries,
     state: ConnectionState,
     acks: AckTable<InFlight>,
-    escalation: Escalation,
-    /// Failures since the last stable connection: the backoff exponent.
-    failures: u32,
-    /// Credential rejections in a row: the second one is final.
-    auth_rejections: u32,
-    ever_connected: bool,
+    reconnect: Reconnect,
     /// Increases per connection, so acks for a dead connection's events are discarded.
     generation: u64,
     pid: Option<String>,
@@ -137,7 +113,12 @@ impl Supervisor {
         transitions: broadcast::Sender<ConnectionState>,
         events: Deliveries,
     ) -> Self {
-        let escalation = Escalation::new(cfg.escalate_after);
+        let reconnect = Reconnect::new(Settings {
+            backoff: cfg.backoff,
+            escalate_after: cfg.escalate_after,
+            stable_after: cfg.stable_after,
+            reconnect_on_server_disconnect: cfg.reconnect_on_server_disconnect,
+        });
         Supervisor {
             cfg,
             shared,
@@ -147,10 +128,7 @@ impl Supervisor {
             events,
             state: ConnectionState::initial(),
             acks: AckTable::new(),
-            escalation,
-            failures: 0,
-            auth_rejections: 0,
-            ever_connected: false,
+            reconnect,
             generation: 0,
             pid: None,
             offset: None,
@@ -174,17 +152,6 @@ impl Supervisor {
         .await
     }
 
-    /// The status and attempt number while trying to get a connection: `connecting` until
-    /// the first one succeeded, `reconnecting` after.
-    fn trying(&self) -> (Status, u32) {
-        let status = if self.ever_connected {
-            Status::Reconnecting
-        } else {
-            Status::Connecting
-        };
-        (status, self.escalation.streak() + 1)
-    }
-
     fn publish(&mut self, change: impl FnOnce(&mut ConnectionState)) {
         change(&mut self.state);
         self.state.seq += 1;
@@ -194,7 +161,7 @@ impl Supervisor {
 
     pub(crate) async fn run(mut self) {
         let end = loop {
-            let (status, attempt) = self.trying();
+            let (status, attempt) = self.reconnect.trying();
             self.publish(|s| {
                 s.status = status;
                 s.attempt = attempt;
@@ -205,15 +172,12 @@ impl Supervisor {
             let outcome = match self.attempt().await {
                 None => break EndReason::ClientDisconnect,
                 Some(Ok((ws, session))) => self.run_connection(ws, session).await,
-                Some(Err(error)) => End::Lost {
-                    error,
-                    stable: false,
-                },
+                Some(Err(error)) => End::Lost(error),
             };
-            let End::Lost { error, stable } = outcome else {
+            let End::Lost(error) = outcome else {
                 break EndReason::ClientDisconnect;
             };
-            match self.decide(error, stable) {
+            match self.decide(error) {
                 Decision::Retry(delay) => {
                     if !self.sleep(delay).await {
                         break EndReason::ClientDisconnect;
@@ -282,7 +246,6 @@ impl Supervisor {
         self.generation += 1;
         let link = Link::new(ws);
         self.link = Some(link.clone());
-        let mut stable = false;
         // Timers live as long as the connection and are re-armed only when a deadline moves
         // earlier or after they fire: never per frame (each arming takes the timer driver's
         // lock). A timer that fires early is harmless: the session and the ack table check
@@ -292,7 +255,7 @@ impl Supervisor {
         let ack_timer = tokio::time::sleep_until(far);
         let flush_timer = tokio::time::sleep_until(far);
         let mut flush_armed = false;
-        let stable_timer = tokio::time::sleep_until(Instant::now() + self.cfg.stable_after);
+        let stable_timer = tokio::time::sleep_until(far);
         let mut shutdown_rx = self.shutdown.clone();
         let shutdown = async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -306,7 +269,7 @@ impl Supervisor {
         );
         let end = loop {
             if let Err(end) = self.dispatch(&mut session).await {
-                break end.with_stable(stable);
+                break end;
             }
             // Emits and ack deadlines are looked at every round, so a flood of inbound frames
             // cannot starve them (the select below prefers frames).
@@ -319,7 +282,7 @@ impl Supervisor {
             }
             self.flush_outbox(&mut session);
             if let Err(error) = self.write(&link, &mut session).await {
-                break End::Lost { error, stable };
+                break End::Lost(error);
             }
             if self.flush_deferred && !flush_armed {
                 flush_timer.as_mut().reset(self.last_flush + FLUSH_EVERY);
@@ -334,6 +297,11 @@ impl Supervisor {
                 && at < ack_timer.deadline()
             {
                 ack_timer.as_mut().reset(at);
+            }
+            if let Some(at) = self.reconnect.poll_timeout().map(Instant::from_std)
+                && at < stable_timer.deadline()
+            {
+                stable_timer.as_mut().reset(at);
             }
             tokio::select! {
                 biased;
@@ -363,9 +331,9 @@ impl Supervisor {
                         // and then the server closing, say), and a DISCONNECT among it says
                         // more about the end than the closed socket does.
                         if let Err(end) = self.dispatch(&mut session).await {
-                            break end.with_stable(stable);
+                            break end;
                         }
-                        break End::Lost { error, stable };
+                        break End::Lost(error);
                     }
                 }
                 () = self.shared.wake.notified() => {}
@@ -379,9 +347,9 @@ impl Supervisor {
                 }
                 // The interval has passed: the next write flushes.
                 () = &mut flush_timer, if flush_armed => flush_armed = false,
-                () = &mut stable_timer, if !stable => {
-                    stable = true;
+                () = &mut stable_timer => {
                     self.on_stable();
+                    stable_timer.as_mut().reset(far);
                 }
             }
         };
@@ -414,18 +382,15 @@ impl Supervisor {
         .await;
     }
 
-    /// The connection has held for the stable period: backoff resets, the outage is over.
+    /// The stable timer fired: the connection may have held for the stable period, which
+    /// ends the outage.
     fn on_stable(&mut self) {
-        self.failures = 0;
-        if let Some(report) = self.escalation.on_stable(Instant::now().into_std()) {
-            info!(
-                outage_ms = report.outage.as_millis() as u64,
-                attempts = report.attempts,
-                escalated = report.escalated,
-                "connection recovered"
-            );
+        if let Some(record) = self.reconnect.handle_timeout(Instant::now().into_std()) {
+            self.log(&record);
         }
-        self.publish(|s| s.attempt = 0);
+        if self.reconnect.is_stable() && self.state.attempt != 0 {
+            self.publish(|s| s.attempt = 0);
+        }
     }
 
     /// Writes what the session queued; bounded by the heartbeat so a peer that stops
@@ -541,8 +506,7 @@ impl Supervisor {
                         self.offset = None;
                     }
                     self.pid = pid;
-                    self.auth_rejections = 0;
-                    self.ever_connected = true;
+                    self.reconnect.on_connected(Instant::now().into_std());
                     info!(namespace = %self.cfg.namespace, recovered, "connected");
                     let socket_id = sid.clone();
                     self.publish(|s| {
@@ -586,10 +550,7 @@ impl Supervisor {
                     None => debug!(id, "ack for an emit no longer waiting"),
                 },
                 SessionEvent::Closed(reason) => {
-                    return Err(End::Lost {
-                        error: close_error(reason),
-                        stable: false,
-                    });
+                    return Err(End::Lost(close_error(reason)));
                 }
             }
         }
@@ -620,10 +581,7 @@ impl Supervisor {
             if let Some(link) = self.link.clone() {
                 self.flush_outbox(session);
                 if let Err(error) = self.write_now(&link, session).await {
-                    break Err(End::Lost {
-                        error,
-                        stable: false,
-                    });
+                    break Err(End::Lost(error));
                 }
             }
             let woken = tokio::select! {
@@ -800,83 +758,114 @@ impl Supervisor {
         self.shared.space.notify_waiters();
     }
 
-    /// Classifies, logs at the escalation's level, and decides.
-    fn decide(&mut self, error: LinkError, stable: bool) -> Decision {
-        let now = Instant::now().into_std();
+    /// Classifies, decides, logs what the decision says, and publishes the new state.
+    fn decide(&mut self, error: LinkError) -> Decision {
         let kind = reason(&error);
-        let class = match classify(&error) {
-            Class::ServerDisconnect if self.cfg.reconnect_on_server_disconnect => {
-                Class::Transient { retry_after: None }
-            }
-            class => class,
-        };
-        if self.ever_connected && self.state.status == Status::Connected {
+        if self.state.status == Status::Connected {
             self.events
                 .try_send_now(Incoming::Disconnected { reason: kind });
         }
         let message = error.to_string();
-        let delay = match class {
-            Class::Transient { retry_after } => {
-                if stable {
-                    // A connection that had held: a new outage starts; no attempt failed yet.
-                    self.escalation.on_drop(now);
-                    self.failures = 1;
-                    let delay = self.cfg.backoff.delay(1, rand::random::<f64>());
-                    warn!(reason = kind, error = %message, delay_ms = delay.as_millis() as u64, "connection lost");
-                    delay
-                } else {
-                    self.failures = self.failures.saturating_add(1);
-                    let report = self.escalation.on_failure(now);
-                    let delay = self.cfg.backoff.delay_with_retry_after(
-                        self.failures,
-                        rand::random::<f64>(),
-                        retry_after,
-                    );
-                    let delay_ms = delay.as_millis() as u64;
-                    warn!(attempt = report.streak, streak = report.streak, reason = kind, error = %message, delay_ms, "connection attempt failed");
-                    if report.level == Level::Error {
-                        error!(attempt = report.streak, streak = report.streak, reason = kind, error = %message, url = %self.cfg.endpoint.display, "connection attempts keep failing");
-                    }
-                    delay
-                }
-            }
-            Class::Unauthorized => {
-                self.auth_rejections += 1;
-                if self.auth_rejections >= 2 {
-                    error!(reason = kind, error = %message, "credentials rejected again: giving up");
-                    self.record_error(kind, message);
-                    return Decision::Stop(Status::Failed, EndReason::Unauthorized);
-                }
-                let report = self.escalation.on_failure(now);
-                warn!(attempt = report.streak, streak = report.streak, reason = kind, error = %message, delay_ms = 0u64, "credentials rejected: retrying once with fresh credentials");
-                Duration::ZERO
-            }
-            Class::Fatal => {
-                error!(reason = kind, error = %message, "cannot connect: check the configuration");
-                self.record_error(kind, message);
-                let end = if error == LinkError::EmptyToken {
-                    EndReason::EmptyToken
-                } else {
-                    EndReason::Configuration
-                };
-                return Decision::Stop(Status::Failed, end);
-            }
-            Class::ServerDisconnect => {
-                info!("disconnected by the server");
-                self.record_error(kind, message);
-                return Decision::Stop(Status::Disconnected, EndReason::ServerDisconnect);
-            }
+        let failure = Failure {
+            class: classify(&error),
+            reason: kind,
+            message: message.clone(),
+            fatal_end: if error == LinkError::EmptyToken {
+                EndReason::EmptyToken
+            } else {
+                EndReason::Configuration
+            },
         };
-        let (status, attempt) = self.trying();
-        self.publish(|s| {
-            s.status = status;
-            s.socket_id = None;
-            s.attempt = attempt;
-            s.last_error = Some(message);
-            s.reason = Some(kind);
-            s.next_attempt_in = Some(delay);
-        });
-        Decision::Retry(delay)
+        let now = Instant::now().into_std();
+        let (decision, records) = self
+            .reconnect
+            .on_failure(failure, now, rand::random::<f64>());
+        for record in &records {
+            self.log(record);
+        }
+        match decision {
+            Decision::Retry(delay) => {
+                let (status, attempt) = self.reconnect.trying();
+                self.publish(|s| {
+                    s.status = status;
+                    s.socket_id = None;
+                    s.attempt = attempt;
+                    s.last_error = Some(message);
+                    s.reason = Some(kind);
+                    s.next_attempt_in = Some(delay);
+                });
+            }
+            Decision::Stop(..) => self.record_error(kind, message),
+        }
+        decision
+    }
+
+    /// Writes a record of the reconnect decisions, at the level they chose.
+    fn log(&self, record: &Record) {
+        match record {
+            Record::ConnectionLost {
+                reason,
+                error,
+                delay,
+            } => {
+                warn!(reason, error = %error, delay_ms = millis(*delay), "connection lost");
+            }
+            Record::AttemptFailed {
+                streak,
+                reason,
+                error,
+                delay,
+            } => {
+                warn!(attempt = streak, streak, reason, error = %error, delay_ms = millis(*delay), "connection attempt failed");
+            }
+            Record::KeepsFailing {
+                streak,
+                reason,
+                error,
+            } => {
+                error!(attempt = streak, streak, reason, error = %error, url = %self.cfg.endpoint.display, "connection attempts keep failing");
+            }
+            Record::RetryingCredentials {
+                streak,
+                reason,
+                error,
+            } => {
+                warn!(attempt = streak, streak, reason, error = %error, delay_ms = 0u64, "credentials rejected: retrying once with fresh credentials");
+            }
+            Record::CredentialsRejectedAgain {
+                reason,
+                error,
+                severity,
+            } => {
+                let message = "credentials rejected again: giving up";
+                match severity {
+                    Severity::Error => error!(reason, error = %error, "{message}"),
+                    _ => warn!(reason, error = %error, "{message}"),
+                }
+            }
+            Record::Misconfigured {
+                reason,
+                error,
+                severity,
+            } => {
+                let message = "cannot connect: check the configuration";
+                match severity {
+                    Severity::Error => error!(reason, error = %error, "{message}"),
+                    _ => warn!(reason, error = %error, "{message}"),
+                }
+            }
+            Record::ServerDisconnected => info!("disconnected by the server"),
+            Record::Recovered {
+                outage,
+                attempts,
+                escalated,
+            } => {
+                info!(
+                    outage_ms = millis(*outage),
+                    attempts, escalated, "connection recovered"
+                );
+            }
+        }
     }
 
     fn record_error(&mut self, kind: &'static str, message: String) {
@@ -913,6 +902,11 @@ impl Supervisor {
             s.end = Some(end);
         });
     }
+}
+
+/// A duration in whole milliseconds, for log fields.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Feeds one frame to the session.

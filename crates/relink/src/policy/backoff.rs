@@ -40,11 +40,17 @@ impl Backoff {
     /// clients that failed together spread over the whole window instead of waking together.
     /// `sample` is uniform in `[0, 1)`.
     pub fn delay(&self, failures: u32, sample: f64) -> Duration {
-        self.ceiling(failures).mul_f64(sample.clamp(0.0, 1.0))
+        let ceiling = self.ceiling(failures);
+        // `mul_f64` panics when the product does not fit a Duration, which a ceiling near
+        // `Duration::MAX` (a setting the builder accepts) reaches through float rounding.
+        Duration::try_from_secs_f64(ceiling.as_secs_f64() * sample.clamp(0.0, 1.0))
+            .map_or(ceiling, |d| d.min(ceiling))
     }
 
-    /// The delay when the server also said `Retry-After`: that value (capped) is a floor, plus
-    /// up to 20 % jitter so a fleet told the same number does not come back at the same instant.
+    /// The delay when the server also said `Retry-After`: that value (capped at
+    /// `retry_after_max`) is a floor, and the jittered backoff is added on top of it, so a
+    /// fleet told the same number spreads over the whole backoff window after the floor
+    /// instead of coming back in the floor's instant.
     pub fn delay_with_retry_after(
         &self,
         failures: u32,
@@ -54,11 +60,7 @@ impl Backoff {
         let jittered = self.delay(failures, sample);
         match retry_after {
             None => jittered,
-            Some(asked) => {
-                let floor = asked.min(self.retry_after_max);
-                let spread = floor.mul_f64(0.2 * sample.clamp(0.0, 1.0));
-                jittered.max(floor + spread)
-            }
+            Some(asked) => asked.min(self.retry_after_max).saturating_add(jittered),
         }
     }
 }
@@ -103,14 +105,17 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_a_floor_with_a_little_jitter_and_a_cap() {
+    fn retry_after_is_a_floor_under_the_jittered_backoff_and_is_capped() {
         let b = Backoff::default();
         assert_eq!(b.delay_with_retry_after(1, 0.0, Some(S(10))), S(10));
-        assert_eq!(b.delay_with_retry_after(1, 0.5, Some(S(10))), S(11));
+        assert_eq!(
+            b.delay_with_retry_after(1, 0.5, Some(S(10))),
+            Duration::from_millis(10_500)
+        );
         assert_eq!(
             b.delay_with_retry_after(10, 0.9, Some(S(2))),
-            S(27),
-            "backoff above the floor wins"
+            S(29),
+            "the backoff's window starts after the floor"
         );
         assert_eq!(
             b.delay_with_retry_after(1, 0.0, Some(S(3600))),
@@ -118,5 +123,22 @@ mod tests {
             "capped at retry_after_max"
         );
         assert_eq!(b.delay_with_retry_after(3, 0.5, None), S(2));
+    }
+
+    #[test]
+    fn durations_near_the_maximum_saturate_instead_of_panicking() {
+        let b = Backoff {
+            initial: Duration::MAX,
+            max: Duration::MAX,
+            retry_after_max: Duration::MAX,
+        };
+        for sample in [0.0, 0.5, 1.0] {
+            assert!(b.delay(3, sample) <= Duration::MAX);
+            assert_eq!(
+                b.delay_with_retry_after(3, sample, Some(Duration::MAX)),
+                Duration::MAX
+            );
+        }
+        assert_eq!(b.delay(1, 1.0), Duration::MAX);
     }
 }

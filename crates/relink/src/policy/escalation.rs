@@ -69,6 +69,19 @@ impl Escalation {
         }
     }
 
+    /// A failure that ends the client: the outage's ERROR unless it has had one (which this
+    /// then counts as). An outage never gets two, whatever ended it.
+    pub fn on_final(&mut self, now: Instant) -> Level {
+        self.outage_started.get_or_insert(now);
+        self.streak = self.streak.saturating_add(1);
+        if self.escalated {
+            Level::Warn
+        } else {
+            self.escalated = true;
+            Level::Error
+        }
+    }
+
     /// Marks the start of an outage that began with a drop rather than a failed attempt.
     pub fn on_drop(&mut self, now: Instant) {
         self.outage_started.get_or_insert(now);
