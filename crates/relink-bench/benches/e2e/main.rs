@@ -24,7 +24,6 @@ mod memory;
 mod server;
 
 use clients::{BenchClient, RawClient, RelinkClient, RsioClient, STEP_TIMEOUT};
-use relink_bench::fleet::{Fleet, Schedule, simulate};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -400,45 +399,6 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-fn fleet_table() -> String {
-    let fleet = Fleet::default();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| 6. fleet outage: {} clients, {:?} of 503 | attempts/client | peak 250 ms reconnect share (target ≤ 5%) | peak 250 ms attempt share, first 3 s | ERROR records/client (target ≤ 1) | 99% back after recovery (target ≤ cap) | status |",
-        fleet.clients, fleet.outage
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-    for schedule in [
-        Schedule::relink(),
-        Schedule::doubling(),
-        Schedule::js_client(),
-    ] {
-        let r = simulate(schedule, fleet);
-        let cap = match schedule {
-            Schedule::Relink(b) => b.max,
-            Schedule::Doubling { max, .. } => max,
-            Schedule::JsClient { max, .. } => max,
-        };
-        let met = r.peak_reconnect_share <= 0.05
-            && r.errors_per_client <= 1.0
-            && r.p99_back_after_recovery <= cap;
-        let _ = writeln!(
-            out,
-            "| {} | {:.1} | {:.1}% | {:.1}% | {:.1} | {:.2} s (cap {} s) | {} |",
-            schedule.name(),
-            r.attempts_per_client,
-            r.peak_reconnect_share * 100.0,
-            r.peak_early_attempt_share * 100.0,
-            r.errors_per_client,
-            r.p99_back_after_recovery.as_secs_f64(),
-            cap.as_secs(),
-            if met { "met" } else { "missed" },
-        );
-    }
-    out
-}
-
 fn machine() -> String {
     let run = |cmd: &str, args: &[&str]| {
         std::process::Command::new(cmd)
@@ -586,5 +546,5 @@ fn main() {
         println!("socket.io-client: not measured ({why}).");
     }
     println!();
-    print!("{}", fleet_table());
+    print!("{}", relink_bench::fleet::outage_table());
 }

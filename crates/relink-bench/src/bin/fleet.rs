@@ -1,31 +1,19 @@
-//! Prints the fleet outage table: 1,000 clients, 30 s of 503, then recovery.
+//! Prints the fleet tables: 1,000 clients through a 30 s outage (plain 503, and 503 with
+//! `Retry-After: 2`), then how `backoff_initial` trades a quick return after a blip against
+//! the burst at the server.
 
-use relink_bench::fleet::{Fleet, Schedule, simulate};
+use relink_bench::fleet::{Fleet, blip_table, outage_table};
 
 fn main() {
     let fleet = Fleet::default();
     println!(
-        "fleet: {} clients drop at once, {:?} of HTTP 503, then recovery (virtual time, seed {})",
+        "fleet: {} clients drop at once, {:?} of HTTP 503, then recovery (virtual time, seed {}, relink's real reconnect core)",
         fleet.clients, fleet.outage, fleet.seed
     );
-    println!(
-        "| schedule | attempts/client | peak 250 ms reconnect share | peak 250 ms attempt share, first 3 s | ERROR records/client | 99% back after recovery |"
-    );
-    println!("|---|---|---|---|---|---|");
-    for schedule in [
-        Schedule::relink(),
-        Schedule::doubling(),
-        Schedule::js_client(),
-    ] {
-        let r = simulate(schedule, fleet);
-        println!(
-            "| {} | {:.1} | {:.1}% | {:.1}% | {:.1} | {:.2} s |",
-            schedule.name(),
-            r.attempts_per_client,
-            r.peak_reconnect_share * 100.0,
-            r.peak_early_attempt_share * 100.0,
-            r.errors_per_client,
-            r.p99_back_after_recovery.as_secs_f64()
-        );
-    }
+    println!();
+    print!("{}", outage_table());
+    println!();
+    println!("A blip: the server is back before anyone's first attempt.");
+    println!();
+    print!("{}", blip_table());
 }
