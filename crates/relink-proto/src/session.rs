@@ -189,8 +189,11 @@ pub enum SendError {
 struct PendingBinary {
     kind: PacketKind,
     id: Option<u64>,
-    data: PacketData,
+    /// `None` for another namespace's packet: its attachments are counted and dropped.
+    data: Option<PacketData>,
     expected: usize,
+    /// Attachments arrived so far (kept only for our own packets).
+    arrived: usize,
     received: Vec<Bytes>,
 }
 
@@ -332,15 +335,27 @@ impl Session {
             EnginePacket::Message(text) => {
                 self.require_open("MESSAGE")?;
                 let header = Header::decode(text)?;
-                if header.namespace != self.config.namespace {
-                    // Another namespace multiplexed on this engine: not ours to handle.
-                    return Ok(());
-                }
                 if header.kind.is_binary() && header.attachments > self.config.max_attachments {
                     return Err(ProtocolError::TooManyAttachments(
                         header.attachments,
                         self.config.max_attachments,
                     ));
+                }
+                if header.namespace != self.config.namespace {
+                    // Another namespace multiplexed on this engine: not ours to handle. Its
+                    // attachments still follow as binary frames, to be skipped, not taken
+                    // for ours (or for a protocol error).
+                    if header.kind.is_binary() && header.attachments > 0 {
+                        self.binary = Some(PendingBinary {
+                            kind: header.kind,
+                            id: header.id,
+                            data: None,
+                            expected: header.attachments,
+                            arrived: 0,
+                            received: Vec::new(),
+                        });
+                    }
+                    return Ok(());
                 }
                 if header.kind == PacketKind::Event {
                     // The common case, without the owned name a `PacketData` would need.
@@ -354,8 +369,9 @@ impl Session {
                     self.binary = Some(PendingBinary {
                         kind: header.kind,
                         id: header.id,
-                        data,
+                        data: Some(data),
                         expected: header.attachments,
+                        arrived: 0,
                         received: Vec::with_capacity(header.attachments),
                     });
                     return Ok(());
@@ -375,11 +391,15 @@ impl Session {
             let state = std::mem::replace(&mut self.state, SessionState::Closed);
             return Err(ProtocolError::Unexpected("binary frame", state));
         };
-        pending.received.push(frame);
-        if pending.received.len() == pending.expected
+        pending.arrived += 1;
+        if pending.data.is_some() {
+            pending.received.push(frame);
+        }
+        if pending.arrived == pending.expected
             && let Some(done) = self.binary.take()
+            && let Some(data) = done.data
         {
-            let result = self.handle_packet(done.kind, done.id, done.data, done.received);
+            let result = self.handle_packet(done.kind, done.id, data, done.received);
             if result.is_err() {
                 self.state = SessionState::Closed;
             }

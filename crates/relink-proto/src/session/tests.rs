@@ -204,6 +204,36 @@ fn other_namespaces_are_ignored() {
 }
 
 #[test]
+fn another_namespaces_attachments_are_skipped_not_taken_for_ours() {
+    let t0 = Instant::now();
+    let mut s = connected(SessionConfig::default(), t0);
+    s.handle_text(
+        r#"452-/other,["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+        t0,
+    )
+    .expect("another namespace's binary event");
+    for _ in 0..2 {
+        s.handle_binary(Bytes::from_static(b"\x01\x02"), t0)
+            .expect("its attachments are skipped");
+    }
+    s.handle_text(r#"42["ours",1]"#, t0).expect("ours still");
+    let ev = events(&mut s);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(
+        matches!(&ev[0], SessionEvent::Event { name, .. } if &**name == "ours"),
+        "{ev:?}"
+    );
+    assert_eq!(s.state(), SessionState::Connected);
+    // Its count is bounded like ours: a hostile count is hostile in any namespace.
+    let mut s = connected(SessionConfig::default(), t0);
+    let hostile = format!(
+        r#"45{}-/other,["x"]"#,
+        DEFAULT_MAX_ATTACHMENTS + 1
+    );
+    assert!(s.handle_text(&hostile, t0).is_err());
+}
+
+#[test]
 fn recovery_sends_pid_and_offset_and_strips_offsets() {
     let t0 = Instant::now();
     let mut s = Session::new(SessionConfig {
