@@ -568,7 +568,10 @@ impl Client {
             timeout,
             retries_left: retries,
         };
-        let deadline = (retries == 0).then(|| tokio::time::Instant::now() + timeout);
+        // A timeout beyond any clock is no deadline at all.
+        let deadline = (retries == 0)
+            .then(|| tokio::time::Instant::now().checked_add(timeout))
+            .flatten();
         let item = Outgoing {
             seq: 0,
             body: Body::Acked(Acked { name, args, ack }),

@@ -40,6 +40,9 @@ pub enum EndReason {
     ServerDisconnect,
     /// The user called `disconnect()` or dropped the client.
     ClientDisconnect,
+    /// The connection task itself ended without deciding to: a panic in relink or in a
+    /// callback it runs (the token provider). The last error says so.
+    Internal,
 }
 
 /// A snapshot of the connection, published on every transition.

@@ -88,6 +88,8 @@ pub(crate) struct Supervisor {
     state: ConnectionState,
     acks: AckTable<InFlight>,
     reconnect: Reconnect,
+    /// `finish` ran: the terminal state is published.
+    ended: bool,
     /// Increases per connection, so acks for a dead connection's events are discarded.
     generation: u64,
     pid: Option<String>,
@@ -129,6 +131,7 @@ impl Supervisor {
             state: ConnectionState::initial(),
             acks: AckTable::new(),
             reconnect,
+            ended: false,
             generation: 0,
             pid: None,
             offset: None,
@@ -663,7 +666,12 @@ impl Supervisor {
 
     fn send_acked(&mut self, session: &mut Session, seq: u64, acked: Acked) {
         let Acked { name, args, ack } = acked;
-        let deadline = Instant::now().into_std() + ack.timeout;
+        // A timeout beyond any clock means no deadline; "far" is then as good as never.
+        let now = Instant::now().into_std();
+        let deadline = now
+            .checked_add(ack.timeout)
+            .or_else(|| now.checked_add(FAR_FUTURE))
+            .unwrap_or(now);
         let keep = (ack.retries_left > 0).then(|| args.clone());
         let id = self.acks.insert(
             InFlight {
@@ -875,9 +883,11 @@ impl Supervisor {
 
     /// Ends for good: nothing more will be sent, waiting emits and acks learn it now.
     fn finish(&mut self, status: Status, end: EndReason) {
+        self.ended = true;
         let mut queue = self.shared.lock();
         queue.closed = true;
         queue.connected = false;
+        queue.link = None;
         let stranded = queue.outbox.drain();
         drop(queue);
         self.shared.space.notify_waiters();
@@ -901,6 +911,28 @@ impl Supervisor {
             s.next_attempt_in = None;
             s.end = Some(end);
         });
+    }
+}
+
+/// The task is gone without having ended the client: a panic in it (in relink or in a
+/// callback it runs, like the token provider) or its runtime shutting down. Without this,
+/// the handle would still say `connected`, emits would go into a dead link and waiters
+/// would wait forever; this publishes `failed` and fails everything that waits.
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // tokio drops a task's future while a panic in it unwinds; a runtime shutting down
+        // drops it quietly.
+        let message = if std::thread::panicking() {
+            error!("the connection task panicked: the client is closed");
+            "the connection task panicked (in relink or in a callback it runs)"
+        } else {
+            "the connection task was stopped: its runtime shut down"
+        };
+        self.record_error("internal", message.to_owned());
+        self.finish(Status::Failed, EndReason::Internal);
     }
 }
 

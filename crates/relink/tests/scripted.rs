@@ -950,6 +950,30 @@ async fn acked_emit_fails_with_disconnected_when_the_link_drops() {
 }
 
 #[tokio::test]
+async fn ack_timeouts_beyond_any_clock_mean_no_deadline() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    for retries in [0, 2] {
+        let c = client.clone();
+        let pending = tokio::spawn(async move {
+            c.emit_with_retries("job", Payload::new(), Duration::MAX, retries)
+                .await
+        });
+        let (id, _) = event_frame(&text(&mut conn).await);
+        let id = id.expect("acked");
+        conn.send_text(&format!(r#"43{id}["ok"]"#)).await.unwrap();
+        let result = timeout(WAIT, pending).await.unwrap();
+        let ack = result
+            .expect("no panic in the emitting task")
+            .expect("acked");
+        assert_eq!(ack.as_json(), r#"["ok"]"#, "retries {retries}");
+    }
+    assert_eq!(client.state().status, Status::Connected);
+    client.disconnect().await;
+}
+
+#[tokio::test]
 async fn emit_with_retries_is_resent_on_the_next_connection() {
     let mut peer = bind().await;
     let (client, _events) = builder(peer.url()).connect().unwrap();
@@ -1522,4 +1546,74 @@ async fn recovery_off_never_sends_the_pid() {
     let mut conn = accept(&mut peer).await;
     assert_eq!(conn.handshake(DEFAULT_OPEN).await, r#"40{"token":"t"}"#);
     client.disconnect().await;
+}
+
+#[tokio::test]
+async fn a_panic_in_the_connection_task_ends_the_client_and_fails_what_waits() {
+    // The token provider runs in the connection task: a bug there is a panic there.
+    let go = Arc::new(tokio::sync::Notify::new());
+    let provider_go = Arc::clone(&go);
+    let (client, mut events) = Client::builder("http://127.0.0.1:9")
+        .token_provider(move || {
+            let go = Arc::clone(&provider_go);
+            async move {
+                go.notified().await;
+                if true {
+                    panic!("a bug in the token provider");
+                }
+                Ok::<_, String>(Token::new("never"))
+            }
+        })
+        .connect()
+        .unwrap();
+    // Queued while the first attempt waits for its token; with retries it has no deadline
+    // of its own, so only the end of the client can resolve it.
+    let ack = client
+        .emit_acked("queued", Payload::new(), Duration::from_secs(3600), 3)
+        .await
+        .unwrap();
+    go.notify_one();
+
+    let end = until(&client, |s| s.status.is_terminal()).await;
+    assert_eq!(end.status, Status::Failed, "{end:?}");
+    assert_eq!(end.end, Some(EndReason::Internal), "{end:?}");
+    assert!(
+        end.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked")),
+        "{end:?}"
+    );
+    let acked = timeout(WAIT, ack)
+        .await
+        .expect("the queued emit is resolved");
+    assert!(matches!(acked, Err(AckError::Closed)), "{acked:?}");
+    let emitted = client.emit("after", Payload::new()).await;
+    assert!(
+        matches!(emitted, Err(EmitError::Closed { .. })),
+        "{emitted:?}"
+    );
+    let next = timeout(WAIT, events.next()).await.expect("events end");
+    assert!(next.is_none(), "{next:?}");
+}
+
+#[test]
+fn a_runtime_shutting_down_ends_the_client_quietly() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (client, _events) = runtime.block_on(async {
+        builder("http://127.0.0.1:9".into())
+            .backoff_initial(Duration::from_secs(3600))
+            .backoff_max(Duration::from_secs(3600))
+            .connect()
+            .unwrap()
+    });
+    drop(runtime);
+    let end = client.state();
+    assert_eq!(end.status, Status::Failed, "{end:?}");
+    assert_eq!(end.end, Some(EndReason::Internal), "{end:?}");
+    assert!(
+        end.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("runtime shut down")),
+        "{end:?}"
+    );
 }

@@ -226,10 +226,7 @@ fn another_namespaces_attachments_are_skipped_not_taken_for_ours() {
     assert_eq!(s.state(), SessionState::Connected);
     // Its count is bounded like ours: a hostile count is hostile in any namespace.
     let mut s = connected(SessionConfig::default(), t0);
-    let hostile = format!(
-        r#"45{}-/other,["x"]"#,
-        DEFAULT_MAX_ATTACHMENTS + 1
-    );
+    let hostile = format!(r#"45{}-/other,["x"]"#, DEFAULT_MAX_ATTACHMENTS + 1);
     assert!(s.handle_text(&hostile, t0).is_err());
 }
 
