@@ -492,6 +492,7 @@ impl Client {
         };
         self.enqueue(item, true)
             .await
+            .map(drop)
             .map_err(|rejected| rejected.1.into_error(name.to_owned(), args))
     }
 
@@ -576,18 +577,29 @@ impl Client {
             seq: 0,
             body: Body::Acked(Acked { name, args, ack }),
         };
-        if let Err(rejected) = self.enqueue(item, true).await {
-            let (item, full) = *rejected;
-            let Body::Acked(Acked { name, args, .. }) = item.body else {
-                unreachable!("an acked emit comes back as it went in")
-            };
-            return Err(full.into_error(name, args));
-        }
+        let seq = match self.enqueue(item, true).await {
+            Ok(seq) => seq,
+            Err(rejected) => {
+                let (item, full) = *rejected;
+                let Body::Acked(Acked { name, args, .. }) = item.body else {
+                    unreachable!("an acked emit comes back as it went in")
+                };
+                return Err(full.into_error(name, args));
+            }
+        };
+        let shared = Arc::clone(&self.inner.shared);
         Ok(async move {
             let result = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, rx).await {
                     Ok(result) => result,
-                    Err(_) => return Err(AckError::Timeout(timeout)),
+                    Err(_) => {
+                        // Timed out before it was sent (the reference client drops such
+                        // packets too): it is not sent late, and its room is freed.
+                        if shared.lock().outbox.remove(seq).is_some() {
+                            shared.space.notify_waiters();
+                        }
+                        return Err(AckError::Timeout(timeout));
+                    }
                 },
                 None => rx.await,
             };
@@ -676,17 +688,18 @@ impl Client {
     }
 
     /// Queues `item`; with `wait`, waits for room while connected and the outbox is full.
-    async fn enqueue(&self, mut item: Outgoing, wait: bool) -> Result<(), Rejected> {
+    /// Returns the number the outbox gave it.
+    async fn enqueue(&self, mut item: Outgoing, wait: bool) -> Result<u64, Rejected> {
         loop {
             let space = self.inner.shared.space.notified();
             tokio::pin!(space);
             {
                 let mut queue = self.inner.shared.lock();
                 match push_locked(&mut queue, item) {
-                    Ok(()) => {
+                    Ok(seq) => {
                         drop(queue);
                         self.inner.shared.wake.notify_one();
-                        return Ok(());
+                        return Ok(seq);
                     }
                     Err(rejected) => {
                         let waits = wait
@@ -764,7 +777,7 @@ impl FullInfo {
 /// An emit handed back by the queue, and why. Boxed: it is the rare path.
 type Rejected = Box<(Outgoing, FullInfo)>;
 
-fn push_locked(queue: &mut Queue, item: Outgoing) -> Result<(), Rejected> {
+fn push_locked(queue: &mut Queue, item: Outgoing) -> Result<u64, Rejected> {
     if queue.closed {
         return Err(Box::new((item, FullInfo::Closed)));
     }

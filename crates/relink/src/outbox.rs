@@ -107,17 +107,26 @@ impl Outbox {
         size <= self.max_bytes
     }
 
-    /// Appends, numbering the item in order of acceptance, or hands it back when the bound
-    /// is reached.
-    pub(crate) fn push(&mut self, mut item: Outgoing) -> Result<(), Outgoing> {
+    /// Appends, numbering the item in order of acceptance (the number is returned), or
+    /// hands it back when the bound is reached.
+    pub(crate) fn push(&mut self, mut item: Outgoing) -> Result<u64, Outgoing> {
         let size = item.size();
         if !self.has_room(size) {
             return Err(item);
         }
-        item.seq = self.next_seq();
+        let seq = self.next_seq();
+        item.seq = seq;
         self.bytes += size;
         self.queue.push_back(item);
-        Ok(())
+        Ok(seq)
+    }
+
+    /// Takes out the item numbered `seq`, if it is still queued.
+    pub(crate) fn remove(&mut self, seq: u64) -> Option<Outgoing> {
+        let index = self.queue.iter().position(|item| item.seq == seq)?;
+        let item = self.queue.remove(index)?;
+        self.bytes -= item.size();
+        Some(item)
     }
 
     /// Puts emits that were in flight back at the front, in their original order.
@@ -196,6 +205,24 @@ mod tests {
         assert_eq!(o.bytes(), sb);
         assert_eq!(o.pop().map(|i| name(&i)), Some("b".into()));
         assert_eq!((o.len(), o.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn removing_by_number_frees_the_room_and_keeps_the_rest_in_order() {
+        let mut o = Outbox::new(10, 1000);
+        let mut seqs = Vec::new();
+        for (n, arg) in [("a", "1"), ("b", "22"), ("c", "3")] {
+            let i = item(&mut o, n, arg);
+            seqs.push(o.push(i).expect("room"));
+        }
+        let before = o.bytes();
+        let b = o.remove(seqs[1]).expect("queued");
+        assert_eq!(name(&b), "b");
+        assert_eq!(o.bytes(), before - b.size());
+        assert!(o.remove(seqs[1]).is_none(), "gone already");
+        assert_eq!(o.pop().map(|i| name(&i)), Some("a".into()));
+        assert_eq!(o.pop().map(|i| name(&i)), Some("c".into()));
+        assert_eq!(o.bytes(), 0);
     }
 
     #[test]

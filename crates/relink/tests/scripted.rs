@@ -974,6 +974,29 @@ async fn ack_timeouts_beyond_any_clock_mean_no_deadline() {
 }
 
 #[tokio::test]
+async fn an_ack_that_timed_out_while_disconnected_is_dropped_and_frees_its_room() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url())
+        .outbox_limits(1, 1 << 20)
+        .connect()
+        .unwrap();
+    // The first attempt dials but its handshake waits: the client is not connected.
+    let mut conn = accept(&mut peer).await;
+    let late = client.emit_with_ack("late", Payload::new(), ms(100)).await;
+    assert!(matches!(late, Err(AckError::Timeout(_))), "{late:?}");
+    // Its room is free again: the outbox holds one packet.
+    client
+        .try_emit("next", Payload::new())
+        .expect("the timed-out emit no longer takes the outbox's room");
+    conn.establish(DEFAULT_OPEN).await;
+    until_status(&client, Status::Connected).await;
+    let (_, args) = event_frame(&text(&mut conn).await);
+    assert_eq!(args, json!(["next"]), "the timed-out emit is never sent");
+    assert_quiet(&mut conn).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
 async fn emit_with_retries_is_resent_on_the_next_connection() {
     let mut peer = bind().await;
     let (client, _events) = builder(peer.url()).connect().unwrap();
