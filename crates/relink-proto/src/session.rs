@@ -22,6 +22,12 @@ pub const DEFAULT_MAX_ATTACHMENTS: usize = 256;
 /// before it; the server keeps at most its session's backlog).
 pub const MAX_EARLY_EVENTS: usize = 65_536;
 
+/// Default bound on one packet's bytes, text and attachments together.
+pub const DEFAULT_MAX_PACKET_BYTES: usize = 64 << 20;
+
+/// Default bound on the bytes of events held before the CONNECT reply.
+pub const DEFAULT_MAX_EARLY_BYTES: usize = 64 << 20;
+
 /// What a session needs to know before the first frame.
 #[derive(Clone)]
 pub struct SessionConfig {
@@ -33,6 +39,10 @@ pub struct SessionConfig {
     pub recovery: Option<Recovery>,
     /// Most attachments accepted in one packet.
     pub max_attachments: usize,
+    /// Most bytes in one packet, its text and attachments together.
+    pub max_packet_bytes: usize,
+    /// Most bytes of events (names, arguments, attachments) held before the CONNECT reply.
+    pub max_early_bytes: usize,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -43,6 +53,8 @@ impl std::fmt::Debug for SessionConfig {
             .field("auth", &self.auth.as_ref().map(|_| "<redacted>"))
             .field("recovery", &self.recovery)
             .field("max_attachments", &self.max_attachments)
+            .field("max_packet_bytes", &self.max_packet_bytes)
+            .field("max_early_bytes", &self.max_early_bytes)
             .finish()
     }
 }
@@ -54,6 +66,8 @@ impl Default for SessionConfig {
             auth: None,
             recovery: None,
             max_attachments: DEFAULT_MAX_ATTACHMENTS,
+            max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
+            max_early_bytes: DEFAULT_MAX_EARLY_BYTES,
         }
     }
 }
@@ -166,6 +180,14 @@ pub enum ProtocolError {
     /// A packet announced more attachments than allowed.
     #[error("{0} attachments exceed the limit of {1}")]
     TooManyAttachments(usize, usize),
+    /// A packet's text and attachments together grew past the limit.
+    #[error("a packet of at least {size} bytes exceeds the limit of {limit}")]
+    PacketTooLarge {
+        /// Bytes received for the packet so far.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Why an emit could not be queued.
@@ -194,6 +216,8 @@ struct PendingBinary {
     expected: usize,
     /// Attachments arrived so far (kept only for our own packets).
     arrived: usize,
+    /// Bytes of the packet so far, its text and attachments.
+    bytes: usize,
     received: Vec<Bytes>,
 }
 
@@ -246,6 +270,8 @@ pub struct Session {
     binary: Option<PendingBinary>,
     /// Events that arrived before the CONNECT reply (recovery replays them there).
     early: Vec<(Arc<str>, Payload, Option<u64>)>,
+    /// Their bytes: names, arguments and attachments.
+    early_bytes: usize,
     names: Names,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SessionEvent>,
@@ -271,6 +297,7 @@ impl Session {
             deadline: None,
             binary: None,
             early: Vec::new(),
+            early_bytes: 0,
             names: Names::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -352,6 +379,7 @@ impl Session {
                             data: None,
                             expected: header.attachments,
                             arrived: 0,
+                            bytes: frame.len(),
                             received: Vec::new(),
                         });
                     }
@@ -372,6 +400,7 @@ impl Session {
                         data: Some(data),
                         expected: header.attachments,
                         arrived: 0,
+                        bytes: frame.len(),
                         received: Vec::with_capacity(header.attachments),
                     });
                     return Ok(());
@@ -392,6 +421,16 @@ impl Session {
             return Err(ProtocolError::Unexpected("binary frame", state));
         };
         pending.arrived += 1;
+        pending.bytes = pending.bytes.saturating_add(frame.len());
+        if pending.bytes > self.config.max_packet_bytes {
+            let error = ProtocolError::PacketTooLarge {
+                size: pending.bytes,
+                limit: self.config.max_packet_bytes,
+            };
+            self.binary = None;
+            self.state = SessionState::Closed;
+            return Err(error);
+        }
         if pending.data.is_some() {
             pending.received.push(frame);
         }
@@ -485,6 +524,7 @@ impl Session {
                     sid: reply.sid,
                     pid: reply.pid,
                 });
+                self.early_bytes = 0;
                 for (name, args, ack_id) in std::mem::take(&mut self.early) {
                     self.push_event(name, args, ack_id);
                 }
@@ -530,6 +570,16 @@ impl Session {
                 if self.early.len() >= MAX_EARLY_EVENTS {
                     return Err(ProtocolError::Unexpected(
                         "more events before CONNECT than the limit",
+                        self.state,
+                    ));
+                }
+                let size = name.len()
+                    + args.as_json().len()
+                    + args.attachments().iter().map(Bytes::len).sum::<usize>();
+                self.early_bytes = self.early_bytes.saturating_add(size);
+                if self.early_bytes > self.config.max_early_bytes {
+                    return Err(ProtocolError::Unexpected(
+                        "more bytes of events before CONNECT than the limit",
                         self.state,
                     ));
                 }

@@ -232,7 +232,9 @@ impl ClientBuilder {
         self
     }
 
-    /// The largest WebSocket message accepted from the server (default 64 MiB).
+    /// The largest WebSocket message accepted from the server (default 64 MiB), and the
+    /// largest packet: a binary packet's text and attachments together. A server that sends
+    /// more ends the link (a protocol error, retried like any other).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self

@@ -231,6 +231,9 @@ impl Supervisor {
                     auth,
                     recovery,
                     max_attachments: cfg.max_attachments,
+                    // One packet, attachments included, is bounded like one message.
+                    max_packet_bytes: cfg.max_message_size,
+                    ..SessionConfig::default()
                 });
                 establish(&cfg, session).await
             };

@@ -1472,6 +1472,46 @@ async fn inbound_message_size_is_bounded() {
 }
 
 #[tokio::test]
+async fn a_packets_attachments_together_are_bounded_like_one_message() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url())
+        .max_message_size(2048)
+        .connect()
+        .unwrap();
+    let mut changes = client.state_changes();
+    let mut conn = accept(&mut peer).await;
+    conn.establish(DEFAULT_OPEN).await;
+    transition(&mut changes, |s| s.status == Status::Connected).await;
+    // Three attachments of 1,000 bytes: each frame fits, the packet does not.
+    conn.send_text(
+        r#"453-["big",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1},{"_placeholder":true,"num":2}]"#,
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        if conn.send_binary(vec![7u8; 1000]).await.is_err() {
+            break; // the client already closed the link
+        }
+    }
+    let state = transition(&mut changes, |s| s.status != Status::Connected).await;
+    assert_eq!(state.status, Status::Reconnecting, "{state:?}");
+    assert_eq!(state.reason, Some("parse_error"), "{state:?}");
+    assert!(
+        state
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("exceeds the limit of 2048")),
+        "{state:?}"
+    );
+    let _conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // The packet never reached the application.
+    while let Ok(Some(item)) = timeout(QUIET, events.next()).await {
+        assert!(!matches!(item, Incoming::Event(_)), "{item:?}");
+    }
+    client.disconnect().await;
+}
+
+#[tokio::test]
 async fn attachment_count_is_bounded() {
     let mut peer = bind().await;
     let (client, _events) = builder(peer.url()).max_attachments(2).connect().unwrap();

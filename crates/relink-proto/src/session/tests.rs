@@ -231,6 +231,62 @@ fn another_namespaces_attachments_are_skipped_not_taken_for_ours() {
 }
 
 #[test]
+fn a_packets_bytes_attachments_included_are_bounded() {
+    let t0 = Instant::now();
+    let config = SessionConfig {
+        max_packet_bytes: 200,
+        ..SessionConfig::default()
+    };
+    // A text of about 100 bytes and three attachments of 40: the third goes past 200.
+    for namespace in ["", "/other,"] {
+        let mut s = connected(config.clone(), t0);
+        let header = format!(
+            r#"453-{namespace}["x",{{"_placeholder":true,"num":0}},{{"_placeholder":true,"num":1}},{{"_placeholder":true,"num":2}}]"#
+        );
+        s.handle_text(&header, t0).expect("the text alone fits");
+        for _ in 0..2 {
+            s.handle_binary(Bytes::from(vec![0u8; 40]), t0)
+                .expect("two attachments fit");
+        }
+        let e = s
+            .handle_binary(Bytes::from(vec![0u8; 40]), t0)
+            .expect_err("the packet grew past the bound");
+        assert!(
+            matches!(e, ProtocolError::PacketTooLarge { limit: 200, .. }),
+            "{namespace}: {e:?}"
+        );
+        assert_eq!(s.state(), SessionState::Closed);
+    }
+    // Within the bound, nothing changes.
+    let mut s = connected(config, t0);
+    s.handle_text(r#"451-["x",{"_placeholder":true,"num":0}]"#, t0)
+        .expect("fits");
+    s.handle_binary(Bytes::from(vec![0u8; 40]), t0)
+        .expect("fits");
+    assert_eq!(events(&mut s).len(), 1);
+}
+
+#[test]
+fn events_held_before_the_connect_reply_are_bounded_in_bytes() {
+    let t0 = Instant::now();
+    let mut s = Session::new(SessionConfig {
+        max_early_bytes: 64,
+        ..SessionConfig::default()
+    });
+    s.handle_text(OPEN, t0).expect("open");
+    // 4 events of 20 bytes of arguments: the 4th goes past 64.
+    let event = format!(r#"42["e","{}"]"#, "x".repeat(14));
+    for _ in 0..3 {
+        s.handle_text(&event, t0).expect("held");
+    }
+    let e = s.handle_text(&event, t0).expect_err("past the bound");
+    assert!(
+        matches!(e, ProtocolError::Unexpected(what, _) if what.contains("bytes")),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn recovery_sends_pid_and_offset_and_strips_offsets() {
     let t0 = Instant::now();
     let mut s = Session::new(SessionConfig {
