@@ -175,16 +175,22 @@ mod tests {
         assert!(load_from(&path).expect("missing is fine").is_none());
     }
 
-    #[cfg(unix)]
-    #[test]
-    fn a_symlinked_session_file_is_refused_and_its_target_untouched() {
-        use std::os::unix::fs::PermissionsExt;
+    /// A new directory of its own in the temp dir.
+    fn fresh_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
-            "relink-session-link-{}-{:x}",
+            "relink-session-{tag}-{}-{:x}",
             std::process::id(),
             rand::random::<u64>()
         ));
         std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_session_file_is_refused_and_its_target_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = fresh_dir("link");
         let target = dir.join("victim.txt");
         std::fs::write(&target, "precious").expect("write");
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).expect("mode");
@@ -212,13 +218,8 @@ mod tests {
     #[test]
     fn storing_again_replaces_the_file_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!(
-            "relink-session-again-{}-{:x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
+        let dir = fresh_dir("again");
         let path = dir.join("session.json");
-        std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(&path, "old").expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("mode");
         store_at(&path, "http://127.0.0.1:2", "tok-2").expect("stored");

@@ -847,19 +847,17 @@ impl Supervisor {
                 reason,
                 error,
                 severity,
-            } => {
-                let message = "credentials rejected again: giving up";
-                match severity {
-                    Severity::Error => error!(reason, error = %error, "{message}"),
-                    _ => warn!(reason, error = %error, "{message}"),
-                }
             }
-            Record::Misconfigured {
+            | Record::Misconfigured {
                 reason,
                 error,
                 severity,
             } => {
-                let message = "cannot connect: check the configuration";
+                let message = if matches!(record, Record::Misconfigured { .. }) {
+                    "cannot connect: check the configuration"
+                } else {
+                    "credentials rejected again: giving up"
+                };
                 match severity {
                     Severity::Error => error!(reason, error = %error, "{message}"),
                     _ => warn!(reason, error = %error, "{message}"),

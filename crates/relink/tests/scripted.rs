@@ -553,15 +553,21 @@ async fn emits_while_disconnected_are_flushed_first_in_order() {
     client.disconnect().await;
 }
 
+/// A client with an outbox of `packets`, whose first attempt dialled `peer` and waits for
+/// an OPEN that only the test can send: disconnected for as long as the test likes.
+async fn waiting_client(peer: &mut Peer, packets: usize) -> (Client, Events, PeerConn) {
+    let (client, events) = builder(peer.url())
+        .outbox_limits(packets, 1 << 20)
+        .connect()
+        .unwrap();
+    let conn = accept(peer).await;
+    (client, events, conn)
+}
+
 #[tokio::test]
 async fn outbox_bound_hands_the_payload_back() {
     let mut peer = bind().await;
-    let (client, _events) = builder(peer.url())
-        .outbox_limits(2, 1 << 20)
-        .connect()
-        .unwrap();
-    // The client dials, but the peer never sends OPEN: disconnected for as long as we like.
-    let mut conn = accept(&mut peer).await;
+    let (client, _events, mut conn) = waiting_client(&mut peer, 2).await;
     client.try_emit("a", json_payload(json!(1))).unwrap();
     client.try_emit("b", json_payload(json!(2))).unwrap();
     let third = json_payload(json!({"third": true}));
@@ -976,12 +982,7 @@ async fn ack_timeouts_beyond_any_clock_mean_no_deadline() {
 #[tokio::test]
 async fn an_ack_that_timed_out_while_disconnected_is_dropped_and_frees_its_room() {
     let mut peer = bind().await;
-    let (client, _events) = builder(peer.url())
-        .outbox_limits(1, 1 << 20)
-        .connect()
-        .unwrap();
-    // The first attempt dials but its handshake waits: the client is not connected.
-    let mut conn = accept(&mut peer).await;
+    let (client, _events, mut conn) = waiting_client(&mut peer, 1).await;
     let late = client.emit_with_ack("late", Payload::new(), ms(100)).await;
     assert!(matches!(late, Err(AckError::Timeout(_))), "{late:?}");
     // Its room is free again: the outbox holds one packet.
