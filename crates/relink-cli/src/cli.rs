@@ -80,8 +80,9 @@ pub(crate) struct ConnectArgs {
     /// Namespace to join [default: / or the URL's path]
     #[arg(long, short = 'n', value_name = "NS")]
     pub(crate) namespace: Option<String>,
-    /// Read the token from this file (first line, surrounding whitespace trimmed).
-    /// Without it: RELINK_TOKEN, then the token stored by `relink login`.
+    /// Read the token from this file (first line, surrounding whitespace trimmed; at most
+    /// 64 KiB; a pipe works). Without it: RELINK_TOKEN, then the token stored by
+    /// `relink login`.
     #[arg(long, value_name = "PATH")]
     pub(crate) token_file: Option<PathBuf>,
     /// Log format on stderr.
@@ -102,7 +103,9 @@ pub(crate) struct ListenArgs {
     /// Print NDJSON on stdout: {"type":"state",...} and {"type":"event",...} lines.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Emit each stdin line, a JSON array ["event", arg, ...], in order.
+    /// Emit each stdin line, a JSON array ["event", arg, ...], in order, once connected. A
+    /// line that is not UTF-8, not such an array, or longer than the server's maxPayload
+    /// (16 MiB at most) is skipped with a warning.
     #[arg(long)]
     pub(crate) stdin: bool,
     /// First reconnect backoff ceiling.
