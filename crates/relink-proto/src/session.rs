@@ -529,6 +529,11 @@ impl Session {
                     self.push_event(name, args, ack_id);
                 }
             }
+            (PacketKind::ConnectError, _) if self.state == SessionState::Connected => {
+                // Rejections answer the CONNECT; one after the acceptance is no rejection of
+                // the credentials, and retrying it at once would loop.
+                return Err(ProtocolError::Unexpected("CONNECT_ERROR", self.state));
+            }
             (PacketKind::ConnectError, data) => {
                 let (message, data) = match data {
                     PacketData::Json(json) => parse_connect_error(&json),

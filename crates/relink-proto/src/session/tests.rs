@@ -287,6 +287,28 @@ fn events_held_before_the_connect_reply_are_bounded_in_bytes() {
 }
 
 #[test]
+fn a_connect_error_after_the_namespace_accepted_is_a_protocol_error() {
+    // Not a rejection of credentials (those come before the CONNECT reply): taking it for
+    // one would have the client retry at once, every time.
+    let t0 = Instant::now();
+    let mut s = connected(SessionConfig::default(), t0);
+    let e = s
+        .handle_text(r#"44{"message":"unauthorized"}"#, t0)
+        .expect_err("a protocol error");
+    assert!(
+        matches!(e, ProtocolError::Unexpected("CONNECT_ERROR", _)),
+        "{e:?}"
+    );
+    assert_eq!(s.state(), SessionState::Closed);
+    assert!(
+        !events(&mut s)
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Closed(CloseReason::ConnectError { .. }))),
+        "not reported as a rejection"
+    );
+}
+
+#[test]
 fn recovery_sends_pid_and_offset_and_strips_offsets() {
     let t0 = Instant::now();
     let mut s = Session::new(SessionConfig {
