@@ -4,12 +4,14 @@
 //! The rules (the README's "Reconnect policy and logging"):
 //! - The failure streak (the backoff exponent and the attempt number) resets only once a
 //!   connection has held for `stable_after`; a connection lost sooner continues the streak.
-//! - Exactly one ERROR per outage, whatever the mix of causes: the failure that brings the
-//!   streak to `escalate_after`, or else the failure that ends the client (a fatal one, or
-//!   credentials rejected again). An outage that ends the client after escalating logs its
-//!   end at WARN.
+//! - At most one ERROR per outage, whatever the mix of causes, and exactly one once it
+//!   matters: the failure that brings the streak to `escalate_after`, or else the failure
+//!   that ends the client (a fatal one, or credentials rejected again). An outage that ends
+//!   the client after escalating logs its end at WARN.
 //! - Credentials rejected: retried at once, with fresh credentials; rejected again before a
-//!   connection succeeded, the client stops.
+//!   connection succeeded, the client stops. (A CONNECT_ERROR after the namespace accepted
+//!   is a protocol error, retried with backoff: the session says so, so a server that
+//!   accepts and then rejects cannot make the client retry at once without end.)
 //! - One INFO when a connection has held for `stable_after` after an outage, with the
 //!   outage's length.
 
@@ -219,12 +221,14 @@ impl Reconnect {
     /// streak resets) and, if there was one, makes its INFO record.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<Record> {
         let connection = self.connection.as_mut()?;
-        if connection.stable || connection.stable_at.is_none_or(|at| now < at) {
+        let stable_at = connection.stable_at.filter(|at| *at <= now)?;
+        if connection.stable {
             return None;
         }
         connection.stable = true;
         self.failures = 0;
-        let report = self.escalation.on_stable(now)?;
+        // The outage ended at the deadline, however late the driver looked.
+        let report = self.escalation.on_stable(stable_at)?;
         Some(Record::Recovered {
             outage: report.outage,
             attempts: report.attempts,
@@ -244,7 +248,24 @@ impl Reconnect {
         now: Instant,
         sample: f64,
     ) -> (Decision, Vec<Record>) {
+        // A connection that reached its stable deadline is stable, whether or not the
+        // driver's timer fired in time (it may have been busy with a slow reader).
+        let recovered = self.handle_timeout(now);
         let stable = self.connection.take().is_some_and(|c| c.stable);
+        let (decision, mut records) = self.decide(failure, stable, now, sample);
+        if let Some(recovered) = recovered {
+            records.insert(0, recovered);
+        }
+        (decision, records)
+    }
+
+    fn decide(
+        &mut self,
+        failure: Failure,
+        stable: bool,
+        now: Instant,
+        sample: f64,
+    ) -> (Decision, Vec<Record>) {
         let class = match failure.class {
             Class::ServerDisconnect if self.settings.reconnect_on_server_disconnect => {
                 Class::Transient { retry_after: None }
@@ -460,13 +481,33 @@ mod tests {
     }
 
     #[test]
-    fn a_success_gives_back_the_one_credential_refresh() {
+    fn a_connection_gives_back_the_one_credential_refresh() {
         let t0 = Instant::now();
         let mut r = Reconnect::new(settings(5));
         r.on_failure(failure(Class::Unauthorized), t0, 0.5);
         r.on_connected(t0);
         let (decision, _) = r.on_failure(failure(Class::Unauthorized), t0, 0.5);
         assert_eq!(decision, Decision::Retry(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_connection_past_its_stable_deadline_is_stable_even_if_the_timer_was_late() {
+        let t0 = Instant::now();
+        let mut r = Reconnect::new(settings(5));
+        r.on_failure(failure(TRANSIENT), t0, 0.5);
+        r.on_connected(t0 + S(1));
+        // No handle_timeout: the driver was busy. Lost a minute later.
+        let (_, records) = r.on_failure(failure(TRANSIENT), t0 + S(61), 0.5);
+        assert!(
+            matches!(
+                records[..],
+                [
+                    Record::Recovered { attempts: 1, .. },
+                    Record::ConnectionLost { .. }
+                ]
+            ),
+            "{records:?}"
+        );
     }
 
     #[test]
