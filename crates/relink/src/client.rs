@@ -564,15 +564,16 @@ impl Client {
             });
         }
         let (tx, rx) = oneshot::channel();
-        let ack = AckRequest {
-            tx,
-            timeout,
-            retries_left: retries,
-        };
         // A timeout beyond any clock is no deadline at all.
         let deadline = (retries == 0)
             .then(|| tokio::time::Instant::now().checked_add(timeout))
             .flatten();
+        let ack = AckRequest {
+            tx,
+            timeout,
+            retries_left: retries,
+            deadline: deadline.map(tokio::time::Instant::into_std),
+        };
         let item = Outgoing {
             seq: 0,
             body: Body::Acked(Acked { name, args, ack }),

@@ -21,6 +21,9 @@ pub(crate) struct AckRequest {
     pub(crate) timeout: Duration,
     /// Resends left after a timeout or a drop; 0 means at most once.
     pub(crate) retries_left: u32,
+    /// When the caller stops waiting (without retries): an emit not written by then is
+    /// not written at all.
+    pub(crate) deadline: Option<std::time::Instant>,
 }
 
 /// One queued emit.

@@ -26,9 +26,11 @@ impl Status {
     }
 }
 
-/// Why the client ended in [`Status::Failed`] or [`Status::Disconnected`].
+/// Why the client ended in [`Status::Failed`] or [`Status::Disconnected`]. More reasons
+/// may come: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EndReason {
     /// The server rejected the credentials, also after one refresh.
     Unauthorized,

@@ -90,6 +90,9 @@ pub(crate) struct Supervisor {
     reconnect: Reconnect,
     /// `finish` ran: the terminal state is published.
     ended: bool,
+    /// Set while this task's future is being polled (see [`Supervisor::run_registered`]): a
+    /// panic unwinding with it set is this task's own.
+    polling: Arc<std::sync::atomic::AtomicBool>,
     /// Increases per connection, so acks for a dead connection's events are discarded.
     generation: u64,
     pid: Option<String>,
@@ -132,6 +135,7 @@ impl Supervisor {
             acks: AckTable::new(),
             reconnect,
             ended: false,
+            polling: Arc::default(),
             generation: 0,
             pid: None,
             offset: None,
@@ -147,10 +151,16 @@ impl Supervisor {
     /// took tungstenite's write waker (see [`crate::link`]) can wake it.
     pub(crate) async fn run_registered(self) {
         let shared = Arc::clone(&self.shared);
+        let polling = Arc::clone(&self.polling);
         let mut run = std::pin::pin!(self.run());
         std::future::poll_fn(|cx| {
             shared.task.register(cx.waker());
-            run.as_mut().poll(cx)
+            // Left set if the poll panics: that is how `Drop` tells its own panic from an
+            // unrelated one during which a runtime drops this task.
+            polling.store(true, Ordering::Relaxed);
+            let poll = run.as_mut().poll(cx);
+            polling.store(false, Ordering::Relaxed);
+            poll
         })
         .await
     }
@@ -231,8 +241,12 @@ impl Supervisor {
                     auth,
                     recovery,
                     max_attachments: cfg.max_attachments,
-                    // One packet, attachments included, is bounded like one message.
+                    // One packet, attachments included, is bounded like one message, and
+                    // what recovery replays before CONNECT may be at least one of those.
                     max_packet_bytes: cfg.max_message_size,
+                    max_early_bytes: cfg
+                        .max_message_size
+                        .max(relink_proto::session::DEFAULT_MAX_EARLY_BYTES),
                     ..SessionConfig::default()
                 });
                 establish(&cfg, session).await
@@ -345,17 +359,17 @@ impl Supervisor {
                 () = self.shared.wake.notified() => {}
                 () = &mut heartbeat_timer => {
                     session.handle_timeout(Instant::now().into_std());
-                    heartbeat_timer.as_mut().reset(far);
+                    heartbeat_timer.as_mut().reset(Instant::now() + FAR_FUTURE);
                 }
                 () = &mut ack_timer => {
                     self.expire_acks(&mut session);
-                    ack_timer.as_mut().reset(far);
+                    ack_timer.as_mut().reset(Instant::now() + FAR_FUTURE);
                 }
                 // The interval has passed: the next write flushes.
                 () = &mut flush_timer, if flush_armed => flush_armed = false,
                 () = &mut stable_timer => {
                     self.on_stable();
-                    stable_timer.as_mut().reset(far);
+                    stable_timer.as_mut().reset(Instant::now() + FAR_FUTURE);
                 }
             }
         };
@@ -669,8 +683,13 @@ impl Supervisor {
 
     fn send_acked(&mut self, session: &mut Session, seq: u64, acked: Acked) {
         let Acked { name, args, ack } = acked;
-        // A timeout beyond any clock means no deadline; "far" is then as good as never.
         let now = Instant::now().into_std();
+        if ack.deadline.is_some_and(|deadline| deadline <= now) {
+            // Its caller has stopped waiting (`Timeout`): sent now, it would arrive late,
+            // for nobody.
+            return;
+        }
+        // A timeout beyond any clock means no deadline; "far" is then as good as never.
         let deadline = now
             .checked_add(ack.timeout)
             .or_else(|| now.checked_add(FAR_FUTURE))
@@ -925,8 +944,8 @@ impl Drop for Supervisor {
             return;
         }
         // tokio drops a task's future while a panic in it unwinds; a runtime shutting down
-        // drops it quietly.
-        let message = if std::thread::panicking() {
+        // drops it quietly (also when the runtime is dropped during another panic).
+        let message = if std::thread::panicking() && self.polling.load(Ordering::Relaxed) {
             error!("the connection task panicked: the client is closed");
             "the connection task panicked (in relink or in a callback it runs)"
         } else {

@@ -1663,25 +1663,3 @@ async fn a_panic_in_the_connection_task_ends_the_client_and_fails_what_waits() {
     let next = timeout(WAIT, events.next()).await.expect("events end");
     assert!(next.is_none(), "{next:?}");
 }
-
-#[test]
-fn a_runtime_shutting_down_ends_the_client_quietly() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (client, _events) = runtime.block_on(async {
-        builder("http://127.0.0.1:9".into())
-            .backoff_initial(Duration::from_secs(3600))
-            .backoff_max(Duration::from_secs(3600))
-            .connect()
-            .unwrap()
-    });
-    drop(runtime);
-    let end = client.state();
-    assert_eq!(end.status, Status::Failed, "{end:?}");
-    assert_eq!(end.end, Some(EndReason::Internal), "{end:?}");
-    assert!(
-        end.last_error
-            .as_deref()
-            .is_some_and(|e| e.contains("runtime shut down")),
-        "{end:?}"
-    );
-}

@@ -200,7 +200,9 @@ fn one_error_record_per_outage_and_an_info_when_it_recovers() {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(outage(THRESHOLD));
+        // Well past the threshold: a latch that let every later failure through would
+        // show as more than one ERROR.
+        rt.block_on(outage(2 * THRESHOLD));
     });
     assert_eq!(
         capture.count(Level::ERROR),
@@ -213,7 +215,10 @@ fn one_error_record_per_outage_and_an_info_when_it_recovers() {
         .iter()
         .filter(|m| m.contains("connection attempt failed"))
         .count();
-    assert!(failed >= 30, "a WARN per failed attempt: {failed}");
+    assert!(
+        failed >= 2 * THRESHOLD as usize,
+        "a WARN per failed attempt: {failed}"
+    );
     let recovered = capture
         .messages(Level::INFO)
         .iter()
@@ -265,7 +270,7 @@ fn sentry_events(failures: u32) -> Vec<sentry::protocol::Event<'static>> {
 
 #[test]
 fn sentry_sees_one_event_for_a_30_attempt_outage_and_none_for_a_blip() {
-    let events = sentry_events(THRESHOLD);
+    let events = sentry_events(2 * THRESHOLD);
     assert_eq!(events.len(), 1, "{events:#?}");
     assert!(
         events[0]
@@ -276,4 +281,64 @@ fn sentry_sees_one_event_for_a_30_attempt_outage_and_none_for_a_blip() {
             || format!("{:?}", events[0]).contains("keep failing")
     );
     assert!(sentry_events(3).is_empty());
+}
+
+/// A client on a current-thread runtime of its own, sleeping in a long backoff.
+fn client_on(runtime: &tokio::runtime::Runtime) -> Client {
+    runtime.block_on(async {
+        let (client, _events) = Client::builder("http://127.0.0.1:9")
+            .token("t")
+            .backoff_initial(Duration::from_secs(3600))
+            .backoff_max(Duration::from_secs(3600))
+            .connect()
+            .unwrap();
+        client
+    })
+}
+
+fn assert_ended_by_shutdown(client: &Client) {
+    let end = client.state();
+    assert_eq!(end.status, Status::Failed, "{end:?}");
+    assert_eq!(end.end, Some(EndReason::Internal), "{end:?}");
+    assert!(
+        end.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("runtime shut down")),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn a_runtime_shutting_down_ends_the_client_quietly_even_during_another_panic() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _second = support::keep_interest_per_dispatcher();
+    tracing::subscriber::with_default(subscriber, || {
+        let current = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let runtime = current();
+        let client = client_on(&runtime);
+        drop(runtime);
+        assert_ended_by_shutdown(&client);
+        // Dropped while a panic that is not relink's unwinds (a failing test, a main
+        // that panics): still not relink's panic.
+        let runtime = current();
+        let client = client_on(&runtime);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _runtime = runtime;
+            panic!("a panic elsewhere in the application");
+        }));
+        assert!(unwound.is_err());
+        assert_ended_by_shutdown(&client);
+    });
+    assert_eq!(
+        capture.count(Level::ERROR),
+        0,
+        "{:?}",
+        capture.messages(Level::ERROR)
+    );
 }
