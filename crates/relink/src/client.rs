@@ -794,5 +794,5 @@ fn push_locked(queue: &mut Queue, item: Outgoing) -> Result<u64, Rejected> {
     queue
         .outbox
         .push(item)
-        .map_err(|item| Box::new((item, info)))
+        .map_err(|item| Box::new((*item, info)))
 }

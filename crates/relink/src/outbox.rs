@@ -111,11 +111,11 @@ impl Outbox {
     }
 
     /// Appends, numbering the item in order of acceptance (the number is returned), or
-    /// hands it back when the bound is reached.
-    pub(crate) fn push(&mut self, mut item: Outgoing) -> Result<u64, Outgoing> {
+    /// hands it back when the bound is reached (boxed: the rare path).
+    pub(crate) fn push(&mut self, mut item: Outgoing) -> Result<u64, Box<Outgoing>> {
         let size = item.size();
         if !self.has_room(size) {
-            return Err(item);
+            return Err(Box::new(item));
         }
         let seq = self.next_seq();
         item.seq = seq;

@@ -247,7 +247,6 @@ impl Supervisor {
                     max_early_bytes: cfg
                         .max_message_size
                         .max(relink_proto::session::DEFAULT_MAX_EARLY_BYTES),
-                    ..SessionConfig::default()
                 });
                 establish(&cfg, session).await
             };
