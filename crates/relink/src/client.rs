@@ -2,344 +2,22 @@
 
 use crate::config::{ClientBuilder, Config};
 use crate::error::{AckError, BuildError, EmitError};
-use crate::link::{Link, TrySend};
+use crate::events::Events;
+use crate::lane::{FullInfo, Link, Rejected, Shared, TrySend, WakeSupervisor, push_locked};
 use crate::outbox::{AckRequest, Acked, Body, Outbox, Outgoing};
 use crate::state::ConnectionState;
 use crate::supervisor::Supervisor;
-use futures_util::task::AtomicWaker;
 use relink_proto::Payload;
 use relink_proto::session::EncodedEvent;
-use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Waker;
 use std::time::Duration;
-use tokio::sync::{
-    AcquireError, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, broadcast, mpsc,
-    oneshot, watch,
-};
+use tokio::sync::{broadcast, oneshot, watch};
 
 /// How long `disconnect()` waits for the supervisor to say goodbye before it stops waiting.
 const DISCONNECT_GRACE: Duration = Duration::from_millis(100);
-
-/// State shared by the handle and the supervisor.
-pub(crate) struct Shared {
-    pub(crate) queue: Mutex<Queue>,
-    /// Wakes the supervisor: something to send or to flush.
-    pub(crate) wake: Notify,
-    /// The supervisor's task, whatever it waits on: woken when a socket an emitter found
-    /// not ready becomes writable (tungstenite keeps one write waker, and the emitter's
-    /// replaced the supervisor's).
-    pub(crate) task: AtomicWaker,
-    /// Wakes emitters waiting for room in the outbox.
-    pub(crate) space: Notify,
-    /// The server's `maxPayload`, once known.
-    pub(crate) max_payload: AtomicU64,
-    /// An emitter wrote to the socket without flushing: the supervisor flushes.
-    pub(crate) unflushed: AtomicBool,
-}
-
-/// What the handle hands to the supervisor.
-pub(crate) struct Queue {
-    pub(crate) outbox: Outbox,
-    /// Answers to the server's events, sent before new emits.
-    pub(crate) acks_out: VecDeque<ServerAck>,
-    pub(crate) connected: bool,
-    pub(crate) closed: bool,
-    /// The connected socket, for plain emits written by the emitting task (see
-    /// [`crate::link`]); `None` unless connected.
-    pub(crate) link: Option<Link>,
-    /// The supervisor took emits or acks from here, or has frames of its own, and has not
-    /// handed them all to the socket yet: an emit written directly now would overtake them
-    /// (or split a packet of several frames).
-    pub(crate) in_transit: bool,
-    /// The supervisor waits for the reader of `Events` and flushes nothing meanwhile.
-    pub(crate) paused: bool,
-}
-
-impl Queue {
-    /// The socket, when an emit may be written to it directly without overtaking another.
-    fn direct_link(&self) -> Option<&Link> {
-        if self.in_transit || self.paused || self.outbox.len() > 0 || !self.acks_out.is_empty() {
-            return None;
-        }
-        self.link.as_ref()
-    }
-}
-
-/// Our answer to a server event that asked for an ack.
-pub(crate) struct ServerAck {
-    pub(crate) generation: u64,
-    pub(crate) id: u64,
-    pub(crate) args: Payload,
-}
-
-/// Wakes the supervisor's task (see [`Shared::task`]).
-struct WakeSupervisor(Arc<Shared>);
-
-impl std::task::Wake for WakeSupervisor {
-    fn wake(self: Arc<Self>) {
-        self.0.task.wake();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.task.wake();
-    }
-}
-
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Queue> {
-        // A panic while holding this lock cannot leave the queue half-updated in a way that
-        // matters more than losing the client, so poisoning is ignored.
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Something from the connection, in the order it happened.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Incoming {
-    /// The namespace connection is up.
-    Connected {
-        /// The socket id.
-        socket_id: String,
-        /// Whether the server restored the previous session (missed events follow).
-        recovered: bool,
-    },
-    /// An event from the server.
-    Event(Event),
-    /// The link went down; the state says whether the client will reconnect.
-    Disconnected {
-        /// A stable name for why (`transport_close`, `ping_timeout`, `server_disconnect`, ...).
-        reason: &'static str,
-    },
-}
-
-/// An event from the server.
-pub struct Event {
-    /// Shared with other events of the same name (the session keeps recent names).
-    name: Arc<str>,
-    args: Payload,
-    ack: Option<Acker>,
-}
-
-impl std::fmt::Debug for Event {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Event")
-            .field("name", &self.name)
-            .field("args", &self.args)
-            .field("wants_ack", &self.ack.is_some())
-            .finish()
-    }
-}
-
-struct Acker {
-    shared: Arc<Shared>,
-    generation: u64,
-    id: u64,
-}
-
-impl Event {
-    pub(crate) fn new(name: Arc<str>, args: Payload, ack: Option<(Arc<Shared>, u64, u64)>) -> Self {
-        Event {
-            name,
-            args,
-            ack: ack.map(|(shared, generation, id)| Acker {
-                shared,
-                generation,
-                id,
-            }),
-        }
-    }
-
-    /// The event name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The arguments (recovery offset removed).
-    pub fn args(&self) -> &Payload {
-        &self.args
-    }
-
-    /// Takes the arguments.
-    pub fn into_args(self) -> Payload {
-        self.args
-    }
-
-    /// Whether the server asked for an acknowledgement that has not been sent yet.
-    pub fn wants_ack(&self) -> bool {
-        self.ack.is_some()
-    }
-
-    /// Answers the server's ack request. Returns false when none was asked for or it was
-    /// already answered. An answer to a connection that has since dropped is discarded (the
-    /// server forgot the request with that connection).
-    pub fn ack(&mut self, args: Payload) -> bool {
-        let Some(acker) = self.ack.take() else {
-            return false;
-        };
-        acker.shared.lock().acks_out.push_back(ServerAck {
-            generation: acker.generation,
-            id: acker.id,
-            args,
-        });
-        acker.shared.wake.notify_one();
-        true
-    }
-}
-
-/// Most items handed from the supervisor to [`Events`] at once. One hand-over per batch
-/// rather than per item: each one may wake the reader's task on another thread.
-pub(crate) const EVENT_BATCH: usize = 64;
-
-/// The stream of [`Incoming`] items. Read it: while nobody does, the client stops reading the
-/// socket once `event_buffer` items wait (backpressure, not unbounded memory).
-#[derive(Debug)]
-pub struct Events {
-    /// Batches of at most `min(event_buffer, EVENT_BATCH)` items.
-    rx: mpsc::UnboundedReceiver<Vec<Incoming>>,
-    /// One permit per item that may still be sent: at most `event_buffer` items wait in the
-    /// channel (plus the batch being read here).
-    room: Arc<Semaphore>,
-    /// The rest of the batch being read.
-    buffered: std::vec::IntoIter<Incoming>,
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        // Nobody reads any more: the client must not wait for room that never comes.
-        self.room.close();
-    }
-}
-
-impl Events {
-    /// The next item; `None` once the client has ended and everything was read.
-    pub async fn next(&mut self) -> Option<Incoming> {
-        std::future::poll_fn(|cx| self.poll_item(cx)).await
-    }
-
-    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
-        loop {
-            if let Some(item) = self.buffered.next() {
-                return Poll::Ready(Some(item));
-            }
-            match std::task::ready!(self.rx.poll_recv(cx)) {
-                Some(batch) => {
-                    self.room.add_permits(batch.len());
-                    self.buffered = batch.into_iter();
-                }
-                None => return Poll::Ready(None),
-            }
-        }
-    }
-}
-
-impl futures_util::Stream for Events {
-    type Item = Incoming;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
-        self.poll_item(cx)
-    }
-}
-
-/// The supervisor's side of [`Events`]: items are collected and handed over a batch at a
-/// time.
-pub(crate) struct Deliveries {
-    tx: mpsc::UnboundedSender<Vec<Incoming>>,
-    room: Arc<Semaphore>,
-    pending: Vec<Incoming>,
-    batch: usize,
-}
-
-impl Deliveries {
-    fn new(tx: mpsc::UnboundedSender<Vec<Incoming>>, room: Arc<Semaphore>, batch: usize) -> Self {
-        Deliveries {
-            tx,
-            room,
-            pending: Vec::new(),
-            batch,
-        }
-    }
-
-    /// How many items make a batch (frames read per round are bounded by it too).
-    pub(crate) fn batch(&self) -> usize {
-        self.batch
-    }
-
-    /// Adds an item; returns true when a batch is full and should be handed over.
-    pub(crate) fn push(&mut self, item: Incoming) -> bool {
-        self.pending.push(item);
-        self.pending.len() >= self.batch
-    }
-
-    /// Hands the pending items over if the reader's buffer has room for them now; false
-    /// when they must wait (see [`Deliveries::flush`]).
-    pub(crate) fn try_flush(&mut self) -> bool {
-        if self.pending.is_empty() {
-            return true;
-        }
-        let n = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
-        match self.room.try_acquire_many(n) {
-            Ok(permits) => permits.forget(),
-            Err(TryAcquireError::NoPermits) => return false,
-            // A reader that dropped `Events` does not stop the client.
-            Err(TryAcquireError::Closed) => {
-                self.pending.clear();
-                return true;
-            }
-        }
-        self.send_pending();
-        true
-    }
-
-    /// Sends what is pending; the permits for it were taken.
-    fn send_pending(&mut self) {
-        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch));
-        let _ = self.tx.send(batch);
-    }
-
-    /// Waits until the reader's buffer has room for the pending items (see
-    /// [`Deliveries::hand_over`]). Borrows nothing, so the supervisor can do other work
-    /// while it waits.
-    pub(crate) fn room(
-        &self,
-    ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send + 'static {
-        // A batch never holds more than `event_buffer` items, so this always can succeed.
-        let n = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
-        Arc::clone(&self.room).acquire_many_owned(n)
-    }
-
-    /// Hands the pending items over once [`Deliveries::room`] made room for them; drops
-    /// them if the reader is gone (a reader that dropped `Events` does not stop the client).
-    pub(crate) fn hand_over(&mut self, room: Result<OwnedSemaphorePermit, AcquireError>) {
-        match room {
-            Ok(permits) => permits.forget(),
-            Err(_) => {
-                self.pending.clear();
-                return;
-            }
-        }
-        self.send_pending();
-    }
-
-    /// Hands one item over now if there is room, after what is pending; drops them
-    /// otherwise.
-    pub(crate) fn try_send_now(&mut self, item: Incoming) {
-        self.pending.push(item);
-        let n = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
-        let room = self
-            .room
-            .try_acquire_many(n)
-            .map(|permits| permits.forget());
-        match room {
-            Ok(()) => self.send_pending(),
-            Err(_) => self.pending.clear(),
-        }
-    }
-}
 
 struct Inner {
     shared: Arc<Shared>,
@@ -387,38 +65,22 @@ impl Client {
 
     fn start(config: Config) -> Result<(Client, Events), BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                outbox: Outbox::new(config.outbox_packets, config.outbox_bytes),
-                acks_out: VecDeque::new(),
-                connected: false,
-                closed: false,
-                link: None,
-                in_transit: false,
-                paused: false,
-            }),
-            unflushed: AtomicBool::new(false),
-            wake: Notify::new(),
-            task: AtomicWaker::new(),
-            space: Notify::new(),
-            max_payload: AtomicU64::new(u64::MAX),
-        });
+        let shared = Arc::new(Shared::new(Outbox::new(
+            config.outbox_packets,
+            config.outbox_bytes,
+        )));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (state_tx, state_rx) = watch::channel(ConnectionState::initial());
         let (transitions, transitions_rx) = broadcast::channel(64);
         let namespace = config.namespace.clone();
-        let batch = config.event_buffer.min(EVENT_BATCH);
-        let room = Arc::new(Semaphore::new(
-            config.event_buffer.min(Semaphore::MAX_PERMITS),
-        ));
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (deliveries, events) = crate::events::channel(config.event_buffer);
         let supervisor = Supervisor::new(
             Arc::new(config),
             Arc::clone(&shared),
             shutdown_rx,
             state_tx,
             transitions,
-            Deliveries::new(events_tx, Arc::clone(&room), batch),
+            deliveries,
         );
         runtime.spawn(supervisor.run_registered());
         let client = Client {
@@ -431,14 +93,7 @@ impl Client {
                 transitions: transitions_rx,
             }),
         };
-        Ok((
-            client,
-            Events {
-                rx: events_rx,
-                room,
-                buffered: Vec::new().into_iter(),
-            },
-        ))
+        Ok((client, events))
     }
 
     /// The current state.
@@ -734,65 +389,4 @@ impl Client {
         let _ =
             tokio::time::timeout(DISCONNECT_GRACE, rx.wait_for(|s| s.status.is_terminal())).await;
     }
-}
-
-/// Why an item did not go into the queue.
-enum FullInfo {
-    Closed,
-    TooBig {
-        limit: usize,
-    },
-    Full {
-        connected: bool,
-        packets: usize,
-        bytes: usize,
-    },
-}
-
-impl FullInfo {
-    fn into_error(self, name: String, args: Payload) -> EmitError {
-        match self {
-            FullInfo::Closed => EmitError::Closed {
-                event: name,
-                payload: args,
-            },
-            FullInfo::TooBig { limit } => {
-                let size = name.len() + args.as_json().len();
-                EmitError::TooLarge {
-                    event: name,
-                    payload: args,
-                    size,
-                    limit: limit as u64,
-                }
-            }
-            FullInfo::Full { packets, bytes, .. } => EmitError::OutboxFull {
-                event: name,
-                payload: args,
-                packets,
-                bytes,
-            },
-        }
-    }
-}
-
-/// An emit handed back by the queue, and why. Boxed: it is the rare path.
-type Rejected = Box<(Outgoing, FullInfo)>;
-
-fn push_locked(queue: &mut Queue, item: Outgoing) -> Result<u64, Rejected> {
-    if queue.closed {
-        return Err(Box::new((item, FullInfo::Closed)));
-    }
-    if !queue.outbox.could_fit(item.size()) {
-        let limit = queue.outbox.max_bytes();
-        return Err(Box::new((item, FullInfo::TooBig { limit })));
-    }
-    let info = FullInfo::Full {
-        connected: queue.connected,
-        packets: queue.outbox.len(),
-        bytes: queue.outbox.bytes(),
-    };
-    queue
-        .outbox
-        .push(item)
-        .map_err(|item| Box::new((*item, info)))
 }

@@ -322,12 +322,10 @@ impl ClientBuilder {
         )?;
         let tls = match self.tls {
             Some(tls) => tls,
-            None => {
-                crate::transport::default_tls().map_err(|reason| BuildError::InvalidSetting {
-                    name: "tls",
-                    reason,
-                })?
-            }
+            None => crate::tls::default_tls().map_err(|reason| BuildError::InvalidSetting {
+                name: "tls",
+                reason,
+            })?,
         };
         Ok(Config {
             endpoint,

@@ -18,17 +18,20 @@ mod config;
 #[doc(hidden)]
 pub mod core;
 mod error;
-mod link;
+mod events;
+mod lane;
 mod outbox;
 pub mod policy;
 mod state;
 mod supervisor;
+mod tls;
 mod token;
 mod transport;
 
-pub use client::{Client, Event, Events, Incoming};
+pub use client::Client;
 pub use config::{ClientBuilder, TokenFuture};
 pub use error::{AckError, BuildError, EmitError, LinkError};
+pub use events::{Event, Events, Incoming};
 pub use relink_proto::Payload;
 pub use relink_proto::binary::Data;
 pub use state::{ConnectionState, EndReason, Status};

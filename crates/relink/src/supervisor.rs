@@ -4,11 +4,11 @@
 //! from [`crate::core::reconnect`]; this loop carries the decisions out, publishes every
 //! state transition, and writes the records.
 
-use crate::client::{Deliveries, Event, Incoming, Shared};
 use crate::config::Config;
 use crate::core::reconnect::{Decision, Failure, Reconnect, Record, Settings, Severity};
 use crate::error::{AckError, EmitError, LinkError};
-use crate::link::Link;
+use crate::events::{Deliveries, Event, Incoming};
+use crate::lane::{Link, Shared};
 use crate::outbox::{AckRequest, Acked, Body, Outgoing};
 use crate::policy::classify::{classify, reason};
 use crate::state::{ConnectionState, EndReason, Status};

@@ -32,7 +32,7 @@ pub(crate) async fn dial(config: &Config) -> Result<Ws, LinkError> {
     // takes ~250 small frames per read, and an idle client keeps 112 KiB less resident.
     // The write buffer stays unbounded (tungstenite's default `max_write_buffer_size`):
     // emits written directly by their tasks rely on a ready socket accepting a whole
-    // message (see `link.rs`); the outbox bounds what waits.
+    // message (see `lane.rs`); the outbox bounds what waits.
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(config.max_message_size))
@@ -47,21 +47,6 @@ pub(crate) async fn dial(config: &Config) -> Result<Ws, LinkError> {
     .await
     .map_err(map_error)?;
     Ok(ws)
-}
-
-/// rustls with the Mozilla roots from webpki-roots, ring as the crypto provider.
-pub(crate) fn default_tls() -> Result<Arc<rustls::ClientConfig>, String> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// Maps a tungstenite error to what the policy decides on.

@@ -1,0 +1,294 @@
+//! The direct-write lane: what the handle's emitting tasks and the supervisor share, in
+//! one place.
+//!
+//! - [`Shared`]: the queue (outbox, acks to send, the lane's state) behind one mutex, and
+//!   the wake-ups (the supervisor's task, waiters for room).
+//! - [`Link`]: the connected WebSocket behind a mutex of its own.
+//!
+//! The supervisor reads the socket, answers pings and writes everything that waits in the
+//! outbox. A plain emit made while nothing waits is written by the emitting task itself,
+//! straight into tungstenite's write buffer: handing every emit to the supervisor's task
+//! costs a cross-thread hand-over per message, several times the cost of writing it.
+//! Writers never wait here: whoever finds the socket not ready to take a frame leaves the
+//! frame to the supervisor, and only the supervisor waits for the socket.
+//!
+//! Lock order: the queue, then the link, hand over hand (an emitter locks the link before it
+//! lets go of the queue, so nothing queued later reaches the socket first). Each lock is held
+//! for a few instructions or one non-blocking poll, never across an `.await`.
+//!
+//! Invariant: an emitting task writes directly only when [`Queue::direct_link`] gives it the
+//! link: connected, outbox empty, no acks to send, nothing of the supervisor's in transit
+//! (`in_transit`: taken from the queue or queued by the session and not yet all in
+//! tungstenite's buffer), the supervisor not waiting for the `Events` reader (`paused`).
+//! Otherwise the emit goes through the outbox, so a plain emit never overtakes one queued
+//! before it, nor lands between a packet's frames. What an emitter wrote without a flush
+//! sets [`Shared::unflushed`]; the supervisor flushes.
+
+use crate::error::EmitError;
+use crate::outbox::{Outbox, Outgoing};
+use crate::transport::Ws;
+use futures_util::task::AtomicWaker;
+use futures_util::{SinkExt, StreamExt};
+use relink_proto::Payload;
+use relink_proto::session::EncodedEvent;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::{Error, Message};
+
+/// A shared handle to one connection's WebSocket.
+#[derive(Clone)]
+pub(crate) struct Link {
+    ws: Arc<Mutex<Ws>>,
+}
+
+impl Link {
+    pub(crate) fn new(ws: Ws) -> Self {
+        Link {
+            ws: Arc::new(Mutex::new(ws)),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Ws> {
+        // A panic inside one poll of tungstenite leaves nothing worse than a broken socket,
+        // which the next read reports.
+        self.ws.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Polls for the next message.
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        self.lock().poll_next_unpin(cx)
+    }
+
+    /// The next message.
+    pub(crate) async fn next(&self) -> Option<Result<Message, Error>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// The next message if one is ready now.
+    pub(crate) fn next_now(&self) -> Option<Option<Result<Message, Error>>> {
+        match self.poll_next(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(item) => Some(item),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Hands `message` to tungstenite, waiting while its write buffer is full.
+    pub(crate) async fn feed(&self, message: Message) -> Result<(), Error> {
+        let mut message = Some(message);
+        std::future::poll_fn(|cx| {
+            let mut ws = self.lock();
+            std::task::ready!(ws.poll_ready_unpin(cx))?;
+            match message.take() {
+                Some(message) => Poll::Ready(ws.start_send_unpin(message)),
+                None => Poll::Ready(Ok(())),
+            }
+        })
+        .await
+    }
+
+    /// Writes everything buffered to the socket.
+    pub(crate) async fn flush(&self) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.lock().poll_flush_unpin(cx)).await
+    }
+
+    /// Starts and drives the WebSocket close handshake.
+    pub(crate) async fn close(&self) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.lock().poll_close_unpin(cx)).await
+    }
+
+    /// Hands `event` to the locked socket now if it can take it without waiting; gives it back
+    /// otherwise. `waker` is woken when a socket that was not ready becomes writable (it
+    /// should wake the supervisor, which then writes what was given back).
+    ///
+    /// Nothing is flushed: the caller asks the supervisor to.
+    pub(crate) fn try_send(
+        ws: &mut MutexGuard<'_, Ws>,
+        event: EncodedEvent,
+        waker: &Waker,
+    ) -> Result<(), TrySend> {
+        match ws.poll_ready_unpin(&mut Context::from_waker(waker)) {
+            Poll::Ready(Ok(())) => {}
+            // Failing or full, nothing was written: the event stays whole, for the outbox
+            // (a failed connection is the supervisor's to notice; the emit goes out on the
+            // next one).
+            Poll::Ready(Err(_)) | Poll::Pending => return Err(TrySend::NotReady(event)),
+        }
+        // Once ready, tungstenite accepts whole messages into its buffer (it only tries the
+        // socket when the buffer is large, and keeps the message if the socket is full).
+        let (text, attachments) = event.into_parts();
+        ws.start_send_unpin(Message::text(text))
+            .map_err(|_| TrySend::Failed)?;
+        for bytes in attachments {
+            ws.start_send_unpin(Message::binary(bytes))
+                .map_err(|_| TrySend::Failed)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why [`Link::try_send`] did not take an event.
+pub(crate) enum TrySend {
+    /// The socket cannot take it now: the event, for the outbox.
+    NotReady(EncodedEvent),
+    /// The connection failed while writing; the event is gone with it (the supervisor sees
+    /// the failure on its next read or write).
+    Failed,
+}
+
+/// State shared by the handle and the supervisor.
+pub(crate) struct Shared {
+    pub(crate) queue: Mutex<Queue>,
+    /// Wakes the supervisor: something to send or to flush.
+    pub(crate) wake: Notify,
+    /// The supervisor's task, whatever it waits on: woken when a socket an emitter found
+    /// not ready becomes writable (tungstenite keeps one write waker, and the emitter's
+    /// replaced the supervisor's).
+    pub(crate) task: AtomicWaker,
+    /// Wakes emitters waiting for room in the outbox.
+    pub(crate) space: Notify,
+    /// The server's `maxPayload`, once known.
+    pub(crate) max_payload: AtomicU64,
+    /// An emitter wrote to the socket without flushing: the supervisor flushes.
+    pub(crate) unflushed: AtomicBool,
+}
+
+/// What the handle hands to the supervisor.
+pub(crate) struct Queue {
+    pub(crate) outbox: Outbox,
+    /// Answers to the server's events, sent before new emits.
+    pub(crate) acks_out: VecDeque<ServerAck>,
+    pub(crate) connected: bool,
+    pub(crate) closed: bool,
+    /// The connected socket, for plain emits written by the emitting task (see
+    /// [`crate::link`]); `None` unless connected.
+    pub(crate) link: Option<Link>,
+    /// The supervisor took emits or acks from here, or has frames of its own, and has not
+    /// handed them all to the socket yet: an emit written directly now would overtake them
+    /// (or split a packet of several frames).
+    pub(crate) in_transit: bool,
+    /// The supervisor waits for the reader of `Events` and flushes nothing meanwhile.
+    pub(crate) paused: bool,
+}
+
+impl Queue {
+    /// The socket, when an emit may be written to it directly without overtaking another.
+    pub(crate) fn direct_link(&self) -> Option<&Link> {
+        if self.in_transit || self.paused || self.outbox.len() > 0 || !self.acks_out.is_empty() {
+            return None;
+        }
+        self.link.as_ref()
+    }
+}
+
+/// Our answer to a server event that asked for an ack.
+pub(crate) struct ServerAck {
+    pub(crate) generation: u64,
+    pub(crate) id: u64,
+    pub(crate) args: Payload,
+}
+
+/// Wakes the supervisor's task (see [`Shared::task`]).
+pub(crate) struct WakeSupervisor(pub(crate) Arc<Shared>);
+
+impl std::task::Wake for WakeSupervisor {
+    fn wake(self: Arc<Self>) {
+        self.0.task.wake();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.task.wake();
+    }
+}
+
+impl Shared {
+    /// Nothing queued, not connected, the server's limit not known yet.
+    pub(crate) fn new(outbox: Outbox) -> Self {
+        Shared {
+            queue: Mutex::new(Queue {
+                outbox,
+                acks_out: VecDeque::new(),
+                connected: false,
+                closed: false,
+                link: None,
+                in_transit: false,
+                paused: false,
+            }),
+            unflushed: AtomicBool::new(false),
+            wake: Notify::new(),
+            task: AtomicWaker::new(),
+            space: Notify::new(),
+            max_payload: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding this lock cannot leave the queue half-updated in a way that
+        // matters more than losing the client, so poisoning is ignored.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Why an item did not go into the queue.
+pub(crate) enum FullInfo {
+    Closed,
+    TooBig {
+        limit: usize,
+    },
+    Full {
+        connected: bool,
+        packets: usize,
+        bytes: usize,
+    },
+}
+
+impl FullInfo {
+    pub(crate) fn into_error(self, name: String, args: Payload) -> EmitError {
+        match self {
+            FullInfo::Closed => EmitError::Closed {
+                event: name,
+                payload: args,
+            },
+            FullInfo::TooBig { limit } => {
+                let size = name.len() + args.as_json().len();
+                EmitError::TooLarge {
+                    event: name,
+                    payload: args,
+                    size,
+                    limit: limit as u64,
+                }
+            }
+            FullInfo::Full { packets, bytes, .. } => EmitError::OutboxFull {
+                event: name,
+                payload: args,
+                packets,
+                bytes,
+            },
+        }
+    }
+}
+
+/// An emit handed back by the queue, and why. Boxed: it is the rare path.
+pub(crate) type Rejected = Box<(Outgoing, FullInfo)>;
+
+/// Queues `item` under the queue's lock, or hands it back with the reason.
+pub(crate) fn push_locked(queue: &mut Queue, item: Outgoing) -> Result<u64, Rejected> {
+    if queue.closed {
+        return Err(Box::new((item, FullInfo::Closed)));
+    }
+    if !queue.outbox.could_fit(item.size()) {
+        let limit = queue.outbox.max_bytes();
+        return Err(Box::new((item, FullInfo::TooBig { limit })));
+    }
+    let info = FullInfo::Full {
+        connected: queue.connected,
+        packets: queue.outbox.len(),
+        bytes: queue.outbox.bytes(),
+    };
+    queue
+        .outbox
+        .push(item)
+        .map_err(|item| Box::new((*item, info)))
+}
