@@ -251,7 +251,9 @@ impl Daemon {
         let mut fields = Fields::parse(params, &["url", "token"])?;
         let url = fields.required_string("url")?;
         // `Token::new` trims it: the same rule as the command line's.
-        let token = Token::new(fields.required_string("token")?);
+        let token = fields.required_string("token")?;
+        crate::telemetry::scrub_also(&token);
+        let token = Token::new(token);
         if token.is_blank() {
             return Err(RpcError::InvalidParams("token must not be empty".into()));
         }
@@ -265,6 +267,10 @@ impl Daemon {
         let session = crate::session::load()
             .map_err(|e| RpcError::Session(e.to_string()))?
             .ok_or(RpcError::NoSession)?;
+        // Stored after the daemon started, it is not among the secrets known at start.
+        if let Some(secret) = crate::session::stored_secret() {
+            crate::telemetry::scrub_also(&secret);
+        }
         if session.token.is_blank() {
             return Err(RpcError::Session(
                 "the stored token is empty: run `relink login` again".into(),

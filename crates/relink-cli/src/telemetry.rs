@@ -3,6 +3,7 @@
 
 use crate::cli::LogFormat;
 use sentry::integrations::tracing::{BreadcrumbLayer, ErrorLayer};
+use std::sync::{PoisonError, RwLock};
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::{Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
@@ -64,19 +65,46 @@ pub(crate) fn init(format: LogFormat, secrets: Vec<String>) -> Telemetry {
     }
 }
 
+/// Secrets scrubbed from what goes to Sentry: those known at start, and tokens the daemon is
+/// given later. Bounded: a client of the daemon cannot grow it without end.
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// How many secrets are kept; the oldest go first.
+const MAX_SECRETS: usize = 64;
+
+/// Adds a secret to scrub from Sentry events and breadcrumbs from now on.
+pub(crate) fn scrub_also(secret: &str) {
+    let secret = secret.trim();
+    if secret.is_empty() {
+        return;
+    }
+    let mut secrets = SECRETS.write().unwrap_or_else(PoisonError::into_inner);
+    if secrets.iter().any(|s| s == secret) {
+        return;
+    }
+    if secrets.len() >= MAX_SECRETS {
+        secrets.remove(0);
+    }
+    secrets.push(secret.to_owned());
+}
+
+fn known() -> std::sync::RwLockReadGuard<'static, Vec<String>> {
+    SECRETS.read().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn sentry_init(secrets: Vec<String>) -> Option<sentry::ClientInitGuard> {
+    for secret in &secrets {
+        scrub_also(secret);
+    }
     let dsn = std::env::var("SENTRY_DSN")
         .ok()
         .filter(|d| !d.trim().is_empty())?;
-    let secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
-    let crumb_secrets = secrets.clone();
     let options = sentry::ClientOptions::new()
         .release(sentry::release_name!().unwrap_or_default())
         .send_default_pii(false)
-        .before_send(move |event| Some(scrub_event(event, &secrets)))
-        .before_breadcrumb(move |mut crumb| {
+        .before_send(|event| Some(scrub_event(event, &known())))
+        .before_breadcrumb(|mut crumb| {
             if let Some(message) = crumb.message.as_mut() {
-                scrub_text(message, &crumb_secrets);
+                scrub_text(message, &known());
             }
             Some(crumb)
         });
@@ -142,6 +170,18 @@ fn scrub_value(value: &mut serde_json::Value, scrub: &impl Fn(&mut String)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_added_later_are_scrubbed_and_the_list_stays_bounded() {
+        scrub_also("  tok-later-3  ");
+        let mut text = "sent tok-later-3 twice: tok-later-3".to_owned();
+        scrub_text(&mut text, &known());
+        assert_eq!(text, "sent [redacted] twice: [redacted]");
+        for n in 0..2 * MAX_SECRETS {
+            scrub_also(&format!("tok-flood-{n}"));
+        }
+        assert!(known().len() <= MAX_SECRETS);
+    }
 
     #[test]
     fn scrubs_secrets_from_message_exception_breadcrumbs_and_extra() {
