@@ -113,7 +113,12 @@ pub(crate) fn channel(event_buffer: usize) -> (Deliveries, Events) {
     let batch = event_buffer.min(EVENT_BATCH);
     let room = Arc::new(Semaphore::new(event_buffer.min(Semaphore::MAX_PERMITS)));
     let (tx, rx) = mpsc::unbounded_channel();
-    let deliveries = Deliveries::new(tx, Arc::clone(&room), batch);
+    let deliveries = Deliveries::new(
+        tx,
+        Arc::clone(&room),
+        batch,
+        event_buffer.min(Semaphore::MAX_PERMITS),
+    );
     let events = Events {
         rx,
         room,
@@ -177,18 +182,34 @@ impl futures_util::Stream for Events {
 pub(crate) struct Deliveries {
     tx: mpsc::UnboundedSender<Vec<Incoming>>,
     room: Arc<Semaphore>,
+    /// Items collected and not handed over yet, in order. Kept across a lost link: what
+    /// was received is the reader's, and so is the notice that the link went down.
     pending: Vec<Incoming>,
     batch: usize,
+    /// The most items that may wait for the reader (`event_buffer`): the most one
+    /// hand-over may take.
+    capacity: usize,
 }
 
 impl Deliveries {
-    fn new(tx: mpsc::UnboundedSender<Vec<Incoming>>, room: Arc<Semaphore>, batch: usize) -> Self {
+    fn new(
+        tx: mpsc::UnboundedSender<Vec<Incoming>>,
+        room: Arc<Semaphore>,
+        batch: usize,
+        capacity: usize,
+    ) -> Self {
         Deliveries {
             tx,
             room,
             pending: Vec::new(),
             batch,
+            capacity,
         }
+    }
+
+    /// Whether items wait to be handed over.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// How many items make a batch (frames read per round are bounded by it too).
@@ -228,42 +249,108 @@ impl Deliveries {
         let _ = self.tx.send(batch);
     }
 
-    /// Waits until the reader's buffer has room for the pending items (see
-    /// [`Deliveries::hand_over`]). Borrows nothing, so the supervisor can do other work
-    /// while it waits.
+    /// Waits until the reader's buffer has room for the next pending items, at most
+    /// `event_buffer` of them (see [`Deliveries::hand_over`]). Borrows nothing, so the
+    /// supervisor can do other work while it waits.
     pub(crate) fn room(
         &self,
     ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send + 'static {
-        // A batch never holds more than `event_buffer` items, so this always can succeed.
-        let n = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
+        // Never more than the semaphore's total, or this could never succeed.
+        let n = self.pending.len().min(self.capacity).max(1);
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
         Arc::clone(&self.room).acquire_many_owned(n)
     }
 
-    /// Hands the pending items over once [`Deliveries::room`] made room for them; drops
-    /// them if the reader is gone (a reader that dropped `Events` does not stop the client).
-    pub(crate) fn hand_over(&mut self, room: Result<OwnedSemaphorePermit, AcquireError>) {
-        match room {
-            Ok(permits) => permits.forget(),
+    /// Hands over as many pending items as [`Deliveries::room`] made room for; true when
+    /// none is left. Drops them if the reader is gone (a reader that dropped `Events` does
+    /// not stop the client).
+    pub(crate) fn hand_over(&mut self, room: Result<OwnedSemaphorePermit, AcquireError>) -> bool {
+        let n = match room {
+            Ok(permits) => {
+                let n = permits.num_permits();
+                permits.forget();
+                n
+            }
             Err(_) => {
                 self.pending.clear();
-                return;
+                return true;
             }
+        };
+        if n >= self.pending.len() {
+            self.send_pending();
+        } else {
+            let _ = self.tx.send(self.pending.drain(..n).collect());
         }
-        self.send_pending();
+        self.pending.is_empty()
     }
 
-    /// Hands one item over now if there is room, after what is pending; drops them
-    /// otherwise.
-    pub(crate) fn try_send_now(&mut self, item: Incoming) {
+    /// Hands one item over now, after what is pending, if there is room; otherwise it waits
+    /// with them for the next hand-over (nothing is dropped: the reader learns, late, what
+    /// happened while it was not reading).
+    pub(crate) fn send_or_keep(&mut self, item: Incoming) {
         self.pending.push(item);
-        let n = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
-        let room = self
-            .room
-            .try_acquire_many(n)
-            .map(|permits| permits.forget());
-        match room {
-            Ok(()) => self.send_pending(),
-            Err(_) => self.pending.clear(),
+        self.try_flush();
+    }
+
+    /// Hands over whatever is pending, room or not: the supervisor is ending, and nothing
+    /// will be pushed after this, so the bound can give way for these few items.
+    pub(crate) fn hand_over_all(&mut self) {
+        if !self.pending.is_empty() {
+            self.send_pending();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(reason: &'static str) -> Incoming {
+        Incoming::Disconnected { reason }
+    }
+
+    fn reason(item: Option<Incoming>) -> &'static str {
+        match item {
+            Some(Incoming::Disconnected { reason }) => reason,
+            other => panic!("expected a notice, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn more_than_the_buffer_waits_and_goes_over_in_parts_in_order() {
+        let (mut deliveries, mut events) = channel(2);
+        for r in ["a", "b", "c", "d", "e"] {
+            deliveries.send_or_keep(notice(r));
+        }
+        // "a" and "b" went at once; the rest waits for room, nothing dropped.
+        assert!(deliveries.has_pending());
+        assert_eq!(reason(events.next().await), "a");
+        assert_eq!(reason(events.next().await), "b");
+        let mut order = Vec::new();
+        while deliveries.has_pending() {
+            let granted = deliveries.room().await;
+            deliveries.hand_over(granted);
+            while let Ok(Some(item)) =
+                tokio::time::timeout(std::time::Duration::from_millis(10), events.next()).await
+            {
+                order.push(reason(Some(item)));
+            }
+        }
+        assert_eq!(order, ["c", "d", "e"]);
+    }
+
+    #[tokio::test]
+    async fn at_the_end_what_waits_is_handed_over_whatever_the_room() {
+        let (mut deliveries, mut events) = channel(1);
+        for r in ["a", "b", "c"] {
+            deliveries.send_or_keep(notice(r));
+        }
+        deliveries.hand_over_all();
+        drop(deliveries);
+        let mut all = Vec::new();
+        while let Some(item) = events.next().await {
+            all.push(reason(Some(item)));
+        }
+        assert_eq!(all, ["a", "b", "c"]);
     }
 }

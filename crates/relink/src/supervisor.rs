@@ -212,9 +212,19 @@ impl Supervisor {
 
     /// Waits `delay` unless shutdown comes first; returns whether to go on.
     async fn sleep(&mut self, delay: Duration) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(delay) => true,
-            () = Self::shutdown_requested(&mut self.shutdown) => false,
+        let wake_at = tokio::time::sleep(delay);
+        tokio::pin!(wake_at);
+        loop {
+            // What the reader had no room for when the link went (and the notice of it)
+            // goes to it as soon as it makes room, not at the next connection.
+            let room = self.events.has_pending().then(|| self.events.room());
+            tokio::select! {
+                () = &mut wake_at => return true,
+                () = Self::shutdown_requested(&mut self.shutdown) => return false,
+                Some(granted) = async { match room { Some(room) => Some(room.await), None => None } } => {
+                    self.events.hand_over(granted);
+                }
+            }
         }
     }
 
@@ -595,7 +605,7 @@ impl Supervisor {
         // supervisor that waits for it. They queue in the outbox (a direct write would wait
         // for a flush nobody makes), and what was written directly before goes out now.
         self.shared.lock().paused = true;
-        let mut room = std::pin::pin!(self.events.room());
+        let mut room = Box::pin(self.events.room());
         let result = loop {
             if let Some(link) = self.link.clone() {
                 self.flush_outbox(session);
@@ -604,9 +614,14 @@ impl Supervisor {
                 }
             }
             let woken = tokio::select! {
-                room = &mut room => {
-                    self.events.hand_over(room);
-                    break Ok(());
+                granted = &mut room => {
+                    // At most `event_buffer` items per hand-over: more may wait after a
+                    // lost link (what was received, and the notice of the loss).
+                    if self.events.hand_over(granted) {
+                        break Ok(());
+                    }
+                    room = Box::pin(self.events.room());
+                    true
                 }
                 () = self.shared.wake.notified() => true,
                 () = Self::shutdown_requested(&mut self.shutdown) => false,
@@ -792,7 +807,7 @@ impl Supervisor {
         let kind = reason(&error);
         if self.state.status == Status::Connected {
             self.events
-                .try_send_now(Incoming::Disconnected { reason: kind });
+                .send_or_keep(Incoming::Disconnected { reason: kind });
         }
         let message = error.to_string();
         let failure = Failure {
@@ -903,6 +918,8 @@ impl Supervisor {
     /// Ends for good: nothing more will be sent, waiting emits and acks learn it now.
     fn finish(&mut self, status: Status, end: EndReason) {
         self.ended = true;
+        // Nothing more comes; what the reader has not been handed yet is its.
+        self.events.hand_over_all();
         let mut queue = self.shared.lock();
         queue.closed = true;
         queue.connected = false;

@@ -1549,6 +1549,52 @@ async fn disconnect_while_the_event_buffer_is_full_still_says_goodbye() {
 }
 
 #[tokio::test]
+async fn events_waiting_for_a_slow_reader_survive_a_lost_link_and_the_loss_is_told() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url()).event_buffer(1).connect().unwrap();
+    let conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // Nobody reads yet: `Connected` fills the buffer, "kept" waits for room.
+    let mut conn = conn;
+    conn.send_text(r#"42["kept",1]"#).await.unwrap();
+    conn.send_text("2").await.unwrap();
+    assert_quiet(&mut conn).await;
+    // The link goes; the waiting client learns it when an emit fails to go out.
+    conn.drop_tcp();
+    let lost = timeout(WAIT, async {
+        for _ in 0..10_000u32 {
+            let _ = client.try_emit("poke", Payload::new());
+            if client.state().status != Status::Connected {
+                return;
+            }
+            tokio::time::sleep(ms(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        lost.is_ok(),
+        "the lost link was never noticed: {:?}",
+        client.state()
+    );
+    let _conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // Now the reader reads: every item, in order, nothing dropped silently.
+    let mut seen = Vec::new();
+    while let Ok(Some(item)) = timeout(QUIET, events.next()).await {
+        seen.push(match item {
+            Incoming::Connected { .. } => "connected".to_owned(),
+            Incoming::Event(event) => format!("event {}", event.name()),
+            Incoming::Disconnected { .. } => "disconnected".to_owned(),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(
+        seen,
+        ["connected", "event kept", "disconnected", "connected"],
+        "what the reader sees"
+    );
+    client.disconnect().await;
+}
+
+#[tokio::test]
 async fn the_event_buffer_counts_events_not_hand_overs() {
     let mut peer = bind().await;
     let (client, _events) = builder(peer.url()).event_buffer(8).connect().unwrap();
