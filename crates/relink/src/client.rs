@@ -73,7 +73,8 @@ impl Client {
         let (state_tx, state_rx) = watch::channel(ConnectionState::initial());
         let (transitions, transitions_rx) = broadcast::channel(64);
         let namespace = config.namespace.clone();
-        let (deliveries, events) = crate::events::channel(config.event_buffer);
+        let (deliveries, events) =
+            crate::events::channel(config.event_buffer, config.max_buffered_bytes);
         let supervisor = Supervisor::new(
             Arc::new(config),
             Arc::clone(&shared),

@@ -42,6 +42,7 @@ pub(crate) struct Config {
     pub(crate) outbox_packets: usize,
     pub(crate) outbox_bytes: usize,
     pub(crate) event_buffer: usize,
+    pub(crate) max_buffered_bytes: usize,
     pub(crate) max_message_size: usize,
     pub(crate) max_attachments: usize,
     pub(crate) tls: Arc<rustls::ClientConfig>,
@@ -90,6 +91,7 @@ pub struct ClientBuilder {
     outbox_packets: usize,
     outbox_bytes: usize,
     event_buffer: usize,
+    max_buffered_bytes: usize,
     max_message_size: usize,
     max_attachments: usize,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -124,6 +126,7 @@ impl ClientBuilder {
             outbox_packets: 1024,
             outbox_bytes: 4 << 20,
             event_buffer: 1024,
+            max_buffered_bytes: 64 << 20,
             max_message_size: 64 << 20,
             max_attachments: relink_proto::session::DEFAULT_MAX_ATTACHMENTS,
             tls: None,
@@ -229,6 +232,15 @@ impl ClientBuilder {
     /// How many inbound events may wait for the application (default 1024).
     pub fn event_buffer(mut self, events: usize) -> Self {
         self.event_buffer = events;
+        self
+    }
+
+    /// How many bytes of inbound events (names, arguments, attachments) may wait for the
+    /// application (default 64 MiB, and never less than [`ClientBuilder::max_message_size`]:
+    /// one event always fits). Past it, the client stops reading the socket until the
+    /// application reads, as it does past `event_buffer` events.
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered_bytes = bytes;
         self
     }
 
@@ -342,6 +354,7 @@ impl ClientBuilder {
             outbox_packets: self.outbox_packets,
             outbox_bytes: self.outbox_bytes,
             event_buffer: self.event_buffer,
+            max_buffered_bytes: self.max_buffered_bytes.max(self.max_message_size),
             max_message_size: self.max_message_size,
             max_attachments: self.max_attachments,
             tls,

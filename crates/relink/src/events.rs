@@ -108,34 +108,62 @@ impl Event {
 const EVENT_BATCH: usize = 64;
 
 /// The hand-over's two ends: what the supervisor pushes into, what the application reads;
-/// at most `event_buffer` items wait between them.
-pub(crate) fn channel(event_buffer: usize) -> (Deliveries, Events) {
-    let batch = event_buffer.min(EVENT_BATCH);
-    let room = Arc::new(Semaphore::new(event_buffer.min(Semaphore::MAX_PERMITS)));
+/// at most `event_buffer` items, and `max_bytes` bytes of them, wait between them.
+pub(crate) fn channel(event_buffer: usize, max_bytes: usize) -> (Deliveries, Events) {
+    // A hand-over takes its permits in one call, which counts in u32.
+    let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+    let capacity = event_buffer.min(most);
+    let capacity_bytes = max_bytes.min(most);
+    let room = Arc::new(Semaphore::new(capacity));
+    let room_bytes = Arc::new(Semaphore::new(capacity_bytes));
     let (tx, rx) = mpsc::unbounded_channel();
-    let deliveries = Deliveries::new(
+    let deliveries = Deliveries {
         tx,
-        Arc::clone(&room),
-        batch,
-        event_buffer.min(Semaphore::MAX_PERMITS),
-    );
+        room: Arc::clone(&room),
+        room_bytes: Arc::clone(&room_bytes),
+        pending: Vec::new(),
+        batch: event_buffer.min(EVENT_BATCH),
+        capacity,
+        capacity_bytes,
+    };
     let events = Events {
         rx,
         room,
+        room_bytes,
         buffered: Vec::new().into_iter(),
     };
     (deliveries, events)
 }
 
+/// What an item weighs against `max_buffered_bytes`: an event's name, arguments and
+/// attachments; a notice nothing.
+fn weight(item: &Incoming) -> usize {
+    match item {
+        Incoming::Event(event) => {
+            let args = event.args();
+            event.name().len()
+                + args.as_json().len()
+                + args.attachments().iter().map(|a| a.len()).sum::<usize>()
+        }
+        Incoming::Connected { .. } | Incoming::Disconnected { .. } => 0,
+    }
+}
+
+/// One hand-over: the items and the byte permits taken for them.
+type Batch = (Vec<Incoming>, usize);
+
 /// The stream of [`Incoming`] items. Read it: while nobody does, the client stops reading the
-/// socket once `event_buffer` items wait (backpressure, not unbounded memory).
+/// socket once `event_buffer` items (or `max_buffered_bytes` of them) wait (backpressure,
+/// not unbounded memory).
 #[derive(Debug)]
 pub struct Events {
     /// Batches of at most `min(event_buffer, EVENT_BATCH)` items.
-    rx: mpsc::UnboundedReceiver<Vec<Incoming>>,
+    rx: mpsc::UnboundedReceiver<Batch>,
     /// One permit per item that may still be sent: at most `event_buffer` items wait in the
     /// channel (plus the batch being read here).
     room: Arc<Semaphore>,
+    /// One permit per byte that may still be sent.
+    room_bytes: Arc<Semaphore>,
     /// The rest of the batch being read.
     buffered: std::vec::IntoIter<Incoming>,
 }
@@ -144,6 +172,7 @@ impl Drop for Events {
     fn drop(&mut self) {
         // Nobody reads any more: the client must not wait for room that never comes.
         self.room.close();
+        self.room_bytes.close();
     }
 }
 
@@ -159,8 +188,9 @@ impl Events {
                 return Poll::Ready(Some(item));
             }
             match std::task::ready!(self.rx.poll_recv(cx)) {
-                Some(batch) => {
+                Some((batch, bytes)) => {
                     self.room.add_permits(batch.len());
+                    self.room_bytes.add_permits(bytes);
                     self.buffered = batch.into_iter();
                 }
                 None => return Poll::Ready(None),
@@ -180,8 +210,9 @@ impl futures_util::Stream for Events {
 /// The supervisor's side of [`Events`]: items are collected and handed over a batch at a
 /// time.
 pub(crate) struct Deliveries {
-    tx: mpsc::UnboundedSender<Vec<Incoming>>,
+    tx: mpsc::UnboundedSender<Batch>,
     room: Arc<Semaphore>,
+    room_bytes: Arc<Semaphore>,
     /// Items collected and not handed over yet, in order. Kept across a lost link: what
     /// was received is the reader's, and so is the notice that the link went down.
     pending: Vec<Incoming>,
@@ -189,24 +220,14 @@ pub(crate) struct Deliveries {
     /// The most items that may wait for the reader (`event_buffer`): the most one
     /// hand-over may take.
     capacity: usize,
+    /// The most bytes that may wait for the reader.
+    capacity_bytes: usize,
 }
 
-impl Deliveries {
-    fn new(
-        tx: mpsc::UnboundedSender<Vec<Incoming>>,
-        room: Arc<Semaphore>,
-        batch: usize,
-        capacity: usize,
-    ) -> Self {
-        Deliveries {
-            tx,
-            room,
-            pending: Vec::new(),
-            batch,
-            capacity,
-        }
-    }
+/// The permits one hand-over took: items, then bytes.
+pub(crate) type Room = (OwnedSemaphorePermit, OwnedSemaphorePermit);
 
+impl Deliveries {
     /// Whether items wait to be handed over.
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
@@ -223,63 +244,101 @@ impl Deliveries {
         self.pending.len() >= self.batch
     }
 
-    /// Hands the pending items over if the reader's buffer has room for them now; false
-    /// when they must wait (see [`Deliveries::flush`]).
+    /// The first pending items one hand-over may take (at most `event_buffer` items and
+    /// `max_buffered_bytes` bytes, and at least one item), and their bytes.
+    fn next_part(&self) -> (usize, usize) {
+        let mut bytes = 0usize;
+        let mut items = 0;
+        for item in self.pending.iter().take(self.capacity) {
+            let weight = weight(item);
+            if items > 0 && bytes.saturating_add(weight) > self.capacity_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(weight);
+            items += 1;
+        }
+        // One event never weighs more than the bound (a packet is bounded by
+        // max_message_size, and the bound is at least that); the clamp keeps a wait that
+        // could never end out of reach anyway.
+        (items, bytes.min(self.capacity_bytes))
+    }
+
+    /// Hands the pending items over if the reader's buffer has room for all of them now;
+    /// false when they must wait (see [`Deliveries::room`]).
     pub(crate) fn try_flush(&mut self) -> bool {
         if self.pending.is_empty() {
             return true;
         }
-        let n = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
-        match self.room.try_acquire_many(n) {
-            Ok(permits) => permits.forget(),
-            Err(TryAcquireError::NoPermits) => return false,
+        let (items, bytes) = self.next_part();
+        if items < self.pending.len() {
+            return false;
+        }
+        let count = u32::try_from(items).unwrap_or(u32::MAX);
+        let weight = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let taken = match self.room.try_acquire_many(count) {
+            Ok(for_items) => match self.room_bytes.try_acquire_many(weight) {
+                Ok(for_bytes) => {
+                    for_items.forget();
+                    for_bytes.forget();
+                    Ok(())
+                }
+                // The item permits go back when dropped here.
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match taken {
+            Ok(()) => {
+                self.send_part(items, bytes);
+                true
+            }
+            Err(TryAcquireError::NoPermits) => false,
             // A reader that dropped `Events` does not stop the client.
             Err(TryAcquireError::Closed) => {
                 self.pending.clear();
-                return true;
+                true
             }
         }
-        self.send_pending();
-        true
     }
 
-    /// Sends what is pending; the permits for it were taken.
-    fn send_pending(&mut self) {
-        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch));
-        let _ = self.tx.send(batch);
-    }
-
-    /// Waits until the reader's buffer has room for the next pending items, at most
-    /// `event_buffer` of them (see [`Deliveries::hand_over`]). Borrows nothing, so the
-    /// supervisor can do other work while it waits.
-    pub(crate) fn room(
-        &self,
-    ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send + 'static {
-        // Never more than the semaphore's total, or this could never succeed.
-        let n = self.pending.len().min(self.capacity).max(1);
-        let n = u32::try_from(n).unwrap_or(u32::MAX);
-        Arc::clone(&self.room).acquire_many_owned(n)
-    }
-
-    /// Hands over as many pending items as [`Deliveries::room`] made room for; true when
-    /// none is left. Drops them if the reader is gone (a reader that dropped `Events` does
-    /// not stop the client).
-    pub(crate) fn hand_over(&mut self, room: Result<OwnedSemaphorePermit, AcquireError>) -> bool {
-        let n = match room {
-            Ok(permits) => {
-                let n = permits.num_permits();
-                permits.forget();
-                n
-            }
-            Err(_) => {
-                self.pending.clear();
-                return true;
-            }
-        };
-        if n >= self.pending.len() {
-            self.send_pending();
+    /// Sends the first `items` pending items, for which `bytes` byte permits were taken.
+    fn send_part(&mut self, items: usize, bytes: usize) {
+        let part = if items >= self.pending.len() {
+            std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch))
         } else {
-            let _ = self.tx.send(self.pending.drain(..n).collect());
+            self.pending.drain(..items).collect()
+        };
+        let _ = self.tx.send((part, bytes));
+    }
+
+    /// Waits until the reader's buffer has room for the next pending items (see
+    /// [`Deliveries::hand_over`]). Borrows nothing, so the supervisor can do other work
+    /// while it waits.
+    pub(crate) fn room(&self) -> impl Future<Output = Result<Room, AcquireError>> + Send + 'static {
+        let (items, bytes) = self.next_part();
+        let count = u32::try_from(items.max(1)).unwrap_or(u32::MAX);
+        let weight = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let room = Arc::clone(&self.room);
+        let room_bytes = Arc::clone(&self.room_bytes);
+        async move {
+            let for_items = room.acquire_many_owned(count).await?;
+            let for_bytes = room_bytes.acquire_many_owned(weight).await?;
+            Ok((for_items, for_bytes))
+        }
+    }
+
+    /// Hands over the items [`Deliveries::room`] made room for; true when none is left.
+    /// Drops them if the reader is gone (a reader that dropped `Events` does not stop the
+    /// client).
+    pub(crate) fn hand_over(&mut self, room: Result<Room, AcquireError>) -> bool {
+        match room {
+            Ok((for_items, for_bytes)) => {
+                let (items, bytes) = (for_items.num_permits(), for_bytes.num_permits());
+                for_items.forget();
+                for_bytes.forget();
+                self.send_part(items, bytes);
+            }
+            Err(_) => self.pending.clear(),
         }
         self.pending.is_empty()
     }
@@ -296,7 +355,8 @@ impl Deliveries {
     /// will be pushed after this, so the bound can give way for these few items.
     pub(crate) fn hand_over_all(&mut self) {
         if !self.pending.is_empty() {
-            self.send_pending();
+            let items = self.pending.len();
+            self.send_part(items, 0);
         }
     }
 }
@@ -318,7 +378,7 @@ mod tests {
 
     #[tokio::test]
     async fn more_than_the_buffer_waits_and_goes_over_in_parts_in_order() {
-        let (mut deliveries, mut events) = channel(2);
+        let (mut deliveries, mut events) = channel(2, 1 << 20);
         for r in ["a", "b", "c", "d", "e"] {
             deliveries.send_or_keep(notice(r));
         }
@@ -341,7 +401,7 @@ mod tests {
 
     #[tokio::test]
     async fn at_the_end_what_waits_is_handed_over_whatever_the_room() {
-        let (mut deliveries, mut events) = channel(1);
+        let (mut deliveries, mut events) = channel(1, 1 << 20);
         for r in ["a", "b", "c"] {
             deliveries.send_or_keep(notice(r));
         }

@@ -1595,6 +1595,32 @@ async fn events_waiting_for_a_slow_reader_survive_a_lost_link_and_the_loss_is_to
 }
 
 #[tokio::test]
+async fn events_waiting_for_the_reader_are_bounded_in_bytes_too() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url())
+        .max_message_size(2048)
+        .max_buffered_bytes(4096)
+        .connect()
+        .unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // Nobody reads. Far under the count bound (1,024), events of about 1 KB each: four fit
+    // in 4 KiB, each handed over on its own (answered ping in between).
+    let event = |i: usize| format!(r#"42["big{i}","{}"]"#, "x".repeat(1000));
+    for i in 0..4 {
+        conn.send_text(&event(i)).await.unwrap();
+        conn.send_text("2").await.unwrap();
+        conn.expect_text("3").await;
+    }
+    // The fifth does not fit: from then on the socket is not read (the ping comes after a
+    // pause, so it is not read with the event).
+    conn.send_text(&event(4)).await.unwrap();
+    assert_quiet(&mut conn).await;
+    conn.send_text("2").await.unwrap();
+    assert_quiet(&mut conn).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
 async fn the_event_buffer_counts_events_not_hand_overs() {
     let mut peer = bind().await;
     let (client, _events) = builder(peer.url()).event_buffer(8).connect().unwrap();
