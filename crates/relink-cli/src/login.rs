@@ -1,9 +1,9 @@
 //! `relink login URL` and `relink logout`.
 
 use crate::exit::CliError;
-use crate::token::MAX_TOKEN_FILE;
+use crate::token::{MAX_TOKEN_FILE, Unfit, read_bounded};
 use std::future::Future;
-use std::io::{BufRead, IsTerminal, Read};
+use std::io::IsTerminal;
 
 /// Reads the token from stdin (without echo on a terminal) and stores it with the URL.
 ///
@@ -36,19 +36,14 @@ fn read_token() -> Result<String, CliError> {
         return rpassword::prompt_password("token: ")
             .map_err(|e| CliError::Other(format!("cannot read the token: {e}")));
     }
-    let mut line = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(MAX_TOKEN_FILE + 1)
-        .read_until(b'\n', &mut line)
-        .map_err(|e| CliError::Other(format!("cannot read the token from stdin: {e}")))?;
-    if line.len() as u64 > MAX_TOKEN_FILE {
-        return Err(CliError::Usage(format!(
+    read_bounded(std::io::stdin().lock(), true).map_err(|unfit| match unfit {
+        Unfit::Io(e) => CliError::Other(format!("cannot read the token from stdin: {e}")),
+        Unfit::TooLarge => CliError::Usage(format!(
             "the token on stdin is longer than {} KiB",
             MAX_TOKEN_FILE / 1024
-        )));
-    }
-    String::from_utf8(line).map_err(|_| CliError::Usage("the token is not valid UTF-8".into()))
+        )),
+        Unfit::NotUtf8 => CliError::Usage("the token is not valid UTF-8".into()),
+    })
 }
 
 /// The terminal's settings before the prompt changed them, when stdin is a terminal.

@@ -1,7 +1,7 @@
 //! Where the CLI gets the token: a file or RELINK_TOKEN, never an argument.
 
 use crate::exit::CliError;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 /// The environment variable holding the token.
@@ -55,22 +55,49 @@ pub(crate) async fn load_unless_stopped(
     }
 }
 
-/// The file's text, refused when it is larger than [`MAX_TOKEN_FILE`] or not UTF-8; the
-/// messages never quote the content.
+/// Why [`read_bounded`] refused what it read.
+pub(crate) enum Unfit {
+    /// Reading failed.
+    Io(std::io::Error),
+    /// More than [`MAX_TOKEN_FILE`] bytes.
+    TooLarge,
+    /// Not UTF-8.
+    NotUtf8,
+}
+
+/// Reads at most [`MAX_TOKEN_FILE`] bytes of a token from `input` (to its end, or to the
+/// first newline with `one_line`), so that `/dev/zero` cannot eat memory. The one bounded
+/// read for token files and `login`'s piped token; the callers word the refusals, which
+/// never quote what was read.
+pub(crate) fn read_bounded(input: impl BufRead, one_line: bool) -> Result<String, Unfit> {
+    let mut bytes = Vec::new();
+    let mut input = input.take(MAX_TOKEN_FILE + 1);
+    let read = if one_line {
+        input.read_until(b'\n', &mut bytes)
+    } else {
+        input.read_to_end(&mut bytes)
+    };
+    read.map_err(Unfit::Io)?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE {
+        return Err(Unfit::TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|_| Unfit::NotUtf8)
+}
+
+/// The file's text, refused when it is larger than [`MAX_TOKEN_FILE`] or not UTF-8.
 fn read_token_file(path: &Path) -> Result<String, CliError> {
     let fail = |why: String| CliError::Usage(format!("token file {}: {why}", path.display()));
     let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_TOKEN_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot read it: {e}")))?;
-    if bytes.len() as u64 > MAX_TOKEN_FILE {
-        return Err(fail(format!(
-            "larger than {} KiB; it should hold only the token",
-            MAX_TOKEN_FILE / 1024
-        )));
-    }
-    String::from_utf8(bytes).map_err(|_| fail("not valid UTF-8".into()))
+    read_bounded(std::io::BufReader::new(file), false).map_err(|unfit| {
+        fail(match unfit {
+            Unfit::Io(e) => format!("cannot read it: {e}"),
+            Unfit::TooLarge => format!(
+                "larger than {} KiB; it should hold only the token",
+                MAX_TOKEN_FILE / 1024
+            ),
+            Unfit::NotUtf8 => "not valid UTF-8".into(),
+        })
+    })
 }
 
 /// Every token this process knows about at start (the one loaded from the token file or
