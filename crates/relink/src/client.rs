@@ -3,8 +3,10 @@
 use crate::config::{ClientBuilder, Config};
 use crate::error::{AckError, BuildError, EmitError};
 use crate::events::Events;
-use crate::lane::{FullInfo, Link, Rejected, Shared, TrySend, WakeSupervisor, push_locked};
-use crate::outbox::{AckRequest, Acked, Body, Outbox, Outgoing};
+use crate::lane::{
+    FullInfo, Link, Outbox, Outgoing, Rejected, Shared, TrySend, WakeSupervisor, push_locked,
+};
+use crate::outbox::{AckRequest, Acked, Body};
 use crate::state::ConnectionState;
 use crate::supervisor::Supervisor;
 use relink_proto::Payload;
@@ -15,6 +17,14 @@ use std::sync::atomic::Ordering;
 use std::task::Waker;
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, watch};
+
+/// A plain emit for the outbox.
+fn queued(event: EncodedEvent) -> Outgoing {
+    Outgoing {
+        seq: 0,
+        body: Body::Encoded(event),
+    }
+}
 
 /// How long `disconnect()` waits for the supervisor to say goodbye before it stops waiting.
 const DISCONNECT_GRACE: Duration = Duration::from_millis(100);
@@ -143,9 +153,10 @@ impl Client {
     /// back with [`EmitError::OutboxFull`] when the outbox is at its bound.
     pub async fn emit(&self, event: impl AsRef<str>, args: Payload) -> Result<(), EmitError> {
         let name = event.as_ref();
-        let Some(item) = self.write_or_encode(name, &args)? else {
+        let Some(item) = self.write_or_encode(name, &args, None)? else {
             return Ok(());
         };
+        let item = queued(item);
         self.enqueue(item, true)
             .await
             .map(drop)
@@ -155,24 +166,52 @@ impl Client {
     /// Like [`Client::emit`] but never waits: a full outbox is an error even while connected.
     pub fn try_emit(&self, event: impl AsRef<str>, args: Payload) -> Result<(), EmitError> {
         let name = event.as_ref();
-        let Some(item) = self.write_or_encode(name, &args)? else {
+        let Some(item) = self.write_or_encode(name, &args, None)? else {
             return Ok(());
         };
-        self.push(item)
+        self.push(queued(item))
             .map_err(|rejected| rejected.1.into_error(name.to_owned(), args))
     }
 
-    /// Emits only if connected right now; otherwise drops it (returns `Ok(false)`).
-    /// For data that is worthless late, like positions or typing indicators.
+    /// Emits only on the connection there is right now: `Ok(true)` when written or queued
+    /// on it, `Ok(false)` when dropped because the client is not connected or the outbox is
+    /// full. Queued and then overtaken by a lost link, it is dropped too: it never goes out
+    /// after a reconnect. For data that is worthless late, like positions or typing
+    /// indicators. Never waits.
     pub async fn emit_volatile(
         &self,
         event: impl AsRef<str>,
         args: Payload,
     ) -> Result<bool, EmitError> {
-        if !self.inner.shared.lock().connected {
+        let name = event.as_ref();
+        // The connection it is for: written on it or dropped, never on a later one.
+        let Some(on) = self.inner.shared.lock().link.clone() else {
+            return Ok(false);
+        };
+        let Some(event) = self.write_or_encode(name, &args, Some(&on))? else {
+            return Ok(true);
+        };
+        let mut queue = self.inner.shared.lock();
+        // Checked again under the lock the link's loss takes to drop volatile emits from
+        // the outbox: queued on this connection, it is written on it or dropped.
+        if !queue.link.as_ref().is_some_and(|link| link.same(&on)) {
             return Ok(false);
         }
-        self.emit(event, args).await.map(|()| true)
+        let item = Outgoing {
+            seq: 0,
+            body: Body::Volatile(event),
+        };
+        match push_locked(&mut queue, item) {
+            Ok(_) => {
+                drop(queue);
+                self.inner.shared.wake.notify_one();
+                Ok(true)
+            }
+            Err(rejected) => match rejected.1 {
+                FullInfo::Closed => Err(rejected.1.into_error(name.to_owned(), args)),
+                FullInfo::TooBig { .. } | FullInfo::Full { .. } => Ok(false),
+            },
+        }
     }
 
     /// Emits `event` and waits for the server's acknowledgement, at most `timeout` from now.
@@ -280,8 +319,14 @@ impl Client {
     }
 
     /// Encodes a plain emit here, in the caller's task, and writes it to the socket when
-    /// nothing waits before it (`Ok(None)`); otherwise returns it for the outbox.
-    fn write_or_encode(&self, name: &str, args: &Payload) -> Result<Option<Outgoing>, EmitError> {
+    /// nothing waits before it (`Ok(None)`); otherwise returns it for the outbox. With
+    /// `only_on`, it is written directly only on that connection.
+    fn write_or_encode(
+        &self,
+        name: &str,
+        args: &Payload,
+        only_on: Option<&Link>,
+    ) -> Result<Option<EncodedEvent>, EmitError> {
         if let Some((size, limit)) = self.too_large(name, args) {
             return Err(EmitError::TooLarge {
                 event: name.to_owned(),
@@ -303,12 +348,12 @@ impl Client {
             });
         }
         let queue = shared.lock();
-        let Some(link) = queue.direct_link().cloned() else {
+        let direct = queue
+            .direct_link()
+            .filter(|link| only_on.is_none_or(|on| link.same(on)));
+        let Some(link) = direct.cloned() else {
             drop(queue);
-            return Ok(Some(Outgoing {
-                seq: 0,
-                body: Body::Encoded(event),
-            }));
+            return Ok(Some(event));
         };
         // Hand over hand: once the socket is held, nothing queued later can reach it first,
         // so the queue is let go before the write.
@@ -330,10 +375,7 @@ impl Client {
             Err(TrySend::NotReady(event)) => event,
         };
         drop(ws);
-        Ok(Some(Outgoing {
-            seq: 0,
-            body: Body::Encoded(event),
-        }))
+        Ok(Some(event))
     }
 
     fn push(&self, item: Outgoing) -> Result<(), Rejected> {

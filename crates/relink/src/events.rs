@@ -1,7 +1,8 @@
 //! What the connection hands to the application: events (with their acks), notices, and
 //! the hand-over from the supervisor to [`Events`], bounded by `event_buffer` items.
 
-use crate::lane::{ServerAck, Shared};
+use crate::lane::Shared;
+use crate::outbox::ServerAck;
 use relink_proto::Payload;
 use std::future::Future;
 use std::pin::Pin;
@@ -346,6 +347,7 @@ impl Deliveries {
     /// Hands one item over now, after what is pending, if there is room; otherwise it waits
     /// with them for the next hand-over (nothing is dropped: the reader learns, late, what
     /// happened while it was not reading).
+    #[cfg(test)]
     pub(crate) fn send_or_keep(&mut self, item: Incoming) {
         self.pending.push(item);
         self.try_flush();

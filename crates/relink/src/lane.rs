@@ -22,21 +22,33 @@
 //! tungstenite's buffer), the supervisor not waiting for the `Events` reader (`paused`).
 //! Otherwise the emit goes through the outbox, so a plain emit never overtakes one queued
 //! before it, nor lands between a packet's frames. What an emitter wrote without a flush
-//! sets [`Shared::unflushed`]; the supervisor flushes.
+//! sets [`Shared::unflushed`]; the supervisor flushes ([`Writer`], which also moves the
+//! queue into the core and keeps the supervisor's side of `in_transit`).
 
-use crate::error::EmitError;
-use crate::outbox::{Outbox, Outgoing};
+use crate::core::connection::Connection;
+use crate::error::{AckError, EmitError, LinkError};
+use crate::outbox::{self, ServerAck};
+use crate::transport;
 use crate::transport::Ws;
 use futures_util::task::AtomicWaker;
 use futures_util::{SinkExt, StreamExt};
 use relink_proto::Payload;
-use relink_proto::session::EncodedEvent;
+use relink_proto::session::{EncodedEvent, Transmit};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error, Message};
+
+/// Resolves an acked emit.
+pub(crate) type AckSender = oneshot::Sender<Result<Payload, AckError>>;
+/// The outbox of a running client.
+pub(crate) type Outbox = outbox::Outbox<AckSender>;
+/// One of its emits.
+pub(crate) type Outgoing = outbox::Outgoing<AckSender>;
 
 /// A shared handle to one connection's WebSocket.
 #[derive(Clone)]
@@ -49,6 +61,11 @@ impl Link {
         Link {
             ws: Arc::new(Mutex::new(ws)),
         }
+    }
+
+    /// Whether both handles are to the same connection.
+    pub(crate) fn same(&self, other: &Link) -> bool {
+        Arc::ptr_eq(&self.ws, &other.ws)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Ws> {
@@ -161,9 +178,8 @@ pub(crate) struct Queue {
     /// Answers to the server's events, sent before new emits.
     pub(crate) acks_out: VecDeque<ServerAck>,
     pub(crate) connected: bool,
-    pub(crate) closed: bool,
     /// The connected socket, for plain emits written by the emitting task (see
-    /// [`crate::link`]); `None` unless connected.
+    /// [`crate::lane`]); `None` unless connected.
     pub(crate) link: Option<Link>,
     /// The supervisor took emits or acks from here, or has frames of its own, and has not
     /// handed them all to the socket yet: an emit written directly now would overtake them
@@ -181,13 +197,6 @@ impl Queue {
         }
         self.link.as_ref()
     }
-}
-
-/// Our answer to a server event that asked for an ack.
-pub(crate) struct ServerAck {
-    pub(crate) generation: u64,
-    pub(crate) id: u64,
-    pub(crate) args: Payload,
 }
 
 /// Wakes the supervisor's task (see [`Shared::task`]).
@@ -211,7 +220,6 @@ impl Shared {
                 outbox,
                 acks_out: VecDeque::new(),
                 connected: false,
-                closed: false,
                 link: None,
                 in_transit: false,
                 paused: false,
@@ -275,7 +283,7 @@ pub(crate) type Rejected = Box<(Outgoing, FullInfo)>;
 
 /// Queues `item` under the queue's lock, or hands it back with the reason.
 pub(crate) fn push_locked(queue: &mut Queue, item: Outgoing) -> Result<u64, Rejected> {
-    if queue.closed {
+    if queue.outbox.is_closed() {
         return Err(Box::new((item, FullInfo::Closed)));
     }
     if !queue.outbox.could_fit(item.size()) {
@@ -291,4 +299,172 @@ pub(crate) fn push_locked(queue: &mut Queue, item: Outgoing) -> Result<u64, Reje
         .outbox
         .push(item)
         .map_err(|item| Box::new((*item, info)))
+}
+
+/// Emits taken from the outbox per round, so inbound frames are read between batches.
+const BATCH: usize = 256;
+/// Flushes of emits written directly by their tasks happen at most this often while more
+/// keep coming: a task streaming emits then pays one write to the socket per interval, not
+/// one per emit. A lone emit is flushed at once.
+const FLUSH_EVERY: Duration = Duration::from_millis(1);
+
+/// How a write may end early.
+pub(crate) enum Until<'a> {
+    /// Only when the heartbeat says the link is dead.
+    Heartbeat,
+    /// Also when shutdown is asked for (the run loop sees it next).
+    Shutdown(&'a mut watch::Receiver<bool>),
+}
+
+/// The supervisor's side of the lane: moving the queue into the core, and writing and
+/// flushing, coalesced with what emitting tasks wrote directly.
+pub(crate) struct Writer {
+    /// Emits taken from the queue, or frames of the core's own, are on their way to the
+    /// socket (mirrors `Queue::in_transit`, so the queue is locked only to clear it).
+    in_transit: bool,
+    /// An emitter wrote without a flush after it.
+    flush_needed: bool,
+    /// That flush waits for the flush timer (see [`FLUSH_EVERY`]).
+    flush_deferred: bool,
+    last_flush: Instant,
+}
+
+impl Writer {
+    pub(crate) fn new() -> Self {
+        Writer {
+            in_transit: false,
+            flush_needed: false,
+            flush_deferred: false,
+            last_flush: Instant::now(),
+        }
+    }
+
+    /// The link is gone: nothing of it waits to be written or flushed.
+    pub(crate) fn reset(&mut self, shared: &Shared) {
+        self.in_transit = false;
+        self.flush_needed = false;
+        self.flush_deferred = false;
+        shared.unflushed.store(false, Ordering::Release);
+    }
+
+    /// When a deferred flush is due.
+    pub(crate) fn flush_due(&self) -> Option<Instant> {
+        self.flush_deferred.then(|| self.last_flush + FLUSH_EVERY)
+    }
+
+    /// Moves the user's answers and a batch of queued emits into the core (connected only).
+    pub(crate) fn pump(&mut self, shared: &Shared, core: &mut Connection<AckSender>) {
+        if !core.is_connected() {
+            return;
+        }
+        let mut queue = shared.lock();
+        if !queue.acks_out.is_empty() || queue.outbox.len() > 0 {
+            // Until what is taken here reaches the socket, emits must queue behind it.
+            queue.in_transit = true;
+            self.in_transit = true;
+        }
+        let answers: Vec<ServerAck> = queue.acks_out.drain(..).collect();
+        let batch: Vec<Outgoing> = std::iter::from_fn(|| queue.outbox.pop())
+            .take(BATCH)
+            .collect();
+        let more = queue.outbox.len() > 0;
+        drop(queue);
+        if shared.unflushed.swap(false, Ordering::AcqRel) {
+            self.flush_needed = true;
+        }
+        if more {
+            shared.wake.notify_one();
+        }
+        if !batch.is_empty() {
+            shared.space.notify_waiters();
+        }
+        let now = Instant::now().into_std();
+        for answer in answers {
+            core.send_ack(answer);
+        }
+        for item in batch {
+            core.send(item, now);
+        }
+    }
+
+    /// Writes what the core queued and flushes; with `flush_now` false, a flush only for
+    /// emitters' direct writes may be deferred (see [`FLUSH_EVERY`]). Bounded by the
+    /// heartbeat, so a peer that stops reading cannot hold the loop forever.
+    pub(crate) async fn write(
+        &mut self,
+        shared: &Shared,
+        link: &Link,
+        core: &mut Connection<AckSender>,
+        flush_now: bool,
+        until: Until<'_>,
+    ) -> Result<(), LinkError> {
+        let first = core.poll_transmit();
+        if first.is_none() && !self.in_transit {
+            // Nothing to write: no futures, no timer.
+            if !self.flush_needed {
+                return Ok(());
+            }
+            // Only emits written by their tasks wait: coalesce their flushes while they
+            // keep coming.
+            if !flush_now && Instant::now() < self.last_flush + FLUSH_EVERY {
+                self.flush_deferred = true;
+                return Ok(());
+            }
+        }
+        if first.is_some() && !self.in_transit {
+            // Frames the core queued itself (a pong, an ack's attachments, a resend) go
+            // out whole: an emit written directly must not land between a packet's frames.
+            shared.lock().in_transit = true;
+            self.in_transit = true;
+        }
+        let heartbeat = core.heartbeat_deadline().map(Instant::from_std);
+        let in_transit = self.in_transit;
+        let work = async {
+            let mut next = first;
+            while let Some(t) = next.take() {
+                let message = match t {
+                    Transmit::Text(text) => Message::text(text),
+                    Transmit::Binary(bytes) => Message::binary(bytes),
+                };
+                link.feed(message).await.map_err(transport::map_error)?;
+                next = core.poll_transmit();
+            }
+            if in_transit {
+                // Everything the core held is in tungstenite's buffer, in order: emitters
+                // may write directly again.
+                shared.lock().in_transit = false;
+            }
+            link.flush().await.map_err(transport::map_error)
+        };
+        let stop = async {
+            match until {
+                Until::Shutdown(rx) => {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                }
+                Until::Heartbeat => std::future::pending::<()>().await,
+            }
+        };
+        let heartbeat_lost = async {
+            match heartbeat {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        // Biased: a write that does not block never polls (and so never arms) the timer.
+        let (result, done) = tokio::select! {
+            biased;
+            result = work => (result, true),
+            () = heartbeat_lost => (Err(LinkError::PingTimeout), false),
+            () = stop => (Ok(()), false),
+        };
+        // An interrupted write leaves frames in the core: direct emits stay off until a
+        // later write finishes (or the link is lost, which resets all of this).
+        if done && result.is_ok() {
+            self.in_transit = false;
+            self.flush_needed = false;
+            self.flush_deferred = false;
+            self.last_flush = Instant::now();
+        }
+        result
+    }
 }

@@ -22,6 +22,7 @@ mod events;
 mod lane;
 mod outbox;
 pub mod policy;
+mod records;
 mod state;
 mod supervisor;
 mod tls;

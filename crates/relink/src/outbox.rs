@@ -2,22 +2,21 @@
 //!
 //! Emits go through it while connected too (the supervisor drains it in batches), and it keeps
 //! them while disconnected, in order, up to a bound in packets and bytes. Plain data: the
-//! locking and waking live in [`crate::client`].
+//! locking and waking live in [`crate::lane`] and [`crate::client`].
+//!
+//! Generic over `W`, what waits for an acked emit's answer: a oneshot sender in the client,
+//! a plain number in the simulation (see [`crate::core::connection`]).
 
-use crate::error::AckError;
 use relink_proto::Payload;
 use relink_proto::session::EncodedEvent;
 use std::collections::VecDeque;
 use std::time::Duration;
-use tokio::sync::oneshot;
-
-/// Resolves an acked emit.
-pub(crate) type AckSender = oneshot::Sender<Result<Payload, AckError>>;
 
 /// What waits on an emit's acknowledgement.
 #[derive(Debug)]
-pub(crate) struct AckRequest {
-    pub(crate) tx: AckSender,
+pub(crate) struct AckRequest<W> {
+    /// Told the outcome, exactly once.
+    pub(crate) tx: W,
     pub(crate) timeout: Duration,
     /// Resends left after a timeout or a drop; 0 means at most once.
     pub(crate) retries_left: u32,
@@ -28,37 +27,40 @@ pub(crate) struct AckRequest {
 
 /// One queued emit.
 #[derive(Debug)]
-pub(crate) struct Outgoing {
+pub(crate) struct Outgoing<W> {
     /// Order of acceptance (set by [`Outbox::push`]), so emits re-queued after a drop go
     /// back in their place.
     pub(crate) seq: u64,
-    pub(crate) body: Body,
+    pub(crate) body: Body<W>,
 }
 
 /// What is sent.
 #[derive(Debug)]
-pub(crate) enum Body {
+pub(crate) enum Body<W> {
     /// A plain emit, encoded in the task that emitted it: the frame does not depend on the
     /// connection, so the supervisor only writes it.
     Encoded(EncodedEvent),
+    /// A volatile emit: written on this connection or never (dropped when the link is
+    /// lost before it was written).
+    Volatile(EncodedEvent),
     /// An acked emit, encoded when written: its ack id belongs to that connection, and a
     /// retry needs the name and arguments again.
-    Acked(Acked),
+    Acked(Acked<W>),
 }
 
 /// An emit waiting for an acknowledgement.
 #[derive(Debug)]
-pub(crate) struct Acked {
+pub(crate) struct Acked<W> {
     pub(crate) name: String,
     pub(crate) args: Payload,
-    pub(crate) ack: AckRequest,
+    pub(crate) ack: AckRequest<W>,
 }
 
-impl Outgoing {
+impl<W> Outgoing<W> {
     /// What the outbox counts against its byte bound.
     pub(crate) fn size(&self) -> usize {
         match &self.body {
-            Body::Encoded(event) => event.size(),
+            Body::Encoded(event) | Body::Volatile(event) => event.size(),
             Body::Acked(acked) => {
                 acked.name.len()
                     + acked.args.as_json().len()
@@ -73,17 +75,30 @@ impl Outgoing {
     }
 }
 
+/// Our answer to a server event that asked for an ack.
+#[derive(Debug)]
+pub(crate) struct ServerAck {
+    /// The connection the event came on: an answer for an older one is discarded.
+    pub(crate) generation: u64,
+    /// The server's ack id.
+    pub(crate) id: u64,
+    /// The answer.
+    pub(crate) args: Payload,
+}
+
 /// The queue and its bounds.
 #[derive(Debug)]
-pub(crate) struct Outbox {
-    queue: VecDeque<Outgoing>,
+pub(crate) struct Outbox<W> {
+    queue: VecDeque<Outgoing<W>>,
     bytes: usize,
     max_packets: usize,
     max_bytes: usize,
     next_seq: u64,
+    /// The client is ending: nothing more is accepted.
+    closed: bool,
 }
 
-impl Outbox {
+impl<W> Outbox<W> {
     pub(crate) fn new(max_packets: usize, max_bytes: usize) -> Self {
         Outbox {
             queue: VecDeque::new(),
@@ -91,7 +106,33 @@ impl Outbox {
             max_packets,
             max_bytes,
             next_seq: 0,
+            closed: false,
         }
+    }
+
+    /// Whether the client is ending (see [`Outbox::close`]).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The client is ending: refuses everything from now on and hands out what is queued,
+    /// so whatever comes after it can be written (a DISCONNECT) without waiting behind an
+    /// emitter that keeps emitting.
+    pub(crate) fn close(&mut self) -> Vec<Outgoing<W>> {
+        self.closed = true;
+        self.drain()
+    }
+
+    /// The link is lost: volatile emits not yet written are dropped (now or never), and
+    /// what was in flight and will be retried goes back first, in its order.
+    pub(crate) fn link_lost(&mut self, requeue: Vec<Outgoing<W>>) {
+        let before = self.queue.len();
+        self.queue
+            .retain(|item| !matches!(item.body, Body::Volatile(_)));
+        if self.queue.len() != before {
+            self.bytes = self.queue.iter().map(Outgoing::size).sum();
+        }
+        self.requeue_front(requeue);
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -112,9 +153,9 @@ impl Outbox {
 
     /// Appends, numbering the item in order of acceptance (the number is returned), or
     /// hands it back when the bound is reached (boxed: the rare path).
-    pub(crate) fn push(&mut self, mut item: Outgoing) -> Result<u64, Box<Outgoing>> {
+    pub(crate) fn push(&mut self, mut item: Outgoing<W>) -> Result<u64, Box<Outgoing<W>>> {
         let size = item.size();
-        if !self.has_room(size) {
+        if self.closed || !self.has_room(size) {
             return Err(Box::new(item));
         }
         let seq = self.next_seq();
@@ -125,7 +166,7 @@ impl Outbox {
     }
 
     /// Takes out the item numbered `seq`, if it is still queued.
-    pub(crate) fn remove(&mut self, seq: u64) -> Option<Outgoing> {
+    pub(crate) fn remove(&mut self, seq: u64) -> Option<Outgoing<W>> {
         let index = self.queue.iter().position(|item| item.seq == seq)?;
         let item = self.queue.remove(index)?;
         self.bytes -= item.size();
@@ -136,7 +177,7 @@ impl Outbox {
     ///
     /// They were accepted once, so they go back even past the bound: losing them would break
     /// the promise made when they were accepted.
-    pub(crate) fn requeue_front(&mut self, mut items: Vec<Outgoing>) {
+    pub(crate) fn requeue_front(&mut self, mut items: Vec<Outgoing<W>>) {
         items.sort_by_key(|i| std::cmp::Reverse(i.seq));
         for item in items {
             self.bytes += item.size();
@@ -145,14 +186,14 @@ impl Outbox {
     }
 
     /// Takes the oldest item.
-    pub(crate) fn pop(&mut self) -> Option<Outgoing> {
+    pub(crate) fn pop(&mut self) -> Option<Outgoing<W>> {
         let item = self.queue.pop_front()?;
         self.bytes -= item.size();
         Some(item)
     }
 
-    /// Takes everything (shutdown).
-    pub(crate) fn drain(&mut self) -> Vec<Outgoing> {
+    /// Takes everything.
+    fn drain(&mut self) -> Vec<Outgoing<W>> {
         self.bytes = 0;
         self.queue.drain(..).collect()
     }
@@ -177,6 +218,9 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    type Outbox = super::Outbox<()>;
+    type Outgoing = super::Outgoing<()>;
+
     fn item(outbox: &mut Outbox, name: &str, arg: &str) -> Outgoing {
         let args = Payload::json(arg).expect("json");
         Outgoing {
@@ -187,7 +231,7 @@ mod tests {
 
     /// The event name, read back from the frame.
     fn name(item: &Outgoing) -> String {
-        let Body::Encoded(event) = &item.body else {
+        let (Body::Encoded(event) | Body::Volatile(event)) = &item.body else {
             panic!("tests queue encoded events")
         };
         let (name, _): (String, serde_json::Value) =
@@ -244,6 +288,41 @@ mod tests {
         assert!(!o.could_fit(big.size()));
         let back = o.push(big).expect_err("full by bytes");
         assert_eq!(name(&back), "big", "handed back");
+    }
+
+    #[test]
+    fn a_lost_link_drops_volatile_emits_and_puts_the_retried_first() {
+        let mut o = Outbox::new(10, 1000);
+        let plain = item(&mut o, "plain", "1");
+        o.push(plain).expect("room");
+        let Body::Encoded(event) = item(&mut o, "volatile", "2").body else {
+            unreachable!()
+        };
+        o.push(Outgoing {
+            seq: 0,
+            body: Body::Volatile(event),
+        })
+        .expect("room");
+        let retried = item(&mut o, "retried", "3");
+        let (keep, retried_size) = (o.bytes(), retried.size());
+        o.link_lost(vec![retried]);
+        let names: Vec<String> = std::iter::from_fn(|| o.pop()).map(|i| name(&i)).collect();
+        assert_eq!(names, vec!["retried", "plain"], "the volatile one is gone");
+        assert!(keep > 0 && retried_size > 0);
+        assert_eq!(o.bytes(), 0, "bytes follow what is left");
+    }
+
+    #[test]
+    fn closing_hands_out_everything_and_marks_it_closed() {
+        let mut o = Outbox::new(10, 1000);
+        for n in ["a", "b"] {
+            let i = item(&mut o, n, "x");
+            o.push(i).expect("room");
+        }
+        let left: Vec<String> = o.close().iter().map(name).collect();
+        assert_eq!(left, vec!["a", "b"]);
+        assert!(o.is_closed());
+        assert_eq!((o.len(), o.bytes()), (0, 0));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! Public only so that the benchmarks' fleet simulation drives the real code; not part of
 //! the supported API.
 
+pub(crate) mod connection;
 pub mod reconnect;
 
 #[cfg(test)]
 mod sim;
+

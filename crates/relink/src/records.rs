@@ -1,0 +1,102 @@
+//! Writes the core's log records with `tracing`: the levels the core chose, the README's
+//! messages and field names. The only place the client's decisions become log lines.
+
+use crate::core::connection::Note;
+use crate::core::reconnect::{Record, Severity};
+use std::time::Duration;
+use tracing::{debug, error, info, warn};
+
+/// Writes a record of the reconnect decisions; `url` is the redacted endpoint.
+pub(crate) fn log(record: &Record, url: &str) {
+    match record {
+        Record::ConnectionLost {
+            reason,
+            error,
+            delay,
+        } => {
+            warn!(reason, error = %error, delay_ms = millis(*delay), "connection lost");
+        }
+        Record::AttemptFailed {
+            streak,
+            reason,
+            error,
+            delay,
+        } => {
+            warn!(attempt = streak, streak, reason, error = %error, delay_ms = millis(*delay), "connection attempt failed");
+        }
+        Record::KeepsFailing {
+            streak,
+            reason,
+            error,
+        } => {
+            error!(attempt = streak, streak, reason, error = %error, url = %url, "connection attempts keep failing");
+        }
+        Record::RetryingCredentials {
+            streak,
+            reason,
+            error,
+        } => {
+            warn!(attempt = streak, streak, reason, error = %error, delay_ms = 0u64, "credentials rejected: retrying once with fresh credentials");
+        }
+        Record::CredentialsRejectedAgain {
+            reason,
+            error,
+            severity,
+        }
+        | Record::Misconfigured {
+            reason,
+            error,
+            severity,
+        } => {
+            let message = if matches!(record, Record::Misconfigured { .. }) {
+                "cannot connect: check the configuration"
+            } else {
+                "credentials rejected again: giving up"
+            };
+            match severity {
+                Severity::Error => error!(reason, error = %error, "{message}"),
+                _ => warn!(reason, error = %error, "{message}"),
+            }
+        }
+        Record::ServerDisconnected => info!("disconnected by the server"),
+        Record::Recovered {
+            outage,
+            attempts,
+            escalated,
+        } => {
+            info!(
+                outage_ms = millis(*outage),
+                attempts, escalated, "connection recovered"
+            );
+        }
+    }
+}
+
+/// Writes a note of the connection's; `namespace` is the one joined.
+pub(crate) fn note(note: &Note, namespace: &str) {
+    match note {
+        Note::Connected { recovered } => info!(namespace = %namespace, recovered, "connected"),
+        Note::NotRecovered => info!("previous session not recovered: missed events are lost"),
+        Note::EmitTooLarge { size, max } => {
+            warn!(
+                size,
+                max, "emit larger than the server's maxPayload dropped"
+            );
+        }
+        Note::AckNotSent { error } => warn!(error = %error, "ack not sent"),
+        Note::Resending { event } => debug!(event = %event, "no ack in time: resending"),
+        Note::LateAck { id } => debug!(id, "ack for an emit no longer waiting"),
+        Note::Abandoned { frames } => {
+            warn!(
+                frames,
+                "client closed before everything accepted was written"
+            );
+        }
+        Note::NeverSent { emits } => warn!(emits, "client closed with emits never sent"),
+    }
+}
+
+/// A duration in whole milliseconds, for log fields.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
