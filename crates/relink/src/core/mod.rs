@@ -13,4 +13,5 @@ pub mod reconnect;
 
 #[cfg(test)]
 mod sim;
-
+#[cfg(test)]
+mod sim_client;

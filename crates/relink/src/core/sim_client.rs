@@ -1,0 +1,1097 @@
+//! A seeded simulation of the whole client core in virtual time: a simulated server that
+//! speaks Engine.IO/Socket.IO (its frames built and parsed with `relink-proto`'s codecs),
+//! a simulated network with faults, and a user, around the real [`Connection`] and the
+//! real outbox.
+//!
+//! Each seed draws settings (extremes the builder accepts included) and a random mix of:
+//! links dropped at any point (mid-handshake, mid-write, with acks pending); 503 with and
+//! without `Retry-After`; 401 and CONNECT_ERROR; refused and silent dials; half-open links;
+//! server pings, events, asks and disconnects; recovery with and without the session
+//! surviving; a reader that stops reading; plain, acked, retried and volatile emits (a
+//! volatile emit's check and its push in separate steps, as two threads may interleave
+//! them); `disconnect()` at any point, with the user emitting on after it. After every step
+//! the invariants below are checked; at the end the user disconnects and the rest.
+//!
+//! Invariants:
+//! - every acked emit is answered exactly once (ack, `Timeout`, `Disconnected`, `Closed`),
+//!   an `Ok` with the server's answer to that very emit;
+//! - plain emits reach the server in order, each at most once; one accepted is received,
+//!   or was handed to a link that was then lost, or the client said it was never sent;
+//! - a volatile emit is received only on the link it was made on;
+//! - server events reach the user in order, each at most once, with no hole except at the
+//!   end of a server session (which the next `Connected { recovered: false }` tells);
+//!   every `Connected` after the first follows a `Disconnected`;
+//! - at most one ERROR record per outage, and one once its streak reached
+//!   `escalate_after`; each INFO `Recovered` ends an outage;
+//! - states are published with `seq` one apart, along [`TRANSITIONS`](super::connection::TRANSITIONS);
+//!   a wait is within the backoff's bounds;
+//! - `disconnect()` needs no more time: the DISCONNECT is queued behind what was accepted
+//!   before it, whatever the user emits after it, and is the last thing the server gets.
+//!
+//! `cargo test` runs 2,000 seeds; `RELINK_SIM_SEEDS=N` runs N; `RELINK_SIM_SEED=S` replays
+//! one, which a failure prints.
+
+use super::connection::{Connection, Delivery, Output, Phase, Setup, transition_allowed};
+use super::reconnect::{Record, Settings, Severity};
+use crate::error::{AckError, LinkError};
+use crate::outbox::{AckRequest, Acked, Body, Outbox, Outgoing, ServerAck};
+use crate::policy::backoff::Backoff;
+use crate::state::Status;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use relink_proto::Payload;
+use relink_proto::packet::{Packet, PacketData, PacketKind};
+use relink_proto::session::{EncodedEvent, Transmit};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Steps in one seed's life before the user disconnects.
+const STEPS: usize = 800;
+const PING_INTERVAL: Duration = Duration::from_millis(300);
+const PING_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// What an acked emit's waiter is in the simulation: its number.
+type Waiter = u64;
+
+/// How the server answers a dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Up,
+    Unavailable,
+    UnavailableRetryAfter(u64),
+    Unauthorized,
+    RejectConnect,
+    Refused,
+    Silent,
+}
+
+/// The server's side of the current link.
+#[derive(Debug)]
+struct ServerLink {
+    id: u64,
+    /// The session this link serves, once the namespace is joined.
+    session: Option<String>,
+    /// Stopped answering and reading: the client learns only from its heartbeat.
+    half_open: bool,
+    next_ping: Instant,
+    pong_due: Option<Instant>,
+    got_disconnect: bool,
+}
+
+/// Everything the simulated server saw and sent.
+#[derive(Debug, Default)]
+struct Server {
+    link: Option<ServerLink>,
+    /// Events sent per session (a pid, or `link:N` without recovery), in order.
+    sent: HashMap<String, Vec<u64>>,
+    next_event: u64,
+    next_session: u64,
+    next_ask: u64,
+    plain: Vec<u64>,
+    volatile: Vec<(u64, u64)>,
+    acked: HashMap<u64, u32>,
+    /// The packets the server got after a DISCONNECT (none may come).
+    after_disconnect: usize,
+}
+
+/// One acked emit, as its caller sees it.
+#[derive(Debug)]
+struct Call {
+    n: u64,
+    /// Its number in the outbox.
+    seq: u64,
+    /// When the caller stops waiting (no retries).
+    deadline: Option<Instant>,
+    /// Answers from the core.
+    answers: u32,
+    /// The caller's own timeout fired first.
+    timed_out: bool,
+}
+
+struct World {
+    rng: StdRng,
+    now: Instant,
+    core: Connection<Waiter>,
+    setup: Setup,
+    recovery_offered: bool,
+    outbox: Outbox<Waiter>,
+    answers_out: Vec<ServerAck>,
+    /// The link as the client sees it (the network delivers both ways while set).
+    link: Option<u64>,
+    next_link: u64,
+    to_server: VecDeque<Transmit>,
+    to_client: VecDeque<String>,
+    mode: Mode,
+    server: Server,
+    /// The lane is up (`Output::Up` .. `Output::Down`).
+    lane_up: bool,
+    /// The user's reader.
+    inbox: VecDeque<Delivery>,
+    reader_capacity: usize,
+    reader_stalled: bool,
+    /// Events the user got, per session, and whether each `Connected` was recovered.
+    got: HashMap<String, Vec<u64>>,
+    /// The session of the link whose events the user is getting now.
+    user_session: Option<String>,
+    told_down: bool,
+    connects: usize,
+    asks_to_answer: Vec<(u64, u64, u64)>,
+    calls: HashMap<Waiter, Call>,
+    next_n: u64,
+    /// Plain emits accepted, handed to a link (with its number), or said never sent.
+    accepted: Vec<u64>,
+    handed: HashMap<u64, u64>,
+    lost_links: Vec<u64>,
+    never_sent: usize,
+    /// Volatile emits checked and not yet pushed: (number, link at the check).
+    volatile_checked: Vec<(u64, u64)>,
+    volatile_made: HashMap<u64, u64>,
+    /// Records by outage.
+    errors_in_outage: u32,
+    outage_streak: u32,
+    last_seq: u64,
+    last_status: Status,
+    shutdown: bool,
+    recovered: usize,
+    acks_ok: usize,
+    errors_total: usize,
+    goodbye_seen: bool,
+    /// The next CONNECT is refused once.
+    reject_next: bool,
+}
+
+fn fail(seed: u64, step: usize, what: String) -> String {
+    format!("seed {seed}, step {step}: {what} (replay: RELINK_SIM_SEED={seed})")
+}
+
+fn settings(rng: &mut StdRng) -> Settings {
+    let ms = Duration::from_millis;
+    let initial = [ms(1), ms(10), ms(50), ms(200), ms(1000), Duration::MAX][rng.random_range(0..6)];
+    Settings {
+        backoff: Backoff {
+            initial,
+            max: initial.saturating_add([ms(0), ms(500), ms(30_000)][rng.random_range(0..3)]),
+            retry_after_max: [ms(0), ms(2000), Duration::MAX][rng.random_range(0..3)],
+        },
+        escalate_after: [0, 1, 3, 8][rng.random_range(0..4)],
+        stable_after: [ms(0), ms(100), ms(5000), Duration::MAX][rng.random_range(0..4)],
+        reconnect_on_server_disconnect: rng.random_bool(0.5),
+    }
+}
+
+/// The number an event, an emit or an answer carries as its only argument.
+fn number(args: &str) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_str(args).ok()?;
+    value.get(0)?.as_u64()
+}
+
+/// The number in an encoded emit's frame (`42["p",7]`).
+fn frame_number(event: &EncodedEvent) -> Option<u64> {
+    let text = event.text();
+    let value: serde_json::Value = serde_json::from_str(&text[text.find('[')?..]).ok()?;
+    value.get(1)?.as_u64()
+}
+
+impl World {
+    fn new(seed: u64) -> World {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let ms = Duration::from_millis;
+        let setup = Setup {
+            namespace: "/".into(),
+            recovery: rng.random_bool(0.7),
+            max_attachments: 4,
+            max_message_size: 1 << 16,
+            connect_timeout: [ms(300), ms(2000), Duration::MAX][rng.random_range(0..3)],
+            reconnect: settings(&mut rng),
+        };
+        let core = Connection::new(setup.clone(), rng.random());
+        World {
+            recovery_offered: rng.random_bool(0.7),
+            outbox: Outbox::new(rng.random_range(1..20), 1 << 20),
+            reader_capacity: rng.random_range(1..8),
+            core,
+            setup,
+            rng,
+            now: Instant::now(),
+            answers_out: Vec::new(),
+            link: None,
+            next_link: 0,
+            to_server: VecDeque::new(),
+            to_client: VecDeque::new(),
+            mode: Mode::Up,
+            server: Server::default(),
+            lane_up: false,
+            inbox: VecDeque::new(),
+            reader_stalled: false,
+            got: HashMap::new(),
+            user_session: None,
+            told_down: false,
+            connects: 0,
+            asks_to_answer: Vec::new(),
+            calls: HashMap::new(),
+            next_n: 0,
+            accepted: Vec::new(),
+            handed: HashMap::new(),
+            lost_links: Vec::new(),
+            never_sent: 0,
+            volatile_checked: Vec::new(),
+            volatile_made: HashMap::new(),
+            errors_in_outage: 0,
+            outage_streak: 0,
+            last_seq: 0,
+            last_status: Status::Connecting,
+            shutdown: false,
+            recovered: 0,
+            acks_ok: 0,
+            errors_total: 0,
+            goodbye_seen: false,
+            reject_next: false,
+        }
+    }
+
+    fn next_n(&mut self) -> u64 {
+        self.next_n += 1;
+        self.next_n
+    }
+
+    /// The network drops the link; the client hears of it unless `silently`.
+    fn drop_link(&mut self, silently: bool) {
+        self.to_server.clear();
+        self.to_client.clear();
+        self.server.link = None;
+        if let Some(id) = self.link.take() {
+            self.lost_links.push(id);
+            if !silently {
+                self.core.handle_lost(LinkError::TransportClose, self.now);
+            }
+        }
+    }
+
+    /// One random thing happens.
+    fn act(&mut self) {
+        let roll = self.rng.random_range(0..100);
+        match roll {
+            0..22 => self.deliver_to_server(),
+            22..44 => {
+                if !(self.reader_stalled && self.inbox.len() >= self.reader_capacity) {
+                    self.deliver_to_client();
+                }
+            }
+            44..50 => self.advance(),
+            50..57 => self.server_event(false),
+            57..59 => self.server_event(true),
+            59..66 => self.emit_plain(),
+            66..70 => self.emit_acked(),
+            70..72 => self.check_volatile(),
+            72..74 => self.push_volatile(),
+            74..79 => self.read(),
+            79..80 => self.reader_stalled = true,
+            80..82 => self.answer_ask(),
+            82..84 => self.drop_link(false),
+            84..85 => {
+                if let Some(link) = self.server.link.as_mut() {
+                    link.half_open = true;
+                }
+            }
+            85..86 => {
+                if self.rng.random_bool(0.25) {
+                    self.server_disconnect();
+                }
+            }
+            86..90 => {
+                self.mode = match self.rng.random_range(0..14) {
+                    8 => Mode::Unavailable,
+                    9 => Mode::UnavailableRetryAfter(self.rng.random_range(0..4)),
+                    10 => Mode::Unauthorized,
+                    11 => Mode::RejectConnect,
+                    12 => Mode::Refused,
+                    13 => Mode::Silent,
+                    _ => Mode::Up,
+                }
+            }
+            _ => self.advance_to_deadline(),
+        }
+    }
+
+    fn advance(&mut self) {
+        let dt = [1, 10, 50, 150, 700][self.rng.random_range(0..5)];
+        self.advance_to(self.now + Duration::from_millis(dt));
+    }
+
+    fn advance_to_deadline(&mut self) {
+        if let Some(at) = self.core.poll_timeout()
+            && at > self.now
+            && at - self.now < Duration::from_secs(3600)
+        {
+            self.advance_to(at);
+        } else {
+            self.advance_to(self.now);
+        }
+    }
+
+    /// Time passes up to `target`, or up to the server's next ping if that comes first (a
+    /// live server pings on time).
+    fn advance_to(&mut self, target: Instant) {
+        let ping = self
+            .server
+            .link
+            .as_ref()
+            .filter(|l| !l.half_open)
+            .map(|l| l.next_ping);
+        self.now = ping.map_or(target, |ping| target.min(ping)).max(self.now);
+        self.core.handle_timeout(self.now);
+        self.server_tick();
+    }
+
+    /// The server pings on schedule and drops a link whose pong is late.
+    fn server_tick(&mut self) {
+        let now = self.now;
+        let Some(link) = self.server.link.as_mut() else {
+            return;
+        };
+        if link.half_open {
+            return;
+        }
+        if link.pong_due.is_some_and(|at| at <= now) {
+            self.drop_link(false);
+            return;
+        }
+        if link.next_ping <= now {
+            link.next_ping = now + PING_INTERVAL;
+            link.pong_due = Some(now + PING_TIMEOUT);
+            self.to_client.push_back("2".into());
+        }
+    }
+
+    fn deliver_to_client(&mut self) {
+        if self.server.link.as_ref().is_some_and(|l| l.half_open) {
+            return;
+        }
+        if let Some(frame) = self.to_client.pop_front() {
+            self.core.handle_text(&frame, self.now);
+        }
+    }
+
+    fn deliver_to_server(&mut self) {
+        let Some(frame) = self.to_server.pop_front() else {
+            return;
+        };
+        let Some(link) = self.server.link.as_mut() else {
+            return;
+        };
+        if link.half_open {
+            return;
+        }
+        let Transmit::Text(text) = frame else {
+            return;
+        };
+        if link.got_disconnect {
+            self.server.after_disconnect += 1;
+        }
+        if text == "3" {
+            link.pong_due = None;
+            return;
+        }
+        let Some(body) = text.strip_prefix('4') else {
+            return;
+        };
+        let Ok(packet) = Packet::decode(body) else {
+            return;
+        };
+        match (packet.kind, packet.data) {
+            (PacketKind::Connect, data) => self.server_connect(data),
+            (PacketKind::Disconnect, _) => link.got_disconnect = true,
+            (PacketKind::Event, PacketData::Event { name, args }) => {
+                let Some(n) = number(&args) else { return };
+                match (name.as_str(), packet.id) {
+                    ("p", None) => self.server.plain.push(n),
+                    ("v", None) => self.server.volatile.push((n, link.id)),
+                    ("a", Some(id)) => {
+                        *self.server.acked.entry(n).or_default() += 1;
+                        self.to_client.push_back(format!("43{id}[{n}]"));
+                    }
+                    _ => {}
+                }
+            }
+            (PacketKind::Ack, _) => {}
+            _ => {}
+        }
+    }
+
+    fn server_connect(&mut self, data: PacketData) {
+        let Some(link) = self.server.link.as_mut() else {
+            return;
+        };
+        if self.mode == Mode::RejectConnect || std::mem::take(&mut self.reject_next) {
+            self.to_client
+                .push_back(r#"44{"message":"not authorized"}"#.into());
+            return;
+        }
+        let auth: serde_json::Value = match data {
+            PacketData::Json(json) => serde_json::from_str(&json).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
+        let asked = auth.get("pid").and_then(|p| p.as_str()).map(str::to_owned);
+        let offset = auth
+            .get("offset")
+            .and_then(|o| o.as_str())
+            .map(str::to_owned);
+        // The session survives the drop, or the server forgot it.
+        let restored = asked
+            .filter(|pid| self.server.sent.contains_key(pid))
+            .filter(|_| self.recovery_offered && self.rng.random_bool(0.6));
+        let session = match (&restored, self.recovery_offered) {
+            (Some(pid), _) => pid.clone(),
+            (None, true) => {
+                self.server.next_session += 1;
+                let pid = format!("pid{}", self.server.next_session);
+                self.server.sent.insert(pid.clone(), Vec::new());
+                pid
+            }
+            (None, false) => {
+                let key = format!("link:{}", link.id);
+                self.server.sent.insert(key.clone(), Vec::new());
+                key
+            }
+        };
+        link.session = Some(session.clone());
+        if self.recovery_offered {
+            self.to_client
+                .push_back(format!(r#"40{{"sid":"s{}","pid":"{session}"}}"#, link.id));
+        } else {
+            self.to_client
+                .push_back(format!(r#"40{{"sid":"s{}"}}"#, link.id));
+        }
+        if restored.is_some() {
+            let after: u64 = offset.and_then(|o| o.parse().ok()).unwrap_or(0);
+            let missed: Vec<u64> = self.server.sent[&session]
+                .iter()
+                .copied()
+                .filter(|n| *n > after)
+                .collect();
+            for n in missed {
+                self.to_client.push_back(format!(r#"42["e",{n},"{n}"]"#));
+            }
+        }
+    }
+
+    /// The server sends an event (or an ask) on the joined namespace.
+    fn server_event(&mut self, ask: bool) {
+        let Some(link) = self.server.link.as_ref() else {
+            return;
+        };
+        let Some(session) = link.session.clone() else {
+            return;
+        };
+        if ask {
+            self.server.next_ask += 1;
+            let id = self.server.next_ask;
+            self.to_client.push_back(format!(r#"42{id}["q",{id}]"#));
+            return;
+        }
+        self.server.next_event += 1;
+        let n = self.server.next_event;
+        self.server.sent.entry(session).or_default().push(n);
+        if self.recovery_offered {
+            self.to_client.push_back(format!(r#"42["e",{n},"{n}"]"#));
+        } else {
+            self.to_client.push_back(format!(r#"42["e",{n}]"#));
+        }
+    }
+
+    fn server_disconnect(&mut self) {
+        if self
+            .server
+            .link
+            .as_ref()
+            .is_some_and(|l| l.session.is_some())
+        {
+            self.to_client.push_back("41".into());
+        }
+    }
+
+    /// Queues as the handle does; the number the outbox gave it, or `None` when refused.
+    fn push(&mut self, body: Body<Waiter>) -> Option<u64> {
+        self.outbox.push(Outgoing { seq: 0, body }).ok()
+    }
+
+    fn emit_plain(&mut self) {
+        let n = self.next_n();
+        let args = Payload::json(&n).expect("json");
+        if self
+            .push(Body::Encoded(EncodedEvent::new("/", "p", &args)))
+            .is_some()
+        {
+            self.accepted.push(n);
+        }
+    }
+
+    fn emit_acked(&mut self) {
+        let n = self.next_n();
+        let ms = Duration::from_millis;
+        let timeout = [ms(50), ms(400), ms(3000), Duration::MAX][self.rng.random_range(0..4)];
+        let retries = [0, 0, 1, 3][self.rng.random_range(0..4)];
+        let deadline = (retries == 0)
+            .then(|| self.now.checked_add(timeout))
+            .flatten();
+        let ack = AckRequest {
+            tx: n,
+            timeout,
+            retries_left: retries,
+            deadline,
+        };
+        let args = Payload::json(&n).expect("json");
+        let body = Body::Acked(Acked {
+            name: "a".into(),
+            args,
+            ack,
+        });
+        if let Some(seq) = self.push(body) {
+            self.calls.insert(
+                n,
+                Call {
+                    n,
+                    seq,
+                    deadline,
+                    answers: 0,
+                    timed_out: false,
+                },
+            );
+        }
+    }
+
+    /// `emit_volatile`'s check, which another thread may separate from its push.
+    fn check_volatile(&mut self) {
+        if self.lane_up
+            && let Some(link) = self.link
+        {
+            let n = self.next_n();
+            self.volatile_checked.push((n, link));
+        }
+    }
+
+    /// `emit_volatile`'s push (see `Client::emit_volatile`): checked again (the same
+    /// connection still up), marked volatile.
+    fn push_volatile(&mut self) {
+        let Some((n, checked_on)) = self.volatile_checked.pop() else {
+            return;
+        };
+        if !self.lane_up || self.link != Some(checked_on) {
+            return;
+        }
+        let args = Payload::json(&n).expect("json");
+        if self
+            .push(Body::Volatile(EncodedEvent::new("/", "v", &args)))
+            .is_some()
+        {
+            self.volatile_made.insert(n, checked_on);
+        }
+    }
+
+    fn read(&mut self) {
+        if self.rng.random_bool(0.2) {
+            self.reader_stalled = false;
+        }
+        for _ in 0..self.rng.random_range(1..4) {
+            match self.inbox.pop_front() {
+                Some(Delivery::Event {
+                    ack: Some((generation, id)),
+                    ..
+                }) => self.asks_to_answer.push((generation, id, id)),
+                Some(_) => {}
+                None => break,
+            }
+        }
+    }
+
+    fn answer_ask(&mut self) {
+        if let Some((generation, id, n)) = self.asks_to_answer.pop() {
+            self.answers_out.push(ServerAck {
+                generation,
+                id,
+                args: Payload::json(&n).expect("json"),
+            });
+        }
+    }
+
+    /// The caller of an acked emit without retries stops waiting at its deadline (and the
+    /// emit leaves the outbox, as `Client::emit_acked` does).
+    fn caller_timeouts(&mut self) {
+        let now = self.now;
+        for call in self.calls.values_mut() {
+            if call.answers == 0 && !call.timed_out && call.deadline.is_some_and(|d| d <= now) {
+                call.timed_out = true;
+                let _ = self.outbox.remove(call.seq);
+            }
+        }
+    }
+
+    /// What the driver does after every step: dial, carry out outputs, move the outbox and
+    /// the user's answers into the core, put frames on the wire, end.
+    fn drive(&mut self, seed: u64, step: usize) -> Result<(), String> {
+        for _ in 0..8 {
+            self.caller_timeouts();
+            if self.core.phase() == Phase::Dial {
+                self.core.begin_attempt(self.now);
+                self.dial();
+            }
+            self.apply(seed, step)?;
+            if self.core.is_connected() {
+                for answer in std::mem::take(&mut self.answers_out) {
+                    self.core.send_ack(answer);
+                }
+                let link = self.link.expect("connected on a link");
+                while let Some(item) = self.outbox.pop() {
+                    if let Body::Encoded(event) = &item.body
+                        && let Some(n) = frame_number(event)
+                    {
+                        self.handed.insert(n, link);
+                    }
+                    self.core.send(item, self.now);
+                }
+            }
+            if self.link.is_some() {
+                while let Some(t) = self.core.poll_transmit() {
+                    self.to_server.push_back(t);
+                }
+            }
+            // The core gave the link up (ping timeout, CONNECT_ERROR, a server's
+            // DISCONNECT, a protocol error): the driver drops the socket.
+            if self.link.is_some()
+                && !matches!(self.core.phase(), Phase::Attempt | Phase::Connected)
+            {
+                self.drop_link(true);
+            }
+            if self.core.phase() == Phase::Ending {
+                let stranded = self.outbox.close();
+                self.core.close(stranded);
+            }
+            self.apply(seed, step)?;
+            if self.core.phase() != Phase::Dial {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn dial(&mut self) {
+        let error = match self.mode {
+            Mode::Up | Mode::RejectConnect => None,
+            Mode::Unavailable => Some(LinkError::Http {
+                status: 503,
+                retry_after: None,
+                engine_code: None,
+            }),
+            Mode::UnavailableRetryAfter(secs) => Some(LinkError::Http {
+                status: 503,
+                retry_after: Some(Duration::from_secs(secs)),
+                engine_code: None,
+            }),
+            Mode::Unauthorized => Some(LinkError::Http {
+                status: 401,
+                retry_after: None,
+                engine_code: None,
+            }),
+            Mode::Refused => Some(LinkError::Network("connection refused".into())),
+            // Nothing answers: the attempt's deadline ends it.
+            Mode::Silent => return,
+        };
+        // Most rejections are a stale token that the refresh fixes.
+        if matches!(self.mode, Mode::Unauthorized | Mode::RejectConnect)
+            && self.rng.random_bool(0.93)
+        {
+            self.mode = Mode::Up;
+            if let Some(error) = error {
+                self.core.handle_lost(error, self.now);
+                return;
+            }
+            self.reject_next = true;
+        }
+        if let Some(error) = error {
+            self.core.handle_lost(error, self.now);
+            return;
+        }
+        self.next_link += 1;
+        let id = self.next_link;
+        self.link = Some(id);
+        self.to_server.clear();
+        self.to_client.clear();
+        self.server.link = Some(ServerLink {
+            id,
+            session: None,
+            half_open: false,
+            next_ping: self.now + PING_INTERVAL,
+            pong_due: None,
+            got_disconnect: false,
+        });
+        self.to_client.push_back(format!(
+            r#"0{{"sid":"e{id}","upgrades":[],"pingInterval":{},"pingTimeout":{},"maxPayload":100000}}"#,
+            PING_INTERVAL.as_millis(),
+            PING_TIMEOUT.as_millis()
+        ));
+        self.core.link_open(Some(r#"{"token":"t"}"#.into()));
+    }
+
+    fn apply(&mut self, seed: u64, step: usize) -> Result<(), String> {
+        let fail = |what: String| Err(fail(seed, step, what));
+        while let Some(output) = self.core.poll_output() {
+            if std::env::var_os("RELINK_SIM_TRACE").is_some() {
+                eprintln!("{:?} {output:?}", self.now);
+            }
+            match output {
+                Output::State(state) => {
+                    if state.seq != self.last_seq + 1 {
+                        return fail(format!("seq {} after {}", state.seq, self.last_seq));
+                    }
+                    if !transition_allowed(self.last_status, state.status) {
+                        return fail(format!("{:?} -> {:?}", self.last_status, state.status));
+                    }
+                    if let Some(wait) = state.next_attempt_in {
+                        let b = self.setup.reconnect.backoff;
+                        let bound = b.max.saturating_add(b.retry_after_max);
+                        if wait > bound {
+                            return fail(format!("wait {wait:?} beyond {bound:?}"));
+                        }
+                    }
+                    self.last_seq = state.seq;
+                    self.last_status = state.status;
+                }
+                Output::Log(record) => self.record(&record, seed, step)?,
+                Output::Note(
+                    super::connection::Note::NeverSent { emits: n }
+                    | super::connection::Note::Abandoned { frames: n },
+                ) => {
+                    self.never_sent += n;
+                }
+                Output::Note(_) => {}
+                Output::Deliver(delivery) => {
+                    match &delivery {
+                        Delivery::Connected { recovered, .. } => {
+                            if self.connects > 0 && !self.told_down {
+                                return fail("Connected without Disconnected before".into());
+                            }
+                            self.connects += 1;
+                            self.recovered += usize::from(*recovered);
+                            self.told_down = false;
+                            let session = self
+                                .server
+                                .link
+                                .as_ref()
+                                .and_then(|l| l.session.clone())
+                                .expect("the server joined the namespace");
+                            let same = self.user_session.as_ref() == Some(&session);
+                            if *recovered != same && self.user_session.is_some() {
+                                return fail(format!("recovered {recovered}, same session {same}"));
+                            }
+                            self.user_session = Some(session);
+                        }
+                        Delivery::Disconnected { .. } => self.told_down = true,
+                        Delivery::Event { args, ack, .. } => {
+                            if ack.is_none() {
+                                let n = number(args.as_json()).expect("numbered");
+                                let session = self.user_session.clone().expect("connected");
+                                self.got.entry(session).or_default().push(n);
+                            }
+                        }
+                    }
+                    self.inbox.push_back(delivery);
+                }
+                Output::Resolve(waiter, result) => {
+                    let Some(call) = self.calls.get_mut(&waiter) else {
+                        return fail(format!("answer for unknown emit {waiter}"));
+                    };
+                    call.answers += 1;
+                    if call.answers > 1 {
+                        return fail(format!("emit {waiter} answered twice"));
+                    }
+                    if let Ok(args) = &result
+                        && number(args.as_json()) != Some(call.n)
+                    {
+                        return fail(format!("emit {} got the answer {args:?}", call.n));
+                    }
+                    self.acks_ok += usize::from(result.is_ok());
+                    if let Err(AckError::Emit(e)) = &result {
+                        return fail(format!("emit {} refused: {e}", call.n));
+                    }
+                }
+                Output::MaxPayload(_) => {}
+                Output::Up => self.lane_up = true,
+                Output::Down { requeue } => {
+                    self.lane_up = false;
+                    self.outbox.link_lost(requeue);
+                }
+            }
+        }
+        let threshold = self.setup.reconnect.escalate_after.max(1);
+        if self.outage_streak >= threshold && self.errors_in_outage == 0 {
+            return fail(format!("streak {} without its ERROR", self.outage_streak));
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, record: &Record, seed: u64, step: usize) -> Result<(), String> {
+        let fail = |what: String| Err(fail(seed, step, what));
+        if let Record::AttemptFailed { streak, .. } | Record::KeepsFailing { streak, .. } = record {
+            self.outage_streak = self.outage_streak.max(*streak);
+        }
+        if record.severity() == Severity::Error {
+            self.errors_total += 1;
+            self.errors_in_outage += 1;
+            if self.errors_in_outage > 1 {
+                return fail(format!("a second ERROR in one outage: {record:?}"));
+            }
+        }
+        if let Record::Recovered { .. } = record {
+            self.errors_in_outage = 0;
+            self.outage_streak = 0;
+        }
+        Ok(())
+    }
+
+    /// The user calls `disconnect()` (and keeps emitting).
+    fn disconnect(&mut self, seed: u64, step: usize) -> Result<(), String> {
+        self.shutdown = true;
+        let accepted = self.outbox.close();
+        let connected = self.core.is_connected();
+        let last_link = self.link;
+        if connected {
+            for item in &accepted {
+                if let Body::Encoded(event) = &item.body
+                    && let Some(n) = frame_number(event)
+                {
+                    self.handed.insert(n, last_link.expect("connected"));
+                }
+            }
+        }
+        let answers = std::mem::take(&mut self.answers_out);
+        self.core.shutdown(accepted, answers, self.now);
+        // The user emits on: refused, so nothing can hold the DISCONNECT back.
+        let before = (self.accepted.len(), self.calls.len());
+        self.emit_plain();
+        self.emit_acked();
+        if (self.accepted.len(), self.calls.len()) != before {
+            return Err(fail(
+                seed,
+                step,
+                "an emit accepted after disconnect()".into(),
+            ));
+        }
+        if self.rng.random_bool(0.1) {
+            self.drop_link(false);
+        }
+        // The driver may run out of time writing what was accepted: the rest is given up
+        // (and said so) and the DISCONNECT goes next.
+        let abandon = self.rng.random_bool(0.2);
+        if self.link.is_some() && !abandon {
+            while let Some(t) = self.core.poll_transmit() {
+                self.to_server.push_back(t);
+            }
+        }
+        self.core.leave(abandon);
+        if self.link.is_some() {
+            while let Some(t) = self.core.poll_transmit() {
+                self.to_server.push_back(t);
+            }
+        }
+        if self.core.phase() != Phase::Ending {
+            return Err(fail(
+                seed,
+                step,
+                format!("disconnect left the core in {:?}", self.core.phase()),
+            ));
+        }
+        let stranded = self.outbox.close();
+        self.core.close(stranded);
+        self.apply(seed, step)?;
+        let half_open = self.server.link.as_ref().is_some_and(|l| l.half_open);
+        if connected && self.link.is_some() {
+            // The server reads all that was written.
+            while !self.to_server.is_empty() {
+                self.deliver_to_server();
+            }
+            let got = self.server.link.as_ref().is_some_and(|l| l.got_disconnect);
+            if !half_open && !got {
+                return Err(fail(seed, step, "no DISCONNECT reached the server".into()));
+            }
+            self.goodbye_seen = got;
+        }
+        // The socket closes: what a half-open peer did not read is gone with it; a live one
+        // has read everything.
+        let live = self.link.is_some() && !half_open;
+        self.drop_link(true);
+        if live {
+            self.lost_links.pop();
+        }
+        Ok(())
+    }
+
+    fn check_end(&self, seed: u64) -> Result<(), String> {
+        let fail = |what: String| Err(fail(seed, STEPS, what));
+        if self.core.phase() != Phase::Ended || !self.last_status.is_terminal() {
+            return fail(format!("not ended: {:?}", self.core.phase()));
+        }
+        for call in self.calls.values() {
+            if call.answers + u32::from(call.timed_out) == 0 {
+                return fail(format!("acked emit {} never answered", call.n));
+            }
+        }
+        if self.server.after_disconnect > 0 {
+            return fail("packets after the DISCONNECT".into());
+        }
+        if self.server.plain.windows(2).any(|w| w[0] >= w[1]) {
+            return fail(format!("plain emits out of order: {:?}", self.server.plain));
+        }
+        let received: std::collections::HashSet<u64> = self.server.plain.iter().copied().collect();
+        let unaccounted: Vec<(u64, Option<u64>)> = self
+            .accepted
+            .iter()
+            .filter(|n| !received.contains(n))
+            .filter(|n| {
+                !self
+                    .handed
+                    .get(n)
+                    .is_some_and(|l| self.lost_links.contains(l))
+            })
+            .map(|n| (*n, self.handed.get(n).copied()))
+            .collect();
+        if unaccounted.len() > self.never_sent {
+            return fail(format!(
+                "plain emits lost without a word (emit, link): {unaccounted:?}; {} said never sent; links lost {:?}",
+                self.never_sent, self.lost_links
+            ));
+        }
+        for (n, link) in &self.server.volatile {
+            if self.volatile_made.get(n) != Some(link) {
+                return fail(format!("volatile emit {n} arrived on link {link}"));
+            }
+        }
+        for (session, got) in &self.got {
+            let sent = self.server.sent.get(session).map_or(&[][..], Vec::as_slice);
+            if got.len() > sent.len() || got[..] != sent[..got.len()] {
+                return fail(format!(
+                    "session {session}: sent {sent:?}, user got {got:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How often each thing the invariants speak of happened, over all seeds: a simulation
+/// whose runs never reach a case proves nothing about it.
+#[derive(Debug, Default)]
+struct Tally {
+    connected: usize,
+    recovered: usize,
+    events: usize,
+    acks_ok: usize,
+    acks_failed: usize,
+    timed_out_waiting: usize,
+    plain_received: usize,
+    volatile_received: usize,
+    goodbyes: usize,
+    errors: usize,
+    failed: usize,
+}
+
+impl World {
+    fn tally(&self, t: &mut Tally) {
+        t.connected += self.connects;
+        t.recovered += self.recovered;
+        t.events += self.got.values().map(Vec::len).sum::<usize>();
+        t.acks_ok += self.acks_ok;
+        t.acks_failed += self.calls.values().filter(|c| c.answers > 0).count() - self.acks_ok;
+        t.timed_out_waiting += self.calls.values().filter(|c| c.timed_out).count();
+        t.plain_received += self.server.plain.len();
+        t.volatile_received += self.server.volatile.len();
+        t.goodbyes += usize::from(self.goodbye_seen);
+        t.errors += self.errors_total;
+        t.failed += usize::from(self.last_status == Status::Failed);
+    }
+}
+
+fn run(seed: u64, tally: &mut Tally) -> Result<(), String> {
+    let mut world = World::new(seed);
+    // The user disconnects at a random point (the last step at the latest).
+    let stop_at = world.rng.random_range(STEPS / 4..STEPS * 2).min(STEPS);
+    for step in 0..stop_at {
+        world.act();
+        world.drive(seed, step)?;
+        if world.core.phase() == Phase::Ended {
+            break;
+        }
+    }
+    // Half the users disconnect while connected (if the client gets there in time): the
+    // goodbye is a path of its own.
+    if world.rng.random_bool(0.5) {
+        for step in stop_at..stop_at + STEPS / 2 {
+            if matches!(world.core.phase(), Phase::Connected | Phase::Ended) {
+                break;
+            }
+            world.act();
+            world.drive(seed, step)?;
+        }
+    }
+    if world.core.phase() != Phase::Ended {
+        world.disconnect(seed, stop_at)?;
+    }
+    world.check_end(seed)?;
+    world.tally(tally);
+    Ok(())
+}
+
+fn seeds() -> Vec<u64> {
+    if let Some(seed) = std::env::var("RELINK_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![seed];
+    }
+    let count = std::env::var("RELINK_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000u64);
+    (0..count).collect()
+}
+
+#[test]
+fn the_whole_client_keeps_its_promises_under_any_mix_of_faults() {
+    let seeds = seeds();
+    let mut tally = Tally::default();
+    for &seed in &seeds {
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed, &mut tally)));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => panic!("{message}"),
+            Err(_) => panic!("seed {seed} panicked (replay: RELINK_SIM_SEED={seed})"),
+        }
+    }
+    eprintln!("{} seeds: {tally:?}", seeds.len());
+    if seeds.len() >= 1_000 {
+        let reached = [
+            tally.connected,
+            tally.recovered,
+            tally.events,
+            tally.acks_ok,
+            tally.acks_failed,
+            tally.timed_out_waiting,
+            tally.plain_received,
+            tally.volatile_received,
+            tally.goodbyes,
+            tally.errors,
+            tally.failed,
+        ];
+        assert!(
+            reached.iter().all(|&n| n > 0),
+            "some case was never reached: {tally:?}"
+        );
+    }
+}
+
+#[test]
+fn frame_number_reads_the_emit() {
+    let args = Payload::json(&7).expect("json");
+    let event = EncodedEvent::new("/", "p", &args);
+    assert_eq!(frame_number(&event), Some(7), "{}", event.text());
+}
