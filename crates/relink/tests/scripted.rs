@@ -1064,6 +1064,50 @@ async fn disconnect_while_connected_says_goodbye() {
     assert!(peer.accept(QUIET).await.is_none(), "no reconnect");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_says_goodbye_while_emitters_keep_emitting() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // Emitters that keep the outbox full of large emits: a goodbye that waited for an
+    // empty outbox would never get to its DISCONNECT.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let big = Payload::json(&"x".repeat(32 * 1024)).unwrap();
+    let tasks: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, stop, big) = (client.clone(), Arc::clone(&stop), big.clone());
+            tokio::spawn(async move {
+                // Until the client refuses (closed by `disconnect()`).
+                while !stop.load(Ordering::Relaxed) {
+                    if client.emit("flood", big.clone()).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    // The server reads all along; whatever the emitters accepted goes first, and the
+    // DISCONNECT must follow it.
+    let reader = tokio::spawn(async move {
+        loop {
+            match conn.recv().await {
+                Some(Frame::Text(text)) if text == "41" => return true,
+                Some(Frame::Text(_)) => {}
+                _ => return false,
+            }
+        }
+    });
+    tokio::time::sleep(ms(20)).await;
+    client.disconnect().await;
+    let goodbye = tokio::time::timeout(WAIT, reader).await.map(Result::unwrap);
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(goodbye, Ok(true), "the DISCONNECT never came");
+    assert_client_disconnected(&until(&client, |s| s.status.is_terminal()).await);
+}
+
 #[tokio::test]
 async fn disconnect_while_sleeping_in_backoff() {
     let peer = bind().await;
