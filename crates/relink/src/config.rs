@@ -1,6 +1,8 @@
 //! [`ClientBuilder`]: every setting checked once, before anything is dialled.
 
-use crate::error::BuildError;
+use crate::core::connection::Setup;
+use crate::core::reconnect::Settings;
+use crate::error::{BuildError, LinkError};
 use crate::policy::backoff::Backoff;
 use crate::token::Token;
 use std::fmt;
@@ -436,6 +438,55 @@ pub(crate) fn redact_url(raw: &str) -> String {
             format!("{}://{host}{port}{}", url.scheme(), url.path())
         }
         Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
+
+impl Config {
+    /// What the connection core needs of it.
+    pub(crate) fn core_setup(&self) -> Setup {
+        Setup {
+            namespace: self.namespace.clone(),
+            recovery: self.recovery,
+            max_attachments: self.max_attachments,
+            max_message_size: self.max_message_size,
+            connect_timeout: self.connect_timeout,
+            reconnect: Settings {
+                backoff: self.backoff,
+                escalate_after: self.escalate_after,
+                stable_after: self.stable_after,
+                reconnect_on_server_disconnect: self.reconnect_on_server_disconnect,
+            },
+        }
+    }
+
+    /// The token for an attempt: from the provider (asked every time) or the configured one.
+    pub(crate) async fn credentials(&self) -> Result<Option<Token>, LinkError> {
+        let token = match &self.token_provider {
+            Some(provider) => Some(provider().await.map_err(LinkError::AuthProvider)?),
+            None => self.token.clone(),
+        };
+        // Defence in depth: the builder refused a blank token, but a provider may return one;
+        // nothing is dialled with it.
+        if token.as_ref().is_some_and(Token::is_blank) {
+            return Err(LinkError::EmptyToken);
+        }
+        Ok(token)
+    }
+
+    /// The CONNECT payload: the user's auth fields plus the token. This string holds the
+    /// secret: it goes into the session and nowhere else.
+    pub(crate) fn auth_payload(&self, token: Option<&Token>) -> Option<String> {
+        if self.auth.is_empty() && token.is_none() {
+            return None;
+        }
+        let mut auth = self.auth.clone();
+        if let Some(token) = token {
+            auth.insert(
+                "token".into(),
+                serde_json::Value::String(token.expose().to_owned()),
+            );
+        }
+        Some(serde_json::Value::Object(auth).to_string())
     }
 }
 

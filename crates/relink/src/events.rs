@@ -1,6 +1,7 @@
 //! What the connection hands to the application: events (with their acks), notices, and
 //! the hand-over from the supervisor to [`Events`], bounded by `event_buffer` items.
 
+use crate::core::connection::Delivery;
 use crate::lane::Shared;
 use crate::outbox::ServerAck;
 use relink_proto::Payload;
@@ -28,6 +29,28 @@ pub enum Incoming {
         /// A stable name for why (`transport_close`, `ping_timeout`, `server_disconnect`, ...).
         reason: &'static str,
     },
+}
+
+impl Incoming {
+    /// What the core hands to the user, as the reader sees it; an event's answer goes
+    /// through `shared`.
+    pub(crate) fn new(delivery: Delivery, shared: &Arc<Shared>) -> Self {
+        match delivery {
+            Delivery::Connected {
+                socket_id,
+                recovered,
+            } => Incoming::Connected {
+                socket_id,
+                recovered,
+            },
+            Delivery::Event { name, args, ack } => Incoming::Event(Event::new(
+                name,
+                args,
+                ack.map(|(generation, id)| (Arc::clone(shared), generation, id)),
+            )),
+            Delivery::Disconnected { reason } => Incoming::Disconnected { reason },
+        }
+    }
 }
 
 /// An event from the server.

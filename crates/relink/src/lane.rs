@@ -232,6 +232,27 @@ impl Shared {
         }
     }
 
+    /// The namespace accepted us on `link`: emits may be written to it.
+    pub(crate) fn link_up(&self, link: Option<Link>) {
+        let mut queue = self.lock();
+        queue.connected = true;
+        queue.link = link;
+    }
+
+    /// The link is lost: emits queue again, volatile ones are dropped, `requeue` (retried
+    /// emits that were in flight) goes first, and waiters for room look again.
+    pub(crate) fn link_down(&self, requeue: Vec<Outgoing>) {
+        let mut queue = self.lock();
+        queue.connected = false;
+        queue.link = None;
+        queue.in_transit = false;
+        queue.paused = false;
+        queue.acks_out.clear();
+        queue.outbox.link_lost(requeue);
+        drop(queue);
+        self.space.notify_waiters();
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding this lock cannot leave the queue half-updated in a way that
         // matters more than losing the client, so poisoning is ignored.

@@ -4,14 +4,12 @@
 //! Every decision is the core's; what is here is IO and waiting.
 
 use crate::config::Config;
-use crate::core::connection::{Connection, Delivery, Output, Phase, Setup};
-use crate::core::reconnect::Settings;
+use crate::core::connection::{Connection, Output, Phase};
 use crate::error::LinkError;
-use crate::events::{Deliveries, Event, Incoming};
+use crate::events::{Deliveries, Incoming};
 use crate::lane::{AckSender, Link, Shared, Until, Writer};
 use crate::records;
 use crate::state::ConnectionState;
-use crate::token::Token;
 use crate::transport::{self, Ws};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,21 +53,8 @@ impl Supervisor {
         transitions: broadcast::Sender<ConnectionState>,
         events: Deliveries,
     ) -> Self {
-        let setup = Setup {
-            namespace: cfg.namespace.clone(),
-            recovery: cfg.recovery,
-            max_attachments: cfg.max_attachments,
-            max_message_size: cfg.max_message_size,
-            connect_timeout: cfg.connect_timeout,
-            reconnect: Settings {
-                backoff: cfg.backoff,
-                escalate_after: cfg.escalate_after,
-                stable_after: cfg.stable_after,
-                reconnect_on_server_disconnect: cfg.reconnect_on_server_disconnect,
-            },
-        };
         Supervisor {
-            core: Connection::new(setup, rand::random()),
+            core: Connection::new(cfg.core_setup(), rand::random()),
             cfg,
             shared,
             shutdown,
@@ -162,49 +147,21 @@ impl Supervisor {
                 }
                 Output::Log(record) => records::log(&record, &self.cfg.endpoint.display),
                 Output::Note(note) => records::note(&note, &self.cfg.namespace),
-                Output::Deliver(delivery) => full |= self.events.push(self.incoming(delivery)),
+                Output::Deliver(delivery) => {
+                    full |= self.events.push(Incoming::new(delivery, &self.shared));
+                }
                 Output::Resolve(tx, result) => {
                     let _ = tx.send(result);
                 }
                 Output::MaxPayload(max) => self.shared.max_payload.store(max, Ordering::Relaxed),
-                Output::Up => {
-                    let mut queue = self.shared.lock();
-                    queue.connected = true;
-                    queue.link = self.link.clone();
-                }
+                Output::Up => self.shared.link_up(self.link.clone()),
                 Output::Down { requeue } => {
                     self.writer.reset(&self.shared);
-                    let mut queue = self.shared.lock();
-                    queue.connected = false;
-                    queue.link = None;
-                    queue.in_transit = false;
-                    queue.paused = false;
-                    queue.acks_out.clear();
-                    queue.outbox.link_lost(requeue);
-                    drop(queue);
-                    self.shared.space.notify_waiters();
+                    self.shared.link_down(requeue);
                 }
             }
         }
         full
-    }
-
-    fn incoming(&self, delivery: Delivery) -> Incoming {
-        match delivery {
-            Delivery::Connected {
-                socket_id,
-                recovered,
-            } => Incoming::Connected {
-                socket_id,
-                recovered,
-            },
-            Delivery::Event { name, args, ack } => Incoming::Event(Event::new(
-                name,
-                args,
-                ack.map(|(generation, id)| (Arc::clone(&self.shared), generation, id)),
-            )),
-            Delivery::Disconnected { reason } => Incoming::Disconnected { reason },
-        }
     }
 
     /// Resolves once shutdown is asked for or every handle is gone.
@@ -238,8 +195,8 @@ impl Supervisor {
         // The token provider counts against the connect timeout too: a provider that hangs
         // must not hold the client in `connecting` forever.
         let work = async move {
-            let token = credentials(&cfg).await?;
-            let auth = auth_payload(&cfg, token.as_ref());
+            let token = cfg.credentials().await?;
+            let auth = cfg.auth_payload(token.as_ref());
             Ok((transport::dial(&cfg).await?, auth))
         };
         tokio::select! {
@@ -446,34 +403,4 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// The token for this attempt: from the provider (asked every time) or the configured one.
-async fn credentials(cfg: &Config) -> Result<Option<Token>, LinkError> {
-    let token = match &cfg.token_provider {
-        Some(provider) => Some(provider().await.map_err(LinkError::AuthProvider)?),
-        None => cfg.token.clone(),
-    };
-    // Defence in depth: the builder refused a blank token, but a provider may return one;
-    // nothing is dialled with it.
-    if token.as_ref().is_some_and(Token::is_blank) {
-        return Err(LinkError::EmptyToken);
-    }
-    Ok(token)
-}
-
-/// The CONNECT payload: the user's auth fields plus the token. This string holds the secret:
-/// it goes into the session and nowhere else.
-fn auth_payload(cfg: &Config, token: Option<&Token>) -> Option<String> {
-    if cfg.auth.is_empty() && token.is_none() {
-        return None;
-    }
-    let mut auth = cfg.auth.clone();
-    if let Some(token) = token {
-        auth.insert(
-            "token".into(),
-            serde_json::Value::String(token.expose().to_owned()),
-        );
-    }
-    Some(serde_json::Value::Object(auth).to_string())
 }
