@@ -5,7 +5,8 @@
 //!
 //! Each seed draws settings (extremes the builder accepts included) and a random mix of:
 //! links dropped at any point (mid-handshake, mid-write, with acks pending); 503 with and
-//! without `Retry-After`; 401 and CONNECT_ERROR; refused and silent dials; half-open links;
+//! without `Retry-After` (the transport turns seconds and HTTP dates into the same
+//! duration, `transport::parse_retry_after`); 401, 403 and CONNECT_ERROR; refused and silent dials; half-open links;
 //! server pings, events, asks and disconnects; recovery with and without the session
 //! surviving; a reader that stops reading; plain, acked, retried and volatile emits (a
 //! volatile emit's check and its push in separate steps, as two threads may interleave
@@ -688,7 +689,7 @@ impl World {
                 engine_code: None,
             }),
             Mode::Unauthorized => Some(LinkError::Http {
-                status: 401,
+                status: if self.rng.random_bool(0.5) { 401 } else { 403 },
                 retry_after: None,
                 engine_code: None,
             }),
