@@ -124,16 +124,20 @@ impl Supervisor {
 
     /// Ends for good: nothing more will be sent; waiting emits and acks learn it now.
     fn end(&mut self) {
+        // What the core said before (a panic may leave some) is carried out first, so
+        // nothing reopens the lane or requeues into the outbox after it closes.
+        self.apply();
         let mut queue = self.shared.lock();
         let stranded = queue.outbox.close();
         queue.connected = false;
         queue.link = None;
         drop(queue);
         self.shared.space.notify_waiters();
+        // Nothing more comes: what the reader has not been handed yet is its, before it
+        // can see the terminal state.
+        self.events.hand_over_all();
         self.core.close(stranded);
         self.apply();
-        // Nothing more comes; what the reader has not been handed yet is its.
-        self.events.hand_over_all();
     }
 
     /// Carries out the core's outputs; true when a batch of events waits for the reader.
@@ -155,6 +159,7 @@ impl Supervisor {
                 }
                 Output::MaxPayload(max) => self.shared.max_payload.store(max, Ordering::Relaxed),
                 Output::Up => self.shared.link_up(self.link.clone()),
+                Output::Requeue(items) => self.shared.lock().outbox.requeue_front(items),
                 Output::Down { requeue } => {
                     self.writer.reset(&self.shared);
                     self.shared.link_down(requeue);
@@ -226,7 +231,7 @@ impl Supervisor {
             // cannot starve them (the select below prefers frames).
             if self.core.poll_timeout().is_some_and(|at| at <= now()) {
                 self.core.handle_timeout(now());
-                continue;
+                self.apply();
             }
             if !matches!(self.core.phase(), Phase::Attempt | Phase::Connected) {
                 break;
@@ -315,15 +320,18 @@ impl Supervisor {
                 break Ok(());
             }
             self.writer.pump(&self.shared, &mut self.core);
+            let until = Until::Shutdown(&mut self.shutdown);
             let written = self
                 .writer
-                .write(&self.shared, link, &mut self.core, true, Until::Heartbeat)
+                .write(&self.shared, link, &mut self.core, true, until)
                 .await;
             if let Err(error) = written {
                 self.core.handle_lost(error, now());
                 self.apply();
                 continue;
             }
+            // Waiters the core answered (an emit too large, a deadline passed) learn it now.
+            self.apply();
             tokio::select! {
                 granted = &mut room => {
                     // At most `event_buffer` items per hand-over: more may wait.

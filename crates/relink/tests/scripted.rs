@@ -1086,8 +1086,8 @@ async fn disconnect_says_goodbye_while_emitters_keep_emitting() {
             })
         })
         .collect();
-    // The server reads all along; whatever the emitters accepted goes first, and the
-    // DISCONNECT must follow it.
+    // The server reads all along: whatever of the flood the client wrote comes first, and
+    // then the DISCONNECT must come.
     let reader = tokio::spawn(async move {
         loop {
             match conn.recv().await {
@@ -1590,6 +1590,34 @@ async fn disconnect_while_the_event_buffer_is_full_still_says_goodbye() {
     assert_client_disconnected(&until(&client, |s| s.status.is_terminal()).await);
     conn.expect_text("41").await;
     assert!(matches!(conn.recv_timeout(WAIT).await, Ok(Frame::Close(_))));
+}
+
+#[tokio::test]
+async fn disconnect_ends_promptly_when_the_reader_and_the_server_both_stall() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url())
+        .event_buffer(1)
+        .outbox_limits(1_000, 64 << 20)
+        .connect()
+        .unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // Nobody reads the events: `Connected` fills the buffer, this one waits for room, and
+    // the client writes emits from where it waits for the reader.
+    conn.send_text(r#"42["a"]"#).await.unwrap();
+    assert_quiet(&mut conn).await;
+    // The server stops reading too (this test never reads `conn` again): the emits fill the
+    // socket's buffers and the client's write blocks.
+    let big = Payload::json(&"x".repeat(900_000)).unwrap();
+    for _ in 0..40 {
+        if client.try_emit("big", big.clone()).is_err() {
+            break;
+        }
+        tokio::time::sleep(ms(5)).await;
+    }
+    client.disconnect().await;
+    // Not at the heartbeat's end (45 s with this OPEN): the blocked write gives way.
+    assert_client_disconnected(&until(&client, |s| s.status.is_terminal()).await);
+    drop(conn);
 }
 
 #[tokio::test]

@@ -149,6 +149,8 @@ pub(crate) enum Output<W> {
     Resolve(W, Result<Payload, AckError>),
     /// The server's `maxPayload` is known.
     MaxPayload(u64),
+    /// Emits handed in when they could not be sent: back to the outbox's front.
+    Requeue(Vec<Outgoing<W>>),
     /// The namespace accepted us: emits may be written.
     Up,
     /// The link is lost: emits queue again; `requeue` (retried emits that were in flight)
@@ -510,22 +512,34 @@ impl<W> Connection<W> {
         let Outgoing { seq, body } = item;
         if self.phase != Phase::Connected && self.phase != Phase::Closing {
             if !matches!(body, Body::Volatile(_)) {
-                self.outputs.push_back(Output::Down {
-                    requeue: vec![Outgoing { seq, body }],
-                });
+                self.outputs
+                    .push_back(Output::Requeue(vec![Outgoing { seq, body }]));
             }
             return;
         }
         let Some(session) = self.session.as_mut() else {
             return;
         };
+        let volatile = matches!(body, Body::Volatile(_));
         match body {
             Body::Encoded(event) | Body::Volatile(event) => {
-                if let Err(rejected) = session.send_encoded(event)
-                    && let (SendError::TooLarge { size, max }, _) = *rejected
-                {
-                    self.outputs
-                        .push_back(Output::Note(Note::EmitTooLarge { size, max }));
+                match session.send_encoded(event) {
+                    Ok(()) => {}
+                    Err(rejected) => match *rejected {
+                        (SendError::TooLarge { size, max }, _) => {
+                            self.outputs
+                                .push_back(Output::Note(Note::EmitTooLarge { size, max }));
+                        }
+                        // Not connected after all: kept for the next connection (a
+                        // volatile one is not).
+                        (_, event) if !volatile => {
+                            self.outputs.push_back(Output::Requeue(vec![Outgoing {
+                                seq,
+                                body: Body::Encoded(event),
+                            }]));
+                        }
+                        (_, _) => {}
+                    },
                 }
             }
             Body::Acked(acked) => self.send_acked(seq, acked, now),
@@ -556,17 +570,33 @@ impl<W> Connection<W> {
             },
             deadline,
         );
-        if let Err(SendError::TooLarge { size, max }) = session.emit(&name, &args, Some(id))
-            && let Some(inflight) = self.acks.remove(id)
-        {
-            let error = EmitError::TooLarge {
-                event: name,
-                payload: args,
-                size,
-                limit: max,
-            };
-            self.outputs
-                .push_back(Output::Resolve(inflight.ack.tx, Err(AckError::Emit(error))));
+        let sent = session.emit(&name, &args, Some(id));
+        let Err(error) = sent else {
+            return;
+        };
+        let Some(inflight) = self.acks.remove(id) else {
+            return;
+        };
+        match error {
+            SendError::TooLarge { size, max } => {
+                let error = EmitError::TooLarge {
+                    event: name,
+                    payload: args,
+                    size,
+                    limit: max,
+                };
+                self.outputs
+                    .push_back(Output::Resolve(inflight.ack.tx, Err(AckError::Emit(error))));
+            }
+            // Not connected after all: kept for the next connection.
+            _ => self.outputs.push_back(Output::Requeue(vec![Outgoing {
+                seq,
+                body: Body::Acked(Acked {
+                    name,
+                    args,
+                    ack: inflight.ack,
+                }),
+            }])),
         }
     }
 
