@@ -55,6 +55,7 @@ pub(crate) async fn run(
                     }
                     out.event(&event);
                 }
+                Some(Incoming::Lagged { missed }) => out.lagged(missed),
                 Some(_) => {}
                 None => break Err(CliError::from_state(&client.state())),
             },

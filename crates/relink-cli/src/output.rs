@@ -84,6 +84,17 @@ impl Output {
         }
     }
 
+    /// The reader fell behind and `missed` items were dropped (`Incoming::Lagged`).
+    pub(crate) fn lagged(&self, missed: u64) {
+        if self.json {
+            self.line(&serde_json::json!({ "type": "lagged", "missed": missed }).to_string());
+        } else {
+            self.line(&format!(
+                "lagged: {missed} events dropped (not read in time)"
+            ));
+        }
+    }
+
     pub(crate) fn event(&self, event: &Event) {
         self.payload_line(event.name(), event.args());
     }

@@ -83,8 +83,14 @@ impl Client {
         let (state_tx, state_rx) = watch::channel(ConnectionState::initial());
         let (transitions, transitions_rx) = broadcast::channel(64);
         let namespace = config.namespace.clone();
+        // A reader that makes room after events were dropped wakes the supervisor, which
+        // then tells it how many.
+        let on_room = {
+            let shared = Arc::clone(&shared);
+            Arc::new(move || shared.wake.notify_one())
+        };
         let (deliveries, events) =
-            crate::events::channel(config.event_buffer, config.max_buffered_bytes);
+            crate::events::channel(config.event_buffer, config.max_buffered_bytes, on_room);
         let supervisor = Supervisor::new(
             Arc::new(config),
             Arc::clone(&shared),

@@ -231,7 +231,9 @@ impl ClientBuilder {
         self
     }
 
-    /// How many inbound events may wait for the application (default 1024).
+    /// How many inbound events (and notices) may wait for the application (default 1024).
+    /// Past it, what comes is dropped and [`crate::Incoming::Lagged`] says how much; the
+    /// connection never waits for the application.
     pub fn event_buffer(mut self, events: usize) -> Self {
         self.event_buffer = events;
         self
@@ -239,8 +241,8 @@ impl ClientBuilder {
 
     /// How many bytes of inbound events (names, arguments, attachments) may wait for the
     /// application (default 64 MiB, and never less than [`ClientBuilder::max_message_size`]:
-    /// one event always fits). Past it, the client stops reading the socket until the
-    /// application reads, as it does past `event_buffer` events.
+    /// one event always fits). Past it, events are dropped and counted, as past
+    /// `event_buffer` items.
     pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
         self.max_buffered_bytes = bytes;
         self

@@ -1,15 +1,18 @@
 //! What the connection hands to the application: events (with their acks), notices, and
-//! the hand-over from the supervisor to [`Events`], bounded by `event_buffer` items.
+//! the hand-over from the supervisor to [`Events`], bounded by `event_buffer` items and
+//! `max_buffered_bytes` bytes. Past the bound items are dropped and counted
+//! ([`Incoming::Lagged`]), as a tokio broadcast receiver lags: the connection never waits
+//! for the application, so a reader that stops cannot stop the heartbeat.
 
 use crate::core::connection::Delivery;
 use crate::lane::Shared;
 use crate::outbox::ServerAck;
 use relink_proto::Payload;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
+use tokio::sync::{Semaphore, TryAcquireError, mpsc};
 
 /// Something from the connection, in the order it happened.
 #[derive(Debug)]
@@ -28,6 +31,13 @@ pub enum Incoming {
     Disconnected {
         /// A stable name for why (`transport_close`, `ping_timeout`, `server_disconnect`, ...).
         reason: &'static str,
+    },
+    /// The reader fell `event_buffer` items (or `max_buffered_bytes`) behind, and this many
+    /// items (events and notices) that came meanwhile were dropped. The connection itself
+    /// stayed up: it never waits for the reader.
+    Lagged {
+        /// How many were dropped.
+        missed: u64,
     },
 }
 
@@ -133,28 +143,36 @@ const EVENT_BATCH: usize = 64;
 
 /// The hand-over's two ends: what the supervisor pushes into, what the application reads;
 /// at most `event_buffer` items, and `max_bytes` bytes of them, wait between them.
-pub(crate) fn channel(event_buffer: usize, max_bytes: usize) -> (Deliveries, Events) {
-    // A hand-over takes its permits in one call, which counts in u32.
+///
+/// `on_room` is called when the reader makes room while drops are still untold, so the
+/// supervisor can tell them (a `Lagged` notice) without waiting for the next item.
+pub(crate) fn channel(
+    event_buffer: usize,
+    max_bytes: usize,
+    on_room: Arc<dyn Fn() + Send + Sync>,
+) -> (Deliveries, Events) {
     let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
-    let capacity = event_buffer.min(most);
-    let capacity_bytes = max_bytes.min(most);
-    let room = Arc::new(Semaphore::new(capacity));
-    let room_bytes = Arc::new(Semaphore::new(capacity_bytes));
+    let room = Arc::new(Semaphore::new(event_buffer.min(most)));
+    let room_bytes = Arc::new(Semaphore::new(max_bytes.min(most)));
     let (tx, rx) = mpsc::unbounded_channel();
+    let untold = Arc::new(AtomicBool::new(false));
     let deliveries = Deliveries {
         tx,
+        untold: Arc::clone(&untold),
         room: Arc::clone(&room),
         room_bytes: Arc::clone(&room_bytes),
         pending: Vec::new(),
-        batch: event_buffer.min(EVENT_BATCH),
-        capacity,
-        capacity_bytes,
+        pending_bytes: 0,
+        batch: event_buffer.clamp(1, EVENT_BATCH),
+        missed: 0,
     };
     let events = Events {
         rx,
         room,
         room_bytes,
         buffered: Vec::new().into_iter(),
+        untold,
+        on_room,
     };
     (deliveries, events)
 }
@@ -169,32 +187,42 @@ fn weight(item: &Incoming) -> usize {
                 + args.as_json().len()
                 + args.attachments().iter().map(|a| a.len()).sum::<usize>()
         }
-        Incoming::Connected { .. } | Incoming::Disconnected { .. } => 0,
+        Incoming::Connected { .. } | Incoming::Disconnected { .. } | Incoming::Lagged { .. } => 0,
     }
 }
 
-/// One hand-over: the items and the byte permits taken for them.
+/// One hand-over: the items (one item permit each) and the byte permits taken for them.
 type Batch = (Vec<Incoming>, usize);
 
-/// The stream of [`Incoming`] items. Read it: while nobody does, the client stops reading the
-/// socket once `event_buffer` items (or `max_buffered_bytes` of them) wait (backpressure,
-/// not unbounded memory).
-#[derive(Debug)]
+/// The stream of [`Incoming`] items. Read it: while nobody does, at most `event_buffer`
+/// items (and `max_buffered_bytes` of them) wait; what comes on top is dropped, and
+/// [`Incoming::Lagged`] says how much once there is room again. The connection itself
+/// never waits for the reader: it keeps answering the server's pings.
 pub struct Events {
     /// Batches of at most `min(event_buffer, EVENT_BATCH)` items.
     rx: mpsc::UnboundedReceiver<Batch>,
-    /// One permit per item that may still be sent: at most `event_buffer` items wait in the
-    /// channel (plus the batch being read here).
+    /// One permit per item that may still be handed over.
     room: Arc<Semaphore>,
-    /// One permit per byte that may still be sent.
+    /// One permit per byte that may still be handed over.
     room_bytes: Arc<Semaphore>,
     /// The rest of the batch being read.
     buffered: std::vec::IntoIter<Incoming>,
+    /// Items were dropped and the reader has not been told yet.
+    untold: Arc<AtomicBool>,
+    on_room: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("available", &self.room.available_permits())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Events {
     fn drop(&mut self) {
-        // Nobody reads any more: the client must not wait for room that never comes.
+        // Nobody reads any more: nothing more is kept for a reader.
         self.room.close();
         self.room_bytes.close();
     }
@@ -216,6 +244,9 @@ impl Events {
                     self.room.add_permits(batch.len());
                     self.room_bytes.add_permits(bytes);
                     self.buffered = batch.into_iter();
+                    if self.untold.load(Ordering::Acquire) {
+                        (self.on_room)();
+                    }
                 }
                 None => return Poll::Ready(None),
             }
@@ -231,158 +262,108 @@ impl futures_util::Stream for Events {
     }
 }
 
-/// The supervisor's side of [`Events`]: items are collected and handed over a batch at a
-/// time.
+/// The supervisor's side of [`Events`]: items are admitted (or dropped when the reader's
+/// buffer is full), collected, and handed over a batch at a time. Never waits.
 pub(crate) struct Deliveries {
     tx: mpsc::UnboundedSender<Batch>,
+    /// Set while `missed` is not zero, for the reader's side.
+    untold: Arc<AtomicBool>,
     room: Arc<Semaphore>,
     room_bytes: Arc<Semaphore>,
-    /// Items collected and not handed over yet, in order. Kept across a lost link: what
-    /// was received is the reader's, and so is the notice that the link went down.
+    /// Items admitted and not handed over yet, in order, with their bytes.
     pending: Vec<Incoming>,
+    pending_bytes: usize,
     batch: usize,
-    /// The most items that may wait for the reader (`event_buffer`): the most one
-    /// hand-over may take.
-    capacity: usize,
-    /// The most bytes that may wait for the reader.
-    capacity_bytes: usize,
+    /// Items dropped since the reader last had room: told by a `Lagged` notice before the
+    /// next item admitted.
+    missed: u64,
 }
 
-/// The permits one hand-over took: items, then bytes.
-pub(crate) type Room = (OwnedSemaphorePermit, OwnedSemaphorePermit);
-
 impl Deliveries {
-    /// Whether items wait to be handed over.
-    pub(crate) fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
     /// How many items make a batch (frames read per round are bounded by it too).
     pub(crate) fn batch(&self) -> usize {
         self.batch
     }
 
-    /// Adds an item; returns true when a batch is full and should be handed over.
+    /// Admits an item if the reader's buffer has room for it (and for the `Lagged` notice
+    /// owed), else drops it and counts it, with one WARN per episode. Returns true when a
+    /// batch is full and should be handed over.
     pub(crate) fn push(&mut self, item: Incoming) -> bool {
-        self.pending.push(item);
+        let bytes = u32::try_from(weight(&item)).unwrap_or(u32::MAX);
+        let owed = u32::from(self.missed > 0);
+        match self.take(1 + owed, bytes) {
+            Ok(()) => {
+                self.tell_missed();
+                self.pending.push(item);
+                self.pending_bytes += bytes as usize;
+            }
+            // Room for the notice alone: it goes, counting this item too (a buffer of one
+            // would otherwise never have room for both again).
+            Err(_) if owed == 1 && self.take(1, 0).is_ok() => {
+                self.missed += 1;
+                self.tell_missed();
+            }
+            Err(e) => self.drop_item(&e),
+        }
         self.pending.len() >= self.batch
     }
 
-    /// The first pending items one hand-over may take (at most `event_buffer` items and
-    /// `max_buffered_bytes` bytes, and at least one item), and their bytes.
-    fn next_part(&self) -> (usize, usize) {
-        let mut bytes = 0usize;
-        let mut items = 0;
-        for item in self.pending.iter().take(self.capacity) {
-            let weight = weight(item);
-            if items > 0 && bytes.saturating_add(weight) > self.capacity_bytes {
-                break;
-            }
-            bytes = bytes.saturating_add(weight);
-            items += 1;
-        }
-        // One event never weighs more than the bound (a packet is bounded by
-        // max_message_size, and the bound is at least that); the clamp keeps a wait that
-        // could never end out of reach anyway.
-        (items, bytes.min(self.capacity_bytes))
+    /// Takes permits for `items` items and `bytes` bytes, both or neither.
+    fn take(&self, items: u32, bytes: u32) -> Result<(), TryAcquireError> {
+        let for_items = self.room.try_acquire_many(items)?;
+        let for_bytes = self.room_bytes.try_acquire_many(bytes)?;
+        for_items.forget();
+        for_bytes.forget();
+        Ok(())
     }
 
-    /// Hands the pending items over if the reader's buffer has room for all of them now;
-    /// false when they must wait (see [`Deliveries::room`]).
-    pub(crate) fn try_flush(&mut self) -> bool {
+    /// Queues the notice of what was dropped, if anything was.
+    fn tell_missed(&mut self) {
+        if self.missed > 0 {
+            let missed = std::mem::take(&mut self.missed);
+            self.untold.store(false, Ordering::Release);
+            self.pending.push(Incoming::Lagged { missed });
+        }
+    }
+
+    fn drop_item(&mut self, why: &TryAcquireError) {
+        // A reader that dropped `Events` is not told anything.
+        if matches!(why, TryAcquireError::Closed) {
+            return;
+        }
+        if self.missed == 0 {
+            tracing::warn!(
+                "events dropped: the application is not reading them fast enough \
+                 (Incoming::Lagged will say how many)"
+            );
+        }
+        self.missed += 1;
+        self.untold.store(true, Ordering::Release);
+    }
+
+    /// Hands what is pending to the reader, with the notice of what was dropped if the
+    /// reader has made room for it.
+    pub(crate) fn flush(&mut self) {
+        if self.missed > 0 && self.take(1, 0).is_ok() {
+            self.tell_missed();
+        }
         if self.pending.is_empty() {
-            return true;
+            return;
         }
-        let (items, bytes) = self.next_part();
-        if items < self.pending.len() {
-            return false;
-        }
-        let count = u32::try_from(items).unwrap_or(u32::MAX);
-        let weight = u32::try_from(bytes).unwrap_or(u32::MAX);
-        let taken = match self.room.try_acquire_many(count) {
-            Ok(for_items) => match self.room_bytes.try_acquire_many(weight) {
-                Ok(for_bytes) => {
-                    for_items.forget();
-                    for_bytes.forget();
-                    Ok(())
-                }
-                // The item permits go back when dropped here.
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        match taken {
-            Ok(()) => {
-                self.send_part(items, bytes);
-                true
-            }
-            Err(TryAcquireError::NoPermits) => false,
-            // A reader that dropped `Events` does not stop the client.
-            Err(TryAcquireError::Closed) => {
-                self.pending.clear();
-                true
-            }
-        }
-    }
-
-    /// Sends the first `items` pending items, for which `bytes` byte permits were taken.
-    fn send_part(&mut self, items: usize, bytes: usize) {
-        let part = if items >= self.pending.len() {
-            std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch))
-        } else {
-            self.pending.drain(..items).collect()
-        };
+        let part = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch));
+        let bytes = std::mem::take(&mut self.pending_bytes);
         let _ = self.tx.send((part, bytes));
     }
 
-    /// Waits until the reader's buffer has room for the next pending items (see
-    /// [`Deliveries::hand_over`]). Borrows nothing, so the supervisor can do other work
-    /// while it waits.
-    pub(crate) fn room(&self) -> impl Future<Output = Result<Room, AcquireError>> + Send + 'static {
-        let (items, bytes) = self.next_part();
-        let count = u32::try_from(items.max(1)).unwrap_or(u32::MAX);
-        let weight = u32::try_from(bytes).unwrap_or(u32::MAX);
-        let room = Arc::clone(&self.room);
-        let room_bytes = Arc::clone(&self.room_bytes);
-        async move {
-            let for_items = room.acquire_many_owned(count).await?;
-            let for_bytes = room_bytes.acquire_many_owned(weight).await?;
-            Ok((for_items, for_bytes))
+    /// The client ends: what is pending goes, with the notice of what was dropped (the
+    /// bound gives way for this one item: nothing comes after it).
+    pub(crate) fn finish(&mut self) {
+        if self.missed > 0 && !self.room.is_closed() {
+            let missed = std::mem::take(&mut self.missed);
+            // Without a permit: the reader gives one back too many, to a client that ended.
+            self.pending.push(Incoming::Lagged { missed });
         }
-    }
-
-    /// Hands over the items [`Deliveries::room`] made room for; true when none is left.
-    /// Drops them if the reader is gone (a reader that dropped `Events` does not stop the
-    /// client).
-    pub(crate) fn hand_over(&mut self, room: Result<Room, AcquireError>) -> bool {
-        match room {
-            Ok((for_items, for_bytes)) => {
-                let (items, bytes) = (for_items.num_permits(), for_bytes.num_permits());
-                for_items.forget();
-                for_bytes.forget();
-                self.send_part(items, bytes);
-            }
-            Err(_) => self.pending.clear(),
-        }
-        self.pending.is_empty()
-    }
-
-    /// Hands one item over now, after what is pending, if there is room; otherwise it waits
-    /// with them for the next hand-over (nothing is dropped: the reader learns, late, what
-    /// happened while it was not reading).
-    #[cfg(test)]
-    pub(crate) fn send_or_keep(&mut self, item: Incoming) {
-        self.pending.push(item);
-        self.try_flush();
-    }
-
-    /// Hands over whatever is pending, room or not: the supervisor is ending, and nothing
-    /// will be pushed after this, so the bound can give way for these few items.
-    pub(crate) fn hand_over_all(&mut self) {
-        if !self.pending.is_empty() {
-            let items = self.pending.len();
-            self.send_part(items, 0);
-        }
+        self.flush();
     }
 }
 
@@ -401,41 +382,89 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn more_than_the_buffer_waits_and_goes_over_in_parts_in_order() {
-        let (mut deliveries, mut events) = channel(2, 1 << 20);
-        for r in ["a", "b", "c", "d", "e"] {
-            deliveries.send_or_keep(notice(r));
+    fn quiet() -> Arc<dyn Fn() + Send + Sync> {
+        Arc::new(|| {})
+    }
+
+    fn lagged(item: Option<Incoming>) -> u64 {
+        match item {
+            Some(Incoming::Lagged { missed }) => missed,
+            other => panic!("expected Lagged, got {other:?}"),
         }
-        // "a" and "b" went at once; the rest waits for room, nothing dropped.
-        assert!(deliveries.has_pending());
-        assert_eq!(reason(events.next().await), "a");
-        assert_eq!(reason(events.next().await), "b");
-        let mut order = Vec::new();
-        while deliveries.has_pending() {
-            let granted = deliveries.room().await;
-            deliveries.hand_over(granted);
-            while let Ok(Some(item)) =
-                tokio::time::timeout(std::time::Duration::from_millis(10), events.next()).await
-            {
-                order.push(reason(Some(item)));
-            }
-        }
-        assert_eq!(order, ["c", "d", "e"]);
+    }
+
+    fn event(name: &str, bytes: usize) -> Incoming {
+        let args = Payload::json(&"x".repeat(bytes)).expect("json");
+        Incoming::Event(Event::new(Arc::from(name), args, None))
     }
 
     #[tokio::test]
-    async fn at_the_end_what_waits_is_handed_over_whatever_the_room() {
-        let (mut deliveries, mut events) = channel(1, 1 << 20);
+    async fn a_reader_that_falls_behind_loses_what_comes_on_top_and_is_told_how_much() {
+        let (mut deliveries, mut events) = channel(2, 1 << 20, quiet());
+        for r in ["a", "b", "c", "d", "e"] {
+            deliveries.push(notice(r));
+        }
+        deliveries.flush();
+        // Two fit; three were dropped, and nothing waited.
+        assert_eq!(reason(events.next().await), "a");
+        assert_eq!(reason(events.next().await), "b");
+        // Room again: the notice of what was missed comes first, then what is new.
+        deliveries.push(notice("f"));
+        deliveries.flush();
+        assert_eq!(lagged(events.next().await), 3);
+        assert_eq!(reason(events.next().await), "f");
+        // A buffer of one: the notice alone fits, and counts what it displaced.
+        let (mut deliveries, mut events) = channel(1, 1 << 20, quiet());
+        for r in ["a", "b"] {
+            deliveries.push(notice(r));
+        }
+        deliveries.flush();
+        assert_eq!(reason(events.next().await), "a");
+        deliveries.push(notice("c"));
+        deliveries.flush();
+        assert_eq!(lagged(events.next().await), 2);
+        deliveries.push(notice("d"));
+        deliveries.flush();
+        assert_eq!(reason(events.next().await), "d");
+        // The episode is over: the next ones fit without a notice.
+        deliveries.push(notice("g"));
+        deliveries.flush();
+        assert_eq!(reason(events.next().await), "g");
+    }
+
+    #[tokio::test]
+    async fn the_bytes_bound_drops_too() {
+        let (mut deliveries, mut events) = channel(100, 100, quiet());
+        deliveries.push(event("big", 80));
+        deliveries.push(event("over", 80));
+        deliveries.flush();
+        assert!(matches!(events.next().await, Some(Incoming::Event(e)) if e.name() == "big"));
+        deliveries.push(event("small", 1));
+        deliveries.flush();
+        assert_eq!(lagged(events.next().await), 1);
+        assert!(matches!(events.next().await, Some(Incoming::Event(e)) if e.name() == "small"));
+    }
+
+    #[tokio::test]
+    async fn at_the_end_the_reader_is_told_what_it_missed_whatever_the_room() {
+        let (mut deliveries, mut events) = channel(1, 1 << 20, quiet());
         for r in ["a", "b", "c"] {
-            deliveries.send_or_keep(notice(r));
+            deliveries.push(notice(r));
         }
-        deliveries.hand_over_all();
+        deliveries.finish();
         drop(deliveries);
-        let mut all = Vec::new();
-        while let Some(item) = events.next().await {
-            all.push(reason(Some(item)));
+        assert_eq!(reason(events.next().await), "a");
+        assert_eq!(lagged(events.next().await), 2);
+        assert!(events.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn nobody_reading_is_not_an_error() {
+        let (mut deliveries, events) = channel(1, 1 << 20, quiet());
+        drop(events);
+        for r in ["a", "b", "c"] {
+            deliveries.push(notice(r));
         }
-        assert_eq!(all, ["a", "b", "c"]);
+        deliveries.finish();
     }
 }

@@ -19,8 +19,7 @@
 //! Invariant: an emitting task writes directly only when [`Queue::direct_link`] gives it the
 //! link: connected, outbox empty, no acks to send, nothing of the supervisor's in transit
 //! (`in_transit`: taken from the queue or queued by the session and not yet all in
-//! tungstenite's buffer), the supervisor not waiting for the `Events` reader (`paused`).
-//! Otherwise the emit goes through the outbox, so a plain emit never overtakes one queued
+//! tungstenite's buffer). Otherwise the emit goes through the outbox, so a plain emit never overtakes one queued
 //! before it, nor lands between a packet's frames. What an emitter wrote without a flush
 //! sets [`Shared::unflushed`]; the supervisor flushes ([`Writer`], which also moves the
 //! queue into the core and keeps the supervisor's side of `in_transit`).
@@ -185,14 +184,12 @@ pub(crate) struct Queue {
     /// handed them all to the socket yet: an emit written directly now would overtake them
     /// (or split a packet of several frames).
     pub(crate) in_transit: bool,
-    /// The supervisor waits for the reader of `Events` and flushes nothing meanwhile.
-    pub(crate) paused: bool,
 }
 
 impl Queue {
     /// The socket, when an emit may be written to it directly without overtaking another.
     pub(crate) fn direct_link(&self) -> Option<&Link> {
-        if self.in_transit || self.paused || self.outbox.len() > 0 || !self.acks_out.is_empty() {
+        if self.in_transit || self.outbox.len() > 0 || !self.acks_out.is_empty() {
             return None;
         }
         self.link.as_ref()
@@ -222,7 +219,6 @@ impl Shared {
                 connected: false,
                 link: None,
                 in_transit: false,
-                paused: false,
             }),
             unflushed: AtomicBool::new(false),
             wake: Notify::new(),
@@ -246,7 +242,6 @@ impl Shared {
         queue.connected = false;
         queue.link = None;
         queue.in_transit = false;
-        queue.paused = false;
         queue.acks_out.clear();
         queue.outbox.link_lost(requeue);
         drop(queue);

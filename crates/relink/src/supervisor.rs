@@ -135,14 +135,13 @@ impl Supervisor {
         self.shared.space.notify_waiters();
         // Nothing more comes: what the reader has not been handed yet is its, before it
         // can see the terminal state.
-        self.events.hand_over_all();
+        self.events.finish();
         self.core.close(stranded);
         self.apply();
     }
 
-    /// Carries out the core's outputs; true when a batch of events waits for the reader.
-    fn apply(&mut self) -> bool {
-        let mut full = false;
+    /// Carries out the core's outputs, handing events to the reader a batch at a time.
+    fn apply(&mut self) {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::State(state) => {
@@ -152,7 +151,9 @@ impl Supervisor {
                 Output::Log(record) => records::log(&record, &self.cfg.endpoint.display),
                 Output::Note(note) => records::note(&note, &self.cfg.namespace),
                 Output::Deliver(delivery) => {
-                    full |= self.events.push(Incoming::new(delivery, &self.shared));
+                    if self.events.push(Incoming::new(delivery, &self.shared)) {
+                        self.events.flush();
+                    }
                 }
                 Output::Resolve(tx, result) => {
                     let _ = tx.send(result);
@@ -166,7 +167,7 @@ impl Supervisor {
                 }
             }
         }
-        full
+        self.events.flush();
     }
 
     /// Resolves once shutdown is asked for or every handle is gone.
@@ -174,20 +175,16 @@ impl Supervisor {
         let _ = shutdown.wait_for(|stop| *stop).await;
     }
 
-    /// Waits for the core's deadline; what the reader had no room for when the link went
-    /// (and the notice of it) goes to it as soon as it makes room, not at the next link.
+    /// Waits for the core's deadline unless shutdown comes first; a reader that makes
+    /// room meanwhile learns what it missed.
     async fn sleep(&mut self) -> Result<(), Stop> {
-        self.events.try_flush();
         let wake_at = sleep_until(self.core.poll_timeout().map(Instant::from_std));
         tokio::pin!(wake_at);
         loop {
-            let room = self.events.has_pending().then(|| self.events.room());
             tokio::select! {
                 () = &mut wake_at => return Ok(()),
                 () = Self::stop_requested(&mut self.shutdown) => return Err(Stop),
-                Some(granted) = async { match room { Some(room) => Some(room.await), None => None } } => {
-                    self.events.hand_over(granted);
-                }
+                () = self.shared.wake.notified() => self.events.flush(),
             }
         }
     }
@@ -223,10 +220,7 @@ impl Supervisor {
         let mut shutdown = self.shutdown.clone();
         tokio::pin!(timer, flush_timer);
         while matches!(self.core.phase(), Phase::Attempt | Phase::Connected) {
-            if self.dispatch(&link).await.is_err() {
-                self.goodbye(&link).await;
-                break;
-            }
+            self.apply();
             // Deadlines and emits are looked at every round, so a flood of inbound frames
             // cannot starve them (the select below prefers frames).
             if self.core.poll_timeout().is_some_and(|at| at <= now()) {
@@ -276,9 +270,8 @@ impl Supervisor {
         self.link = None;
     }
 
-    /// Feeds what has arrived to the core, up to one batch of the user's events: the
-    /// hand-over after it waits while the reader's buffer is full, so a reader that
-    /// stopped reading stops the socket being read (backpressure).
+    /// Feeds what has arrived to the core, up to one batch of frames, so emits and
+    /// deadlines get their turn between batches.
     fn read(&mut self, link: &Link, first: Option<Result<Message, tungstenite::Error>>) {
         let now = now();
         let batch = self.events.batch();
@@ -299,53 +292,6 @@ impl Supervisor {
                 next = link.next_now();
             }
         }
-    }
-
-    /// Carries out the outputs and hands the events to the reader, waiting while its
-    /// buffer is full unless shutdown comes first. Emits keep going out meanwhile, written
-    /// from here: the reader may be the one emitting, and must not wait for a supervisor
-    /// that waits for it. They queue in the outbox (a direct write would wait for a flush
-    /// nobody makes), and what was written directly before goes out now.
-    async fn dispatch(&mut self, link: &Link) -> Result<(), Stop> {
-        self.apply();
-        if self.events.try_flush() {
-            return Ok(());
-        }
-        self.shared.lock().paused = true;
-        let mut room = Box::pin(self.events.room());
-        let result = loop {
-            if !self.core.is_connected() {
-                // Lost meanwhile: what waits stays the reader's, handed over while the
-                // client waits to reconnect.
-                break Ok(());
-            }
-            self.writer.pump(&self.shared, &mut self.core);
-            let until = Until::Shutdown(&mut self.shutdown);
-            let written = self
-                .writer
-                .write(&self.shared, link, &mut self.core, true, until)
-                .await;
-            if let Err(error) = written {
-                self.core.handle_lost(error, now());
-                self.apply();
-                continue;
-            }
-            // Waiters the core answered (an emit too large, a deadline passed) learn it now.
-            self.apply();
-            tokio::select! {
-                granted = &mut room => {
-                    // At most `event_buffer` items per hand-over: more may wait.
-                    if self.events.hand_over(granted) || !self.core.is_connected() {
-                        break Ok(());
-                    }
-                    room = Box::pin(self.events.room());
-                }
-                () = self.shared.wake.notified() => {}
-                () = Self::stop_requested(&mut self.shutdown) => break Err(Stop),
-            }
-        };
-        self.shared.lock().paused = false;
-        result
     }
 
     /// Leaves cleanly: emits accepted before `disconnect()` go out, then DISCONNECT, then

@@ -292,6 +292,53 @@ async fn server_pings_are_answered() {
 }
 
 #[tokio::test]
+async fn a_reader_that_stops_reading_keeps_the_connection_and_learns_what_it_missed() {
+    // A server that closes a client whose pong is 1.2 s late.
+    let server = node(NodeOptions {
+        ping_interval_ms: Some(200),
+        ping_timeout_ms: Some(1000),
+        ..NodeOptions::default()
+    })
+    .await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .event_buffer(8)
+        .connect()
+        .unwrap();
+    connected(&client).await;
+    let mut changes = client.state_changes();
+    let flooded = client
+        .emit_with_ack("flood", Payload::json(&500).unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(flooded.as_json(), "[500]");
+    // Nobody reads for twelve ping intervals, twice what a client that stopped reading the
+    // socket would have lasted.
+    tokio::time::sleep(Duration::from_millis(2400)).await;
+    assert!(
+        changes.try_recv().is_err(),
+        "no state change: {:?}",
+        client.state()
+    );
+    let (mut floods, mut missed) = (0u64, 0u64);
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(300), events.next()).await
+    {
+        match item {
+            Incoming::Event(e) if e.name() == "flood" => floods += 1,
+            Incoming::Lagged { missed: n } => missed += n,
+            _ => {}
+        }
+    }
+    assert!(floods <= 8, "at most the buffer waited: {floods}");
+    assert!(
+        missed > 0 && floods + missed >= 500,
+        "every flood event was read or counted: {floods} read, {missed} missed"
+    );
+    assert_eq!(client.state().status, Status::Connected);
+    client.disconnect().await;
+}
+
+#[tokio::test]
 async fn server_restart_is_survived() {
     let mut server = node(NodeOptions::default()).await;
     let (client, _events) = Client::builder(server.url())

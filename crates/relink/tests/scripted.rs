@@ -890,46 +890,45 @@ async fn emits_never_land_inside_a_resent_packet() {
 }
 
 #[tokio::test]
-async fn emits_go_out_while_the_client_waits_for_its_reader() {
+async fn a_reader_that_stops_reading_does_not_stop_the_connection() {
     let mut peer = bind().await;
     let (client, mut events) = builder(peer.url())
-        .event_buffer(1)
+        .event_buffer(2)
         .outbox_limits(2, 1 << 20)
         .connect()
         .unwrap();
     let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
-    client.emit("a", Payload::new()).await.unwrap();
-    conn.expect_text(r#"42["a"]"#).await;
-    // Right after a flush this one usually waits for the coalesced flush; the client then
-    // starts waiting for its reader (`Connected` fills the buffer of 1, the event waits),
-    // where no flush timer runs: it flushes before it waits. (On a slow machine the timer
-    // may come first; then this part proves less, but still holds.)
-    client.emit("b", Payload::new()).await.unwrap();
-    conn.send_text(r#"42["e"]"#).await.unwrap();
-    conn.expect_text(r#"42["b"]"#).await;
-    // It waits for the reader now: the socket is no longer read, the ping stays unanswered.
+    // Nobody reads: `Connected` and e0 fill the buffer of 2; e1..e4 are dropped.
+    for i in 0..5 {
+        conn.send_text(&format!(r#"42["e",{i}]"#)).await.unwrap();
+    }
+    // The heartbeat goes on, and so do emits, more than the outbox holds.
     conn.send_text("2").await.unwrap();
-    assert_quiet(&mut conn).await;
-    // The reader emits before it reads on, more than the outbox holds: each goes out all
-    // the same (a client waiting for a reader that waits for room would hang both).
+    conn.expect_text("3").await;
     for i in 0..5 {
         timeout(WAIT, client.emit("c", json_payload(json!(i))))
             .await
-            .expect("emit while the client waits for its reader")
+            .expect("emit while the reader does not read")
             .unwrap();
-    }
-    for i in 0..5 {
         conn.expect_text(&format!(r#"42["c",{i}]"#)).await;
     }
     assert!(matches!(
         next_incoming(&mut events).await,
         Incoming::Connected { .. }
     ));
+    assert!(
+        matches!(next_incoming(&mut events).await, Incoming::Event(e) if e.args().as_json() == "[0]")
+    );
+    // Room again: the reader learns how much it missed before what comes next.
+    conn.send_text(r#"42["e",5]"#).await.unwrap();
     assert!(matches!(
         next_incoming(&mut events).await,
-        Incoming::Event(_)
+        Incoming::Lagged { missed: 4 }
     ));
-    conn.expect_text("3").await;
+    assert!(
+        matches!(next_incoming(&mut events).await, Incoming::Event(e) if e.args().as_json() == "[5]")
+    );
+    assert_eq!(client.state().status, Status::Connected);
     client.disconnect().await;
 }
 
@@ -1580,11 +1579,11 @@ async fn disconnect_while_the_event_buffer_is_full_still_says_goodbye() {
     let mut peer = bind().await;
     let (client, _events) = builder(peer.url()).event_buffer(1).connect().unwrap();
     let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
-    // Nobody reads the events: `Connected` fills the buffer, the event waits for room.
+    // Nobody reads the events: `Connected` fills the buffer, the event is dropped, and the
+    // client goes on reading the socket.
     conn.send_text(r#"42["a"]"#).await.unwrap();
     conn.send_text("2").await.unwrap();
-    // Backpressure: the client stopped reading, so the ping stays unanswered.
-    assert_quiet(&mut conn).await;
+    conn.expect_text("3").await;
     client.disconnect().await;
     // `disconnect()` stops waiting after about 100 ms; a loaded machine may need longer.
     assert_client_disconnected(&until(&client, |s| s.status.is_terminal()).await);
@@ -1621,47 +1620,35 @@ async fn disconnect_ends_promptly_when_the_reader_and_the_server_both_stall() {
 }
 
 #[tokio::test]
-async fn events_waiting_for_a_slow_reader_survive_a_lost_link_and_the_loss_is_told() {
+async fn a_slow_reader_learns_of_a_lost_link_and_of_what_it_missed() {
     let mut peer = bind().await;
-    let (client, mut events) = builder(peer.url()).event_buffer(1).connect().unwrap();
-    let conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
-    // Nobody reads yet: `Connected` fills the buffer, "kept" waits for room.
-    let mut conn = conn;
+    let (client, mut events) = builder(peer.url()).event_buffer(2).connect().unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // Nobody reads yet: `Connected` and "kept" fill the buffer, "dropped" is dropped.
     conn.send_text(r#"42["kept",1]"#).await.unwrap();
+    conn.send_text(r#"42["dropped",2]"#).await.unwrap();
     conn.send_text("2").await.unwrap();
-    assert_quiet(&mut conn).await;
-    // The link goes; the waiting client learns it when an emit fails to go out.
+    conn.expect_text("3").await;
+    // The link goes (the notice of it is dropped too: the buffer is still full).
     conn.drop_tcp();
-    let lost = timeout(WAIT, async {
-        for _ in 0..10_000u32 {
-            let _ = client.try_emit("poke", Payload::new());
-            if client.state().status != Status::Connected {
-                return;
-            }
-            tokio::time::sleep(ms(5)).await;
-        }
-    })
-    .await;
-    assert!(
-        lost.is_ok(),
-        "the lost link was never noticed: {:?}",
-        client.state()
-    );
+    until(&client, |s| s.status != Status::Connected).await;
     let _conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
-    // Now the reader reads: every item, in order, nothing dropped silently.
+    // Now the reader reads: what fitted, in order, then how much was missed, then what came
+    // once there was room; the state said all along where the client was.
     let mut seen = Vec::new();
     while let Ok(Some(item)) = timeout(QUIET, events.next()).await {
         seen.push(match item {
             Incoming::Connected { .. } => "connected".to_owned(),
             Incoming::Event(event) => format!("event {}", event.name()),
             Incoming::Disconnected { .. } => "disconnected".to_owned(),
+            Incoming::Lagged { missed } => format!("lagged {missed}"),
             other => format!("{other:?}"),
         });
     }
     assert_eq!(
         seen,
-        ["connected", "event kept", "disconnected", "connected"],
-        "what the reader sees"
+        ["connected", "event kept", "lagged 3"],
+        "what the reader sees (dropped: an event, the loss, the new connection)"
     );
     client.disconnect().await;
 }
@@ -1669,48 +1656,57 @@ async fn events_waiting_for_a_slow_reader_survive_a_lost_link_and_the_loss_is_to
 #[tokio::test]
 async fn events_waiting_for_the_reader_are_bounded_in_bytes_too() {
     let mut peer = bind().await;
-    let (client, _events) = builder(peer.url())
+    let (client, mut events) = builder(peer.url())
         .max_message_size(2048)
         .max_buffered_bytes(4096)
         .connect()
         .unwrap();
     let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
     // Nobody reads. Far under the count bound (1,024), events of about 1 KB each: four fit
-    // in 4 KiB, each handed over on its own (answered ping in between).
+    // in 4 KiB, the fifth is dropped; the heartbeat goes on.
     let event = |i: usize| format!(r#"42["big{i}","{}"]"#, "x".repeat(1000));
-    for i in 0..4 {
+    for i in 0..5 {
         conn.send_text(&event(i)).await.unwrap();
-        conn.send_text("2").await.unwrap();
-        conn.expect_text("3").await;
     }
-    // The fifth does not fit: from then on the socket is not read (the ping comes after a
-    // pause, so it is not read with the event).
-    conn.send_text(&event(4)).await.unwrap();
-    assert_quiet(&mut conn).await;
     conn.send_text("2").await.unwrap();
-    assert_quiet(&mut conn).await;
+    conn.expect_text("3").await;
+    // Having made room, the reader is told what it missed.
+    let mut seen = Vec::new();
+    while let Ok(Some(item)) = timeout(QUIET, events.next()).await {
+        match item {
+            Incoming::Event(e) => seen.push(e.name().to_owned()),
+            Incoming::Lagged { missed } => seen.push(format!("lagged {missed}")),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["big0", "big1", "big2", "big3", "lagged 1"]);
     client.disconnect().await;
 }
 
 #[tokio::test]
 async fn the_event_buffer_counts_events_not_hand_overs() {
     let mut peer = bind().await;
-    let (client, _events) = builder(peer.url()).event_buffer(8).connect().unwrap();
+    let (client, mut events) = builder(peer.url()).event_buffer(8).connect().unwrap();
     let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
     // Nobody reads. Each event arrives on its own (answered ping in between), so each is
-    // handed over alone: `Connected` and 6 events are 7 items, under the bound of 8.
-    for i in 0..6 {
+    // handed over alone: `Connected` and 7 events are 8 items, the bound; 2 more are
+    // dropped.
+    for i in 0..9 {
         conn.send_text(&format!(r#"42["e",{i}]"#)).await.unwrap();
         conn.send_text("2").await.unwrap();
         conn.expect_text("3").await;
     }
-    // The 8th item fills the buffer; the 9th waits, and from then on the socket is not
-    // read (frames read with it may still be answered: the ping comes after a pause).
-    conn.send_text(r#"42["e",6]"#).await.unwrap();
-    conn.send_text(r#"42["e",7]"#).await.unwrap();
-    assert_quiet(&mut conn).await;
-    conn.send_text("2").await.unwrap();
-    assert_quiet(&mut conn).await;
+    let mut count = 0;
+    let mut missed = 0;
+    while let Ok(Some(item)) = timeout(QUIET, events.next()).await {
+        count += 1;
+        if let Incoming::Lagged { missed: n } = item {
+            missed = n;
+        }
+    }
+    assert_eq!(missed, 2);
+    // Connected, 7 events, and (once the reader made room) the notice of the 2 dropped.
+    assert_eq!(count, 9);
     client.disconnect().await;
 }
 
