@@ -2,7 +2,10 @@
 //
 // Usage:
 //   node server.mjs [--port 0] [--recovery] [--token SECRET] [--ping-interval MS]
-//                   [--ping-timeout MS] [--max-payload N] [--verbose]
+//                   [--ping-timeout MS] [--max-payload N] [--verbose] [--standalone]
+//
+// --standalone: for a person trying relink by hand; stdin is not read (no commands), and
+// the server runs until SIGINT/SIGTERM (Ctrl-C, or `kill %1` when started with `&`).
 //
 // Protocol with the parent process:
 //   - once listening, exactly one line is printed on stdout: {"port":12345}
@@ -28,6 +31,7 @@ function parseArgs(argv) {
     pingTimeout: undefined,
     maxPayload: undefined,
     verbose: false,
+    standalone: false,
   };
   const intArg = (name, value) => {
     const n = Number(value);
@@ -60,6 +64,9 @@ function parseArgs(argv) {
         break;
       case "--verbose":
         opts.verbose = true;
+        break;
+      case "--standalone":
+        opts.standalone = true;
         break;
       default:
         fail(`unknown argument ${JSON.stringify(arg)}`);
@@ -341,10 +348,12 @@ function onLine(line) {
   }
 }
 
-const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
-rl.on("line", (line) => {
-  if (listening) onLine(line);
-  else pendingLines.push(line);
-});
-// Parent went away (or closed our stdin on purpose): never outlive it.
-rl.on("close", () => shutdown(0));
+if (!opts.standalone) {
+  const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
+  rl.on("line", (line) => {
+    if (listening) onLine(line);
+    else pendingLines.push(line);
+  });
+  // Parent went away (or closed our stdin on purpose): never outlive it.
+  rl.on("close", () => shutdown(0));
+}

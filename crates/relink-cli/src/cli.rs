@@ -11,7 +11,9 @@ use std::time::Duration;
 #[command(
     after_help = "Exit codes: 0 clean end, 1 failure, 2 bad usage or configuration, \
 3 credentials rejected by the server.\nThe token is read from --token-file or RELINK_TOKEN, \
-never from the command line."
+never from the command line.\nEnvironment: RELINK_TOKEN (the token), RELINK_SESSION_FILE \
+(where `relink login` keeps the URL and token; default: session.json in the user's config \
+directory), RUST_LOG (log filter, e.g. relink=debug)."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -28,9 +30,10 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Serve JSON-RPC 2.0 (HTTP and WebSocket) so other processes can drive a socket.
     Daemon(DaemonArgs),
-    /// Store a server URL and token (read from stdin) for later commands.
+    /// Store a server URL and token (read from stdin) for later commands
+    /// [env: RELINK_SESSION_FILE names the file].
     Login(LoginArgs),
-    /// Remove the stored URL and token.
+    /// Remove the stored URL and token [env: RELINK_SESSION_FILE names the file].
     Logout,
 }
 
@@ -82,9 +85,12 @@ pub(crate) struct ConnectArgs {
     pub(crate) namespace: Option<String>,
     /// Read the token from this file (first line, surrounding whitespace trimmed; at most
     /// 64 KiB; a pipe works). Without it: RELINK_TOKEN, then the token stored by
-    /// `relink login`.
+    /// `relink login` [env: RELINK_TOKEN]
     #[arg(long, value_name = "PATH")]
     pub(crate) token_file: Option<PathBuf>,
+    /// The Engine.IO path on the server [default: /socket.io/]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) path: Option<String>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub(crate) log_format: LogFormat,
@@ -95,8 +101,8 @@ pub(crate) struct ConnectArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
-    /// Server URL: http(s):// or ws(s)://. A path other than / names the namespace.
-    /// [default: the URL stored by `relink login`]
+    /// Server URL: http(s)://, ws(s):// or host:port (taken as http://). A path other than /
+    /// names the namespace. [default: the URL stored by `relink login`]
     pub(crate) url: Option<String>,
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
@@ -123,18 +129,30 @@ pub(crate) struct ListenArgs {
     /// With --stdin: wait this long for each ack (default 5s when --retries is given).
     #[arg(long, value_parser = parse_duration, value_name = "DUR")]
     pub(crate) ack_timeout: Option<Duration>,
+    /// Answer every server event that asks for an ack with these arguments: a JSON array
+    /// (`'["ok"]'`), or one JSON value sent as the only argument.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) ack_with: Option<String>,
 }
 
 #[derive(Debug, Args)]
 #[command(override_usage = "relink emit [OPTIONS] [URL] <EVENT> [ARGS_JSON]...")]
+#[command(after_help = "Arguments:
+  [URL]           Server URL: http(s)://, ws(s):// or host:port (taken as http://);
+                  optional after `relink login`
+  <EVENT>         The event name
+  [ARGS_JSON]...  Its arguments, each a JSON value. A bare word is sent as a string; an
+                  argument that starts like JSON ([, { or \") must be valid JSON, or pass
+                  --raw to send every argument as a string")]
 pub(crate) struct EmitArgs {
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
-    /// [URL] EVENT [ARGS_JSON]...: the server URL (optional after `relink login`), the event
-    /// name, then its arguments, each a JSON value (a bare word that is not JSON is sent as a
-    /// string).
-    #[arg(value_name = "WORDS", required = true, num_args = 1..)]
+    /// [URL] EVENT [ARGS_JSON]... (see Arguments below).
+    #[arg(value_name = "WORDS", required = true, num_args = 1.., hide = true)]
     pub(crate) words: Vec<String>,
+    /// Send every argument as a string, as typed.
+    #[arg(long)]
+    pub(crate) raw: bool,
     /// Wait for the server's ack and print its arguments as JSON.
     #[arg(long)]
     pub(crate) ack: bool,

@@ -3,6 +3,15 @@
 use crate::cli::ConnectArgs;
 use crate::exit::CliError;
 use relink::ClientBuilder;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether this process sends a token: a rejection without one says how to give one.
+static TOKEN_SENT: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`builder`] configured a token.
+pub(crate) fn token_sent() -> bool {
+    TOKEN_SENT.load(Ordering::Relaxed)
+}
 
 /// A builder with URL, namespace, token (as [`crate::token::load`] read it) and timeouts
 /// from the options; the stored session fills in a missing URL or token.
@@ -31,16 +40,34 @@ pub(crate) fn builder(
     if let Some(ns) = &args.namespace {
         builder = builder.namespace(ns);
     }
+    if let Some(path) = &args.path {
+        builder = builder.path(path);
+    }
     if let Some(token) = token {
+        TOKEN_SENT.store(true, Ordering::Relaxed);
         builder = builder.token(token);
     }
     Ok(builder)
 }
 
 /// Whether a word is meant as a server URL rather than an event name (an unsupported scheme
-/// is still a URL: the builder then names the problem).
+/// is still a URL: the builder then names the problem). `host:port` without a scheme is a
+/// URL too (relink takes it as `http://`) when the host is `localhost`, has a dot, or is a
+/// bracketed IPv6 address: an event name such as `room:42` is not.
 pub(crate) fn is_url(word: &str) -> bool {
-    word.contains("://")
+    word.contains("://") || is_host_port(word)
+}
+
+fn is_host_port(word: &str) -> bool {
+    let authority = word.split('/').next().unwrap_or_default();
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok = host == "localhost"
+        || (host.contains('.') && !host.starts_with('.'))
+        || (host.starts_with('[') && host.ends_with(']'));
+    port_ok && host_ok && !host.contains(char::is_whitespace)
 }
 
 /// Parses `["event", arg, ...]` from a stdin line.
@@ -81,5 +108,12 @@ mod tests {
         assert!(is_url("ftp://x"));
         assert!(!is_url("echo"));
         assert!(!is_url("http"));
+        assert!(is_url("127.0.0.1:3000"));
+        assert!(is_url("localhost:3000/admin"));
+        assert!(is_url("[::1]:3000"));
+        assert!(is_url("example.com:443"));
+        assert!(!is_url("room:42"), "an event name");
+        assert!(!is_url("a.b:notaport"));
+        assert!(!is_url("127.0.0.1:0"));
     }
 }

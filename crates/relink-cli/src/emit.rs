@@ -23,7 +23,7 @@ pub(crate) async fn run(
         Some((event, rest)) => (None, event.clone(), rest),
         None => return Err(CliError::Usage("missing the event name".into())),
     };
-    let payload = arguments(rest)?;
+    let payload = arguments(rest, args.raw)?;
     let (client, _events) = builder(url, token, &args.connect)?
         .connect_timeout(args.timeout.min(args.connect.connect_timeout))
         .connect()?;
@@ -71,13 +71,26 @@ pub(crate) async fn run(
     result
 }
 
-/// Each argument is JSON; a bare word that is not JSON is sent as a string.
-fn arguments(args: &[String]) -> Result<Payload, CliError> {
+/// Each argument is JSON; a bare word that is not JSON is sent as a string, but one that
+/// starts like JSON must be valid JSON (a typo in `[1,2` is not silently a string). With
+/// `raw`, every argument is a string.
+fn arguments(args: &[String], raw: bool) -> Result<Payload, CliError> {
     let mut payload = Payload::new();
-    for arg in args {
-        let pushed = match serde_json::from_str::<&serde_json::value::RawValue>(arg) {
-            Ok(raw) => payload.push(raw),
-            Err(_) => payload.push(arg.as_str()),
+    for (i, arg) in args.iter().enumerate() {
+        let pushed = if raw {
+            payload.push(arg.as_str())
+        } else {
+            match serde_json::from_str::<&serde_json::value::RawValue>(arg) {
+                Ok(json) => payload.push(json),
+                Err(e) if arg.trim_start().starts_with(['[', '{', '"']) => {
+                    return Err(CliError::Usage(format!(
+                        "argument {} is not valid JSON ({e}): {arg:?}; fix it, or pass --raw \
+                         to send every argument as a string",
+                        i + 1
+                    )));
+                }
+                Err(_) => payload.push(arg.as_str()),
+            }
         };
         pushed.map_err(|e| CliError::Usage(format!("argument {arg:?}: {e}")))?;
     }
@@ -90,13 +103,23 @@ mod tests {
 
     #[test]
     fn arguments_are_json_or_strings() {
-        let p = arguments(&[
-            "1".into(),
-            "{\"a\":true}".into(),
-            "hello".into(),
-            "\"q\"".into(),
-        ])
+        let p = arguments(
+            &[
+                "1".into(),
+                "{\"a\":true}".into(),
+                "hello".into(),
+                "\"q\"".into(),
+            ],
+            false,
+        )
         .expect("valid");
         assert_eq!(p.as_json(), r#"[1,{"a":true},"hello","q"]"#);
+        let broken = arguments(&["[1,2".into()], false).expect_err("not JSON");
+        assert!(
+            broken.to_string().contains("argument 1 is not valid JSON"),
+            "{broken}"
+        );
+        let raw = arguments(&["[1,2".into(), "3".into()], true).expect("raw");
+        assert_eq!(raw.as_json(), r#"["[1,2","3"]"#);
     }
 }

@@ -32,6 +32,12 @@ impl CliError {
             .clone()
             .unwrap_or_else(|| "connection ended".into());
         match (state.status, state.end) {
+            (_, Some(EndReason::Unauthorized)) if !crate::connect::token_sent() => {
+                CliError::Unauthorized(format!(
+                    "credentials rejected: {detail}; no token was sent: set RELINK_TOKEN, \
+                     pass --token-file FILE, or run `relink login URL`"
+                ))
+            }
             (_, Some(EndReason::Unauthorized)) => {
                 CliError::Unauthorized(format!("credentials rejected: {detail}"))
             }

@@ -14,6 +14,7 @@ pub(crate) async fn run(
     token: Option<String>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), CliError> {
+    let ack_with = args.ack_with.as_deref().map(ack_arguments).transpose()?;
     let (client, mut events) = builder(args.url.as_deref(), token, &args.connect)?
         .backoff_initial(args.backoff_initial)
         .backoff_max(args.backoff_max)
@@ -46,7 +47,7 @@ pub(crate) async fn run(
                 Err(RecvError::Closed) => break Err(CliError::from_state(&client.state())),
             },
             incoming = events.next() => match incoming {
-                Some(Incoming::Event(event)) => {
+                Some(Incoming::Event(mut event)) => {
                     // A state is published before the events that follow it are handed
                     // over: printing the states already published first keeps the order
                     // (no event before `connected`), whichever branch woke first.
@@ -54,6 +55,9 @@ pub(crate) async fn run(
                         break Err(end);
                     }
                     out.event(&event);
+                    if let Some(answer) = &ack_with {
+                        event.ack(answer.clone());
+                    }
                 }
                 Some(Incoming::Lagged { missed }) => out.lagged(missed),
                 Some(_) => {}
@@ -87,4 +91,17 @@ fn print_published_states(
             Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
         }
     }
+}
+
+/// `--ack-with`: a JSON array is the argument list; any other JSON value the only argument.
+fn ack_arguments(text: &str) -> Result<relink::Payload, CliError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| CliError::Usage(format!("--ack-with is not valid JSON ({e})")))?;
+    let payload = match value {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .try_fold(relink::Payload::new(), |payload, item| payload.with(item)),
+        other => relink::Payload::json(&other),
+    };
+    payload.map_err(|e| CliError::Usage(format!("--ack-with: {e}")))
 }

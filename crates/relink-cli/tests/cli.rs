@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 use support::{pump, relink_command, unique_path};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -958,4 +958,283 @@ async fn accepted_token_never_appears_in_output_even_at_trace() {
     assert_eq!(done.stdout, vec![r#"["plain"]"#.to_owned()], "{what}");
     leaks.extend(token_leaks(&done, what));
     assert_no_leaks(&leaks);
+}
+
+// ---------------------------------------------------------------------------------------
+// errors that say what to do, and the rough edges of a first hour
+
+/// The last non-empty stderr line: the command's own error.
+fn last_error(done: &Finished) -> String {
+    done.stderr
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn rejected_without_a_token_says_how_to_give_one() {
+    let server = node().await;
+    let done = run(
+        relink(&["emit", &server.url(), "echo", "1", "--ack"]),
+        "emit without a token",
+    )
+    .await;
+    assert_eq!(done.code(), Some(3), "stderr: {:?}", done.stderr);
+    let error = last_error(&done);
+    for needle in [
+        "unauthorized",
+        "RELINK_TOKEN",
+        "--token-file",
+        "relink login",
+    ] {
+        assert!(error.contains(needle), "lacks {needle}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn a_fixed_token_that_is_rejected_is_not_said_to_be_refreshed() {
+    let server = node().await;
+    let mut cmd = relink(&["emit", &server.url(), "echo", "1", "--ack"]);
+    cmd.env("RELINK_TOKEN", "wrong");
+    let done = run(cmd, "emit with a wrong token").await;
+    assert_eq!(done.code(), Some(3), "stderr: {:?}", done.stderr);
+    assert!(
+        done.stderr
+            .iter()
+            .any(|l| l.contains("trying once more with the same token")),
+        "{:?}",
+        done.stderr
+    );
+    assert!(
+        !done.stderr.iter().any(|l| l.contains("fresh credentials")),
+        "{:?}",
+        done.stderr
+    );
+    let error = last_error(&done);
+    assert!(
+        error.contains("unauthorized") && !error.contains("RELINK_TOKEN"),
+        "the server's message, no hint about a token that was sent: {error}"
+    );
+}
+
+#[tokio::test]
+async fn host_and_port_without_a_scheme_is_a_url() {
+    let server = node().await;
+    let host_port = format!("127.0.0.1:{}", server.port());
+    let done = run(
+        relink_with_token(&["emit", &host_port, "echo", "7", "--ack"]),
+        "emit to host:port",
+    )
+    .await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    assert_eq!(done.stdout, ["[7]"]);
+}
+
+#[tokio::test]
+async fn https_to_a_plain_server_says_it_does_not_speak_tls() {
+    let server = node().await;
+    let url = format!("https://127.0.0.1:{}", server.port());
+    let done = run(relink_with_token(&["emit", &url, "echo"]), "emit https://").await;
+    assert_eq!(done.code(), Some(2), "stderr: {:?}", done.stderr);
+    let error = last_error(&done);
+    assert!(error.contains("does not speak TLS"), "{error}");
+}
+
+#[tokio::test]
+async fn a_path_that_is_not_socket_io_is_named_with_the_flag_to_change_it() {
+    let server = node().await;
+    let done = run(
+        relink_with_token(&[
+            "emit",
+            &server.url(),
+            "echo",
+            "--path",
+            "/nope/",
+            "--timeout",
+            "2s",
+        ]),
+        "emit --path /nope/",
+    )
+    .await;
+    assert_eq!(done.code(), Some(1), "stderr: {:?}", done.stderr);
+    let error = last_error(&done);
+    assert!(
+        error.contains("/nope/") && error.contains("--path"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_namespace_is_named() {
+    let server = node().await;
+    let done = run(
+        relink_with_token(&["emit", &server.url(), "echo", "-n", "/nsx"]),
+        "emit -n /nsx",
+    )
+    .await;
+    assert_eq!(done.code(), Some(2), "stderr: {:?}", done.stderr);
+    let error = last_error(&done);
+    assert!(error.contains(r#"no namespace "/nsx""#), "{error}");
+}
+
+#[tokio::test]
+async fn an_argument_that_starts_like_json_must_be_json_or_raw() {
+    let gateway = counting_gateway().await;
+    let done = run(
+        relink_with_token(&["emit", &gateway.url(), "echo", "[1,2"]),
+        "emit '[1,2'",
+    )
+    .await;
+    assert_usage_error(&done, "emit '[1,2'", "argument 1 is not valid JSON");
+    assert_never_dialled(&gateway, "an invalid JSON argument").await;
+
+    let server = node().await;
+    let done = run(
+        relink_with_token(&["emit", &server.url(), "echo", "[1,2", "--raw", "--ack"]),
+        "emit --raw '[1,2'",
+    )
+    .await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    assert_eq!(done.stdout, [r#"["[1,2"]"#]);
+}
+
+#[tokio::test]
+async fn text_states_are_one_line_per_failure_with_the_logs_attempt_numbers() {
+    // Nothing listens on the gateway's upstream: every attempt is refused.
+    let gateway = counting_gateway().await;
+    let mut p = Relink::spawn(
+        relink_with_token(&[
+            "listen",
+            &gateway.url(),
+            "--backoff-initial",
+            "50ms",
+            "--backoff-max",
+            "100ms",
+        ]),
+        "listen to a refusing gateway",
+    );
+    let first = p.next_out().await;
+    assert_eq!(first, "state: connecting");
+    for attempt in 1..=3 {
+        let line = p.next_out().await;
+        assert!(
+            line.starts_with(&format!("state: connecting — attempt {attempt} failed: "))
+                && line.contains(&format!("; attempt {} in ", attempt + 1)),
+            "{line}"
+        );
+        let warn = p
+            .err_until(|l| l.contains("connection attempt failed"))
+            .await;
+        assert!(warn.contains(&format!("attempt={attempt} ")), "{warn}");
+    }
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0));
+}
+
+#[tokio::test]
+async fn listen_answers_the_servers_ack_requests_with_ack_with() {
+    let server = node().await;
+    let mut cmd = relink_with_token(&[
+        "listen",
+        &server.url(),
+        "--json",
+        "--stdin",
+        "--ack-with",
+        r#"["ok",1]"#,
+    ]);
+    cmd.stdin(Stdio::piped());
+    let mut p = Relink::spawn(cmd, "listen --ack-with");
+    expect_connected_and_welcome(&mut p).await;
+    // The server asks us ("ask" makes it emit "q" with an ack) and reports our answer.
+    p.write_stdin("[\"ask\",\"q\"]\n").await;
+    let asked = p
+        .json_until(|v| v["type"] == "event" && v["name"] == "asked")
+        .await;
+    assert_eq!(asked["args"][0]["ok"], Value::Bool(true), "{asked}");
+    assert_eq!(
+        asked["args"][0]["reply"],
+        serde_json::json!(["ok", 1]),
+        "{asked}"
+    );
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0));
+}
+
+#[tokio::test]
+async fn the_failed_state_line_says_why_the_client_ended() {
+    let server = node().await;
+    let mut cmd = relink(&["listen", &server.url(), "--json"]);
+    cmd.env("RELINK_TOKEN", "wrong");
+    let done = run(cmd, "listen --json with a wrong token").await;
+    assert_eq!(done.code(), Some(3));
+    let failed: Value = done
+        .stdout
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["status"] == "failed")
+        .expect("a failed state line");
+    assert_eq!(failed["end"], "unauthorized", "{failed}");
+}
+
+#[tokio::test]
+async fn help_names_the_arguments_and_the_environment() {
+    let done = run(relink(&["emit", "--help"]), "relink emit --help").await;
+    let text = help_text(&done);
+    assert!(!text.contains("WORDS"), "{text}");
+    for needle in [
+        "[URL]",
+        "<EVENT>",
+        "[ARGS_JSON]",
+        "--raw",
+        "--path",
+        "RELINK_TOKEN",
+    ] {
+        assert!(text.contains(needle), "emit --help lacks {needle}:\n{text}");
+    }
+    let done = run(relink(&["--help"]), "relink --help").await;
+    let text = help_text(&done);
+    assert!(text.contains("RELINK_SESSION_FILE"), "{text}");
+    let done = run(relink(&["listen", "--help"]), "relink listen --help").await;
+    let text = help_text(&done);
+    for needle in ["--ack-with", "[env: RELINK_TOKEN]"] {
+        assert!(
+            text.contains(needle),
+            "listen --help lacks {needle}:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_readme_recipe_works_as_written_with_a_standalone_node_server() {
+    // `node interop/node/server.mjs --port 0 --standalone &` in a shell: no stdin to read.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/node/server.mjs");
+    let mut node = tokio::process::Command::new("node")
+        .args([script, "--port", "0", "--standalone"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    let first = timeout(WAIT, lines.next_line())
+        .await
+        .expect("the port line in time")
+        .unwrap()
+        .expect("a port line");
+    let port = serde_json::from_str::<Value>(&first).unwrap()["port"]
+        .as_u64()
+        .expect("a port");
+    // Its stdin is closed, and it still serves.
+    let done = run(
+        relink_with_token(&["emit", &format!("127.0.0.1:{port}"), "echo", "2", "--ack"]),
+        "emit to the standalone server",
+    )
+    .await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    assert_eq!(done.stdout, ["[2]"]);
+    node.kill().await.unwrap();
 }

@@ -383,7 +383,21 @@ fn check_namespace(namespace: &str) -> Result<(), BuildError> {
 /// Maps the user's URL to the WebSocket URL; returns the namespace its path names, if any.
 fn endpoint(raw: &str, path: &str) -> Result<(Endpoint, Option<String>), BuildError> {
     let invalid = |why: &str| BuildError::InvalidUrl(format!("{why} (got {})", redact_url(raw)));
-    let mut url = Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
+    // `host:port` without a scheme is taken as plain HTTP, as browsers and curl take it.
+    let raw = raw.trim();
+    let with_scheme;
+    let authority = raw.split('/').next().unwrap_or_default();
+    let host_port = !raw.contains("://")
+        && authority
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    let raw = if host_port {
+        with_scheme = format!("http://{raw}");
+        &with_scheme
+    } else {
+        raw
+    };
+    let mut url = Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
     let scheme = match url.scheme() {
         "http" | "ws" => "ws",
         "https" | "wss" => "wss",
@@ -498,6 +512,18 @@ mod tests {
 
     fn built(b: ClientBuilder) -> Config {
         b.build().expect("valid config")
+    }
+
+    #[test]
+    fn host_and_port_without_a_scheme_is_plain_http() {
+        let c = built(ClientBuilder::new("127.0.0.1:3000"));
+        assert_eq!(
+            c.endpoint.ws_url.as_str(),
+            "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
+        );
+        let c = built(ClientBuilder::new("localhost:3000/admin"));
+        assert_eq!(c.namespace, "/admin");
+        assert!(ClientBuilder::new("not a url").build().is_err());
     }
 
     #[test]

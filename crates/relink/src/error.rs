@@ -17,6 +17,12 @@ pub enum LinkError {
     /// The TLS handshake failed.
     #[error("TLS error: {0}")]
     Tls(String),
+    /// An `https://` or `wss://` URL, and the server answered in plain text: it does not
+    /// speak TLS at this address.
+    #[error(
+        "the server does not speak TLS at this address (it answered in plain text): use http:// or ws://, or check the port"
+    )]
+    NotTls,
     /// Connecting (TCP, TLS, upgrade and both handshakes) took longer than the connect timeout.
     #[error("connect timed out after {0:?}")]
     ConnectTimeout(Duration),
@@ -30,8 +36,33 @@ pub enum LinkError {
         /// The engine.io error code from a JSON body `{"code":N}`, if any.
         engine_code: Option<u8>,
     },
+    /// The upgrade was answered 404: there is no Socket.IO server at this path.
+    #[error(
+        "HTTP 404 on upgrade at {path}: no Socket.IO server at this path (the default is /socket.io/; set another with the `path` option, `--path` on the command line)"
+    )]
+    NotFound {
+        /// The path that was tried.
+        path: String,
+    },
+    /// The connection closed before the WebSocket upgrade was answered: often a server
+    /// that is not Socket.IO at this path.
+    #[error(
+        "the connection closed before the WebSocket upgrade at {path} was answered: is this a Socket.IO server, and is the path right? (the default is /socket.io/; set another with the `path` option, `--path` on the command line)"
+    )]
+    NoUpgrade {
+        /// The path that was tried.
+        path: String,
+    },
+    /// The server has no such namespace (CONNECT_ERROR "Invalid namespace").
+    #[error(
+        "the server has no namespace {namespace:?} (it answered \"Invalid namespace\"): check the namespace, or the URL's path, which names it"
+    )]
+    UnknownNamespace {
+        /// The namespace asked for.
+        namespace: String,
+    },
     /// The namespace refused the connection (CONNECT_ERROR), usually server middleware.
-    #[error("connection refused by the server: {message}")]
+    #[error("connection refused by the server: {message}{}", data_reason(data.as_deref()))]
     Rejected {
         /// The server's message.
         message: String,
@@ -158,4 +189,52 @@ pub enum AckError {
     /// The client was shut down.
     #[error("client is closed")]
     Closed,
+}
+
+/// The `reason` a server put in a CONNECT_ERROR's `data` (`{"reason": "..."}`, or a plain
+/// string), as a suffix for the message.
+fn data_reason(data: Option<&str>) -> String {
+    let Some(value) = data.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()) else {
+        return String::new();
+    };
+    let reason = match &value {
+        serde_json::Value::String(s) => Some(s.as_str()),
+        serde_json::Value::Object(map) => map.get("reason").and_then(|r| r.as_str()),
+        _ => None,
+    };
+    match reason {
+        Some(r) if !r.is_empty() => format!(" (reason: {r})"),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(data: Option<&str>) -> String {
+        LinkError::Rejected {
+            message: "unauthorized".into(),
+            data: data.map(str::to_owned),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_rejection_shows_the_reason_the_server_gave() {
+        assert_eq!(
+            rejected(Some(r#"{"reason":"token expired"}"#)),
+            "connection refused by the server: unauthorized (reason: token expired)"
+        );
+        assert_eq!(
+            rejected(Some(r#""banned""#)),
+            "connection refused by the server: unauthorized (reason: banned)"
+        );
+        for data in [None, Some("{}"), Some("not json"), Some(r#"{"reason":""}"#)] {
+            assert_eq!(
+                rejected(data),
+                "connection refused by the server: unauthorized"
+            );
+        }
+    }
 }

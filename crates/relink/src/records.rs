@@ -6,8 +6,9 @@ use crate::core::reconnect::{Record, Severity};
 use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
-/// Writes a record of the reconnect decisions; `url` is the redacted endpoint.
-pub(crate) fn log(record: &Record, url: &str) {
+/// Writes a record of the reconnect decisions; `url` is the redacted endpoint, and
+/// `refreshable` says whether a token provider can give fresh credentials.
+pub(crate) fn log(record: &Record, url: &str, refreshable: bool) {
     match record {
         Record::ConnectionLost {
             reason,
@@ -18,11 +19,17 @@ pub(crate) fn log(record: &Record, url: &str) {
         }
         Record::AttemptFailed {
             streak,
+            connection_lost,
             reason,
             error,
             delay,
         } => {
-            warn!(attempt = streak, streak, reason, error = %error, delay_ms = millis(*delay), "connection attempt failed");
+            let message = if *connection_lost {
+                "connection lost before it was stable"
+            } else {
+                "connection attempt failed"
+            };
+            warn!(attempt = streak, streak, reason, error = %error, delay_ms = millis(*delay), "{message}");
         }
         Record::KeepsFailing {
             streak,
@@ -36,7 +43,11 @@ pub(crate) fn log(record: &Record, url: &str) {
             reason,
             error,
         } => {
-            warn!(attempt = streak, streak, reason, error = %error, delay_ms = 0u64, "credentials rejected: retrying once with fresh credentials");
+            if refreshable {
+                warn!(attempt = streak, streak, reason, error = %error, delay_ms = 0u64, "credentials rejected: retrying once with fresh credentials");
+            } else {
+                warn!(attempt = streak, streak, reason, error = %error, delay_ms = 0u64, "credentials rejected: trying once more with the same token (no token provider to refresh it)");
+            }
         }
         Record::CredentialsRejectedAgain {
             reason,

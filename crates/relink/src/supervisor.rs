@@ -148,7 +148,11 @@ impl Supervisor {
                     self.state_tx.send_replace(state.clone());
                     let _ = self.transitions.send(state);
                 }
-                Output::Log(record) => records::log(&record, &self.cfg.endpoint.display),
+                Output::Log(record) => records::log(
+                    &record,
+                    &self.cfg.endpoint.display,
+                    self.cfg.token_provider.is_some(),
+                ),
                 Output::Note(note) => records::note(&note, &self.cfg.namespace),
                 Output::Deliver(delivery) => {
                     if self.events.push(Incoming::new(delivery, &self.shared)) {

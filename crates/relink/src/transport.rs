@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, http};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
@@ -45,7 +46,18 @@ pub(crate) async fn dial(config: &Config) -> Result<Ws, LinkError> {
         Some(connector),
     )
     .await
-    .map_err(map_error)?;
+    .map_err(|e| {
+        let path = || config.endpoint.ws_url.path().to_owned();
+        match e {
+            tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete) => {
+                LinkError::NoUpgrade { path: path() }
+            }
+            e => match map_error(e) {
+                LinkError::Http { status: 404, .. } => LinkError::NotFound { path: path() },
+                other => other,
+            },
+        }
+    })?;
     Ok(ws)
 }
 
@@ -58,9 +70,12 @@ pub(crate) fn map_error(error: tungstenite::Error) -> LinkError {
             let tls = io
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .map(ToString::to_string);
+                .cloned();
             match tls {
-                Some(tls) => LinkError::Tls(tls),
+                Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
+                    LinkError::NotTls
+                }
+                Some(tls) => LinkError::Tls(tls.to_string()),
                 None => LinkError::Network(io.to_string()),
             }
         }

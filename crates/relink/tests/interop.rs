@@ -40,6 +40,15 @@ async fn connected(client: &Client) {
         .expect("connected, not ended");
 }
 
+async fn until_terminal(client: &Client) -> relink::ConnectionState {
+    let mut rx = client.watch_state();
+    tokio::time::timeout(WAIT, rx.wait_for(|s| s.status.is_terminal()))
+        .await
+        .unwrap_or_else(|_| panic!("not ended within {WAIT:?}; now {:?}", client.state()))
+        .expect("state channel open")
+        .clone()
+}
+
 async fn until_status(client: &Client, status: Status) -> relink::ConnectionState {
     let mut rx = client.watch_state();
     tokio::time::timeout(WAIT, rx.wait_for(|s| s.status == status))
@@ -336,6 +345,18 @@ async fn a_reader_that_stops_reading_keeps_the_connection_and_learns_what_it_mis
     );
     assert_eq!(client.state().status, Status::Connected);
     client.disconnect().await;
+}
+
+#[tokio::test]
+async fn https_to_a_server_without_tls_is_said_so_and_not_retried() {
+    let server = node(NodeOptions::default()).await;
+    let url = server.url().replace("http://", "https://");
+    let (client, _events) = Client::builder(url).token("secret").connect().unwrap();
+    let state = until_terminal(&client).await;
+    assert_eq!(state.end, Some(EndReason::Configuration), "{state:?}");
+    assert_eq!(state.reason, Some("not_tls"), "{state:?}");
+    let error = state.last_error.unwrap_or_default();
+    assert!(error.contains("does not speak TLS"), "{error}");
 }
 
 #[tokio::test]

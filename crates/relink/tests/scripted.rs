@@ -1269,7 +1269,43 @@ async fn invalid_namespace_is_fatal_without_retry() {
     let state = until(&client, |s| s.status.is_terminal()).await;
     assert_eq!(state.status, Status::Failed);
     assert_eq!(state.end, Some(EndReason::Configuration));
+    assert_eq!(state.reason, Some("invalid_namespace"));
+    let error = state.last_error.unwrap_or_default();
+    assert!(error.contains(r#"no namespace "/nope""#), "{error}");
     assert!(peer.accept(QUIET).await.is_none(), "no retry");
+}
+
+#[tokio::test]
+async fn an_upgrade_answered_404_names_the_path_tried() {
+    let peer = bind().await;
+    peer.reject_upgrades(404, None);
+    let (client, _events) = builder(peer.url()).path("/wrong/").connect().unwrap();
+    let state = until(&client, |s| s.last_error.is_some()).await;
+    let error = state.last_error.unwrap_or_default();
+    assert!(
+        error.contains("HTTP 404") && error.contains("/wrong/") && error.contains("--path"),
+        "{error}"
+    );
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn a_connect_error_shows_the_reason_the_server_gave() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    for _ in 0..2 {
+        let mut conn = accept(&mut peer).await;
+        conn.handshake(DEFAULT_OPEN).await;
+        conn.send_text(r#"44{"message":"unauthorized","data":{"reason":"token expired"}}"#)
+            .await
+            .unwrap();
+    }
+    let state = until(&client, |s| s.status.is_terminal()).await;
+    let error = state.last_error.unwrap_or_default();
+    assert!(
+        error.contains("unauthorized") && error.contains("reason: token expired"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

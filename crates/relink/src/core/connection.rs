@@ -374,6 +374,14 @@ impl<W> Connection<W> {
     /// The attempt or the link failed (dial error, transport error, closed socket). Ignored
     /// unless an attempt or a connection is under way.
     pub(crate) fn handle_lost(&mut self, error: LinkError, now: Instant) {
+        let error = match error {
+            LinkError::Rejected { message, .. } if message == "Invalid namespace" => {
+                LinkError::UnknownNamespace {
+                    namespace: self.setup.namespace.clone(),
+                }
+            }
+            other => other,
+        };
         match self.phase {
             Phase::Attempt | Phase::Connected => {}
             Phase::Closing => {

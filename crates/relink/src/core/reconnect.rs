@@ -84,6 +84,9 @@ pub enum Record {
     AttemptFailed {
         /// Failures in this outage so far.
         streak: u32,
+        /// It was a connection, lost before it held for the stable period (not an attempt
+        /// that never connected); it counts in the streak all the same.
+        connection_lost: bool,
         /// [`Failure::reason`].
         reason: &'static str,
         /// [`Failure::message`].
@@ -251,8 +254,10 @@ impl Reconnect {
         // A connection that reached its stable deadline is stable, whether or not the
         // driver's timer fired in time (it may have been busy with a slow reader).
         let recovered = self.handle_timeout(now);
-        let stable = self.connection.take().is_some_and(|c| c.stable);
-        let (decision, mut records) = self.decide(failure, stable, now, sample);
+        let connection = self.connection.take();
+        let stable = connection.is_some_and(|c| c.stable);
+        let (decision, mut records) =
+            self.decide(failure, stable, connection.is_some(), now, sample);
         if let Some(recovered) = recovered {
             records.insert(0, recovered);
         }
@@ -263,6 +268,7 @@ impl Reconnect {
         &mut self,
         failure: Failure,
         stable: bool,
+        connected: bool,
         now: Instant,
         sample: f64,
     ) -> (Decision, Vec<Record>) {
@@ -298,6 +304,7 @@ impl Reconnect {
                 let delay = backoff.delay_with_retry_after(self.failures, sample, retry_after);
                 let mut records = vec![Record::AttemptFailed {
                     streak: report.streak,
+                    connection_lost: connected,
                     reason,
                     error: error.clone(),
                     delay,

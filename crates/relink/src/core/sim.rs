@@ -262,6 +262,7 @@ fn run(seed: u64) -> Result<(), String> {
                     let streak = model.streak;
                     expected.push(Record::AttemptFailed {
                         streak,
+                        connection_lost: connects,
                         reason,
                         error: error.clone(),
                         delay,

@@ -56,7 +56,13 @@ pub fn classify(error: &LinkError) -> Class {
             }
         }
         LinkError::ServerDisconnect => Class::ServerDisconnect,
-        LinkError::InvalidUrl(_) | LinkError::EmptyToken => Class::Fatal,
+        LinkError::InvalidUrl(_)
+        | LinkError::EmptyToken
+        | LinkError::NotTls
+        | LinkError::UnknownNamespace { .. } => Class::Fatal,
+        // A gateway mid-deploy may answer 404 for a moment; if it goes on, the outage's
+        // ERROR says where.
+        LinkError::NotFound { .. } | LinkError::NoUpgrade { .. } => transient,
         LinkError::AuthProvider(_) => transient,
     }
 }
@@ -66,6 +72,10 @@ pub fn reason(error: &LinkError) -> &'static str {
     match error {
         LinkError::Network(_) => "network",
         LinkError::Tls(_) => "tls",
+        LinkError::NotTls => "not_tls",
+        LinkError::NotFound { .. } => "http_error",
+        LinkError::NoUpgrade { .. } => "transport_error",
+        LinkError::UnknownNamespace { .. } => "invalid_namespace",
         LinkError::ConnectTimeout(_) => "connect_timeout",
         LinkError::Http { status, .. } => match status {
             401 | 403 => "http_unauthorized",
@@ -112,12 +122,26 @@ mod tests {
             http(404, None, None),
             http(400, None, Some(3)),
             LinkError::AuthProvider("offline".into()),
+            LinkError::NotFound { path: "/x/".into() },
+            LinkError::NoUpgrade { path: "/x/".into() },
         ] {
             assert_eq!(
                 classify(&e),
                 Class::Transient { retry_after: None },
                 "{e:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_server_without_tls_and_an_unknown_namespace_are_configuration() {
+        for e in [
+            LinkError::NotTls,
+            LinkError::UnknownNamespace {
+                namespace: "/x".into(),
+            },
+        ] {
+            assert_eq!(classify(&e), Class::Fatal, "{e:?}");
         }
     }
 
