@@ -56,6 +56,7 @@ impl Schedule {
             escalate_after: 5,
             stable_after: Duration::from_secs(5),
             reconnect_on_server_disconnect: false,
+            max_attempts: None,
         })
     }
 

@@ -123,6 +123,12 @@ pub(crate) struct ListenArgs {
     /// Failed attempts in one outage before the single ERROR log record.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub(crate) escalate_after: u32,
+    /// Give up (exit 1) after N failed attempts in one outage [default: never]
+    #[arg(long, value_name = "N", conflicts_with = "no_reconnect")]
+    pub(crate) reconnection_attempts: Option<u32>,
+    /// Never reconnect: the first failed attempt or a lost connection ends the command.
+    #[arg(long)]
+    pub(crate) no_reconnect: bool,
     /// With --stdin: resend each emit up to N times until acked (at-least-once).
     #[arg(long, value_name = "N")]
     pub(crate) retries: Option<u32>,

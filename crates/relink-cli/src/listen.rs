@@ -15,11 +15,17 @@ pub(crate) async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), CliError> {
     let ack_with = args.ack_with.as_deref().map(ack_arguments).transpose()?;
-    let (client, mut events) = builder(args.url.as_deref(), token, &args.connect)?
+    let mut builder = builder(args.url.as_deref(), token, &args.connect)?
         .backoff_initial(args.backoff_initial)
         .backoff_max(args.backoff_max)
-        .escalate_after(args.escalate_after)
-        .connect()?;
+        .escalate_after(args.escalate_after);
+    if let Some(attempts) = args.reconnection_attempts {
+        builder = builder.reconnection_attempts(attempts);
+    }
+    if args.no_reconnect {
+        builder = builder.reconnection(false);
+    }
+    let (client, mut events) = builder.connect()?;
     let out = Output::new(args.json);
     let mut states = client.state_changes();
     out.state(&client.state());

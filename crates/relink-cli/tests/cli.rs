@@ -1238,3 +1238,35 @@ async fn the_readme_recipe_works_as_written_with_a_standalone_node_server() {
     assert_eq!(done.stdout, ["[2]"]);
     node.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn listen_gives_up_after_its_reconnection_attempts() {
+    let gateway = counting_gateway().await;
+    let done = run(
+        relink_with_token(&[
+            "listen",
+            &gateway.url(),
+            "--reconnection-attempts",
+            "2",
+            "--backoff-initial",
+            "10ms",
+            "--backoff-max",
+            "20ms",
+        ]),
+        "listen --reconnection-attempts 2",
+    )
+    .await;
+    assert_eq!(done.code(), Some(1), "stderr: {:?}", done.stderr);
+    assert!(
+        done.stderr
+            .iter()
+            .any(|l| l.contains("giving up: no reconnection attempts left")),
+        "{:?}",
+        done.stderr
+    );
+    assert_eq!(
+        gateway.stats().accepted,
+        3,
+        "the first attempt and two more"
+    );
+}

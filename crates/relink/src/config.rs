@@ -10,10 +10,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::http;
 use url::Url;
 
 /// A boxed future returning a fresh token, or a description of why there is none.
-pub type TokenFuture = Pin<Box<dyn Future<Output = Result<Token, String>> + Send>>;
+pub(crate) type TokenFuture = Pin<Box<dyn Future<Output = Result<Token, String>> + Send>>;
 
 /// Called before every connection attempt for the token to send.
 pub(crate) type TokenProvider = Arc<dyn Fn() -> TokenFuture + Send + Sync>;
@@ -40,6 +41,7 @@ pub(crate) struct Config {
     pub(crate) escalate_after: u32,
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_on_server_disconnect: bool,
+    pub(crate) max_attempts: Option<u32>,
     pub(crate) recovery: bool,
     pub(crate) outbox_packets: usize,
     pub(crate) outbox_bytes: usize,
@@ -48,6 +50,8 @@ pub(crate) struct Config {
     pub(crate) max_message_size: usize,
     pub(crate) max_attachments: usize,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// Extra handshake headers (values may be secrets: never logged).
+    pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl fmt::Debug for Config {
@@ -89,6 +93,7 @@ pub struct ClientBuilder {
     escalate_after: u32,
     connect_timeout: Duration,
     reconnect_on_server_disconnect: bool,
+    max_attempts: Option<u32>,
     recovery: bool,
     outbox_packets: usize,
     outbox_bytes: usize,
@@ -97,6 +102,8 @@ pub struct ClientBuilder {
     max_message_size: usize,
     max_attachments: usize,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Extra handshake headers, as given (checked at build time).
+    headers: Vec<(String, String)>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -104,6 +111,11 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("namespace", &self.namespace)
             .field("token", &self.token)
+            // Names only: a header's value may be a credential.
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +136,7 @@ impl ClientBuilder {
             escalate_after: 5,
             connect_timeout: Duration::from_secs(20),
             reconnect_on_server_disconnect: false,
+            max_attempts: None,
             recovery: true,
             outbox_packets: 1024,
             outbox_bytes: 4 << 20,
@@ -132,6 +145,7 @@ impl ClientBuilder {
             max_message_size: 64 << 20,
             max_attachments: relink_proto::session::DEFAULT_MAX_ATTACHMENTS,
             tls: None,
+            headers: Vec::new(),
         }
     }
 
@@ -207,6 +221,32 @@ impl ClientBuilder {
     /// Limit for TCP, TLS, upgrade and both handshakes together (default 20 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// An extra HTTP header on the WebSocket handshake (`extraHeaders` in the reference
+    /// client), for a gateway that wants an API key or a tenant id. Its value is never
+    /// logged nor shown in errors or `Debug`. The handshake's own headers (`Host`,
+    /// `Upgrade`, `Connection`, `Sec-WebSocket-*`) cannot be replaced.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Whether to reconnect at all (default true). Off, the first failed attempt ends the
+    /// client `failed` (`attempts_exhausted`), and a lost connection ends it `disconnected`
+    /// (`connection_lost`). The one retry with fresh credentials after a rejection still
+    /// happens.
+    pub fn reconnection(mut self, on: bool) -> Self {
+        self.max_attempts = if on { None } else { Some(0) };
+        self
+    }
+
+    /// Gives up after this many failed attempts in one outage (default: never): the client
+    /// ends `failed` (`attempts_exhausted`), with the outage's ERROR. `0` is
+    /// `reconnection(false)`.
+    pub fn reconnection_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
         self
     }
 
@@ -343,7 +383,9 @@ impl ClientBuilder {
                 reason,
             })?,
         };
+        let headers = handshake_headers(&self.headers)?;
         Ok(Config {
+            headers,
             endpoint,
             namespace,
             token: self.token,
@@ -354,6 +396,7 @@ impl ClientBuilder {
             escalate_after: self.escalate_after,
             connect_timeout: self.connect_timeout,
             reconnect_on_server_disconnect: self.reconnect_on_server_disconnect,
+            max_attempts: self.max_attempts,
             recovery: self.recovery,
             outbox_packets: self.outbox_packets,
             outbox_bytes: self.outbox_bytes,
@@ -445,6 +488,35 @@ fn endpoint(raw: &str, path: &str) -> Result<(Endpoint, Option<String>), BuildEr
     ))
 }
 
+/// Checks the extra handshake headers: valid names and values, none of the handshake's own.
+/// Errors name the header, never its value.
+fn handshake_headers(
+    headers: &[(String, String)],
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, BuildError> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let invalid = |reason: String| BuildError::InvalidSetting {
+                name: "header",
+                reason,
+            };
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(format!("{name:?} is not a valid header name")))?;
+            let reserved = matches!(name.as_str(), "host" | "upgrade" | "connection")
+                || name.as_str().starts_with("sec-websocket-");
+            if reserved {
+                return Err(invalid(format!(
+                    "{name} belongs to the WebSocket handshake and cannot be set"
+                )));
+            }
+            let mut value = http::HeaderValue::from_str(value)
+                .map_err(|_| invalid(format!("the value of {name} is not a valid header value")))?;
+            value.set_sensitive(true);
+            Ok((name, value))
+        })
+        .collect()
+}
+
 /// A URL fit for logs and error messages: no userinfo, no query, no fragment.
 pub(crate) fn redact_url(raw: &str) -> String {
     match Url::parse(raw.trim()) {
@@ -471,6 +543,7 @@ impl Config {
                 escalate_after: self.escalate_after,
                 stable_after: self.stable_after,
                 reconnect_on_server_disconnect: self.reconnect_on_server_disconnect,
+                max_attempts: self.max_attempts,
             },
         }
     }
@@ -512,6 +585,32 @@ mod tests {
 
     fn built(b: ClientBuilder) -> Config {
         b.build().expect("valid config")
+    }
+
+    #[test]
+    fn extra_headers_are_checked_and_their_values_never_shown() {
+        let c = built(ClientBuilder::new("http://h").header("X-Api-Key", "k-secret-1"));
+        assert_eq!(c.headers.len(), 1);
+        assert_eq!(c.headers[0].0.as_str(), "x-api-key");
+        let builder = ClientBuilder::new("http://h").header("X-Api-Key", "k-secret-1");
+        assert!(
+            !format!("{builder:?}").contains("k-secret-1"),
+            "{builder:?}"
+        );
+        for (name, value) in [
+            ("Sec-WebSocket-Key", "x"),
+            ("Host", "x"),
+            ("bad name", "x"),
+            ("X-Ok", "line\nbreak k-secret-2"),
+        ] {
+            let error = ClientBuilder::new("http://h")
+                .header(name, value)
+                .build()
+                .expect_err("refused");
+            let text = error.to_string();
+            assert!(!text.contains("k-secret-2"), "{text}");
+            assert!(text.contains("header"), "{text}");
+        }
     }
 
     #[test]

@@ -21,6 +21,9 @@ mod error;
 mod events;
 mod lane;
 mod outbox;
+/// The backoff, classification and escalation rules; public only for the benchmarks'
+/// fleet simulation, like [`core`]: not a supported API.
+#[doc(hidden)]
 pub mod policy;
 mod records;
 mod state;
@@ -30,7 +33,7 @@ mod token;
 mod transport;
 
 pub use client::Client;
-pub use config::{ClientBuilder, TokenFuture};
+pub use config::ClientBuilder;
 pub use error::{AckError, BuildError, EmitError, LinkError};
 pub use events::{Event, Events, Incoming};
 pub use relink_proto::Payload;

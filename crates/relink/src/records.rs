@@ -69,6 +69,22 @@ pub(crate) fn log(record: &Record, url: &str, refreshable: bool) {
                 _ => warn!(reason, error = %error, "{message}"),
             }
         }
+        Record::GaveUp {
+            attempts,
+            reason,
+            error,
+            severity,
+        } => {
+            let message = if *attempts == 0 {
+                "connection lost: reconnection is off"
+            } else {
+                "giving up: no reconnection attempts left"
+            };
+            match severity {
+                Severity::Error => error!(attempts, reason, error = %error, "{message}"),
+                _ => warn!(attempts, reason, error = %error, "{message}"),
+            }
+        }
         Record::ServerDisconnected => info!("disconnected by the server"),
         Record::Recovered {
             outage,

@@ -42,6 +42,10 @@ pub enum EndReason {
     ServerDisconnect,
     /// The user called `disconnect()` or dropped the client.
     ClientDisconnect,
+    /// `reconnection_attempts` failed attempts in one outage: the client gave up.
+    AttemptsExhausted,
+    /// The connection was lost and reconnection is off (`reconnection(false)`).
+    ConnectionLost,
     /// The connection task itself ended without deciding to: a panic in relink or in a
     /// callback it runs (the token provider). The last error says so.
     Internal,

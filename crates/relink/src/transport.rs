@@ -22,12 +22,15 @@ const READ_BUFFER: usize = 16 << 10;
 
 /// Opens the WebSocket to the configured endpoint (TCP, TLS, upgrade).
 pub(crate) async fn dial(config: &Config) -> Result<Ws, LinkError> {
-    let request = config
+    let mut request = config
         .endpoint
         .ws_url
         .as_str()
         .into_client_request()
         .map_err(map_error)?;
+    for (name, value) in &config.headers {
+        request.headers_mut().append(name.clone(), value.clone());
+    }
     // tungstenite zero-fills the free part of its read buffer before every read: 128 KiB
     // by default, on every wake-up of a client that keeps up with its server. 16 KiB still
     // takes ~250 small frames per read, and an idle client keeps 112 KiB less resident.

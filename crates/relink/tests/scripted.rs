@@ -1276,6 +1276,61 @@ async fn invalid_namespace_is_fatal_without_retry() {
 }
 
 #[tokio::test]
+async fn extra_headers_go_with_the_handshake() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url())
+        .header("X-Api-Key", "k1")
+        .header("X-Tenant", "acme")
+        .connect()
+        .unwrap();
+    let conn = accept(&mut peer).await;
+    let headers = conn.request_headers();
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("x-api-key"), Some("k1"));
+    assert_eq!(get("x-tenant"), Some("acme"));
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn the_client_gives_up_after_its_reconnection_attempts() {
+    let peer = bind().await;
+    peer.reject_upgrades(503, None);
+    let (client, _events) = builder(peer.url())
+        .reconnection_attempts(2)
+        .connect()
+        .unwrap();
+    let state = until(&client, |s| s.status.is_terminal()).await;
+    assert_eq!(state.status, Status::Failed);
+    assert_eq!(state.end, Some(EndReason::AttemptsExhausted));
+    // The first attempt and two more; none after.
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(peer.rejected(), 3, "attempts made");
+}
+
+#[tokio::test]
+async fn with_reconnection_off_a_lost_connection_ends_the_client() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url())
+        .reconnection(false)
+        .stable_after(ms(1))
+        .connect()
+        .unwrap();
+    let conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // Held past the stable period, then lost.
+    tokio::time::sleep(ms(50)).await;
+    conn.drop_tcp();
+    let state = until(&client, |s| s.status.is_terminal()).await;
+    assert_eq!(state.status, Status::Disconnected);
+    assert_eq!(state.end, Some(EndReason::ConnectionLost));
+    assert!(peer.accept(QUIET).await.is_none(), "no reconnect");
+}
+
+#[tokio::test]
 async fn an_upgrade_answered_404_names_the_path_tried() {
     let peer = bind().await;
     peer.reject_upgrades(404, None);

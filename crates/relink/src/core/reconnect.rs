@@ -32,6 +32,10 @@ pub struct Settings {
     pub stable_after: Duration,
     /// Whether a server-side disconnect is retried like a lost link.
     pub reconnect_on_server_disconnect: bool,
+    /// Failed attempts in one outage after which the client gives up (`None`: never;
+    /// `Some(0)`: reconnection off, the first failure or a lost connection ends it). The
+    /// one retry with fresh credentials after a rejection is not limited by it.
+    pub max_attempts: Option<u32>,
 }
 
 /// What to do after a failure.
@@ -132,6 +136,18 @@ pub enum Record {
     },
     /// The server ended the session; not retried.
     ServerDisconnected,
+    /// No more attempts (`max_attempts`): the client stops.
+    GaveUp {
+        /// Failed attempts in this outage, this one included (0: a lost connection, with
+        /// reconnection off).
+        attempts: u32,
+        /// [`Failure::reason`].
+        reason: &'static str,
+        /// [`Failure::message`].
+        error: String,
+        /// ERROR, unless the outage already had its ERROR.
+        severity: Severity,
+    },
     /// A connection has held for the stable period after an outage.
     Recovered {
         /// From the first failure (or the lost connection) to now.
@@ -152,7 +168,8 @@ impl Record {
             | Record::RetryingCredentials { .. } => Severity::Warn,
             Record::KeepsFailing { .. } => Severity::Error,
             Record::CredentialsRejectedAgain { severity, .. }
-            | Record::Misconfigured { severity, .. } => *severity,
+            | Record::Misconfigured { severity, .. }
+            | Record::GaveUp { severity, .. } => *severity,
             Record::ServerDisconnected | Record::Recovered { .. } => Severity::Info,
         }
     }
@@ -285,7 +302,36 @@ impl Reconnect {
             ..
         } = failure;
         let backoff = &self.settings.backoff;
+        let max = self.settings.max_attempts;
         match class {
+            Class::Transient { .. } if stable && max == Some(0) => {
+                // Reconnection off: a lost connection ends the client.
+                self.escalation.on_drop(now);
+                let severity = self.final_severity(now);
+                let record = Record::GaveUp {
+                    attempts: 0,
+                    reason,
+                    error,
+                    severity,
+                };
+                let stop = Decision::Stop(Status::Disconnected, EndReason::ConnectionLost);
+                (stop, vec![record])
+            }
+            Class::Transient { .. }
+                if !stable && max.is_some_and(|m| self.escalation.streak() >= m) =>
+            {
+                let severity = self.final_severity(now);
+                let record = Record::GaveUp {
+                    attempts: self.escalation.streak(),
+                    reason,
+                    error,
+                    severity,
+                };
+                (
+                    Decision::Stop(Status::Failed, EndReason::AttemptsExhausted),
+                    vec![record],
+                )
+            }
             Class::Transient { retry_after } if stable => {
                 // A connection that had held: a new outage starts, no attempt failed yet.
                 self.escalation.on_drop(now);
@@ -382,6 +428,7 @@ mod tests {
             escalate_after,
             stable_after: S(5),
             reconnect_on_server_disconnect: false,
+            max_attempts: None,
         }
     }
 
@@ -518,6 +565,54 @@ mod tests {
     }
 
     #[test]
+    fn the_client_gives_up_after_its_attempts_with_the_outages_error() {
+        let t0 = Instant::now();
+        let mut r = Reconnect::new(Settings {
+            max_attempts: Some(2),
+            ..settings(5)
+        });
+        for _ in 0..2 {
+            assert!(matches!(
+                r.on_failure(failure(TRANSIENT), t0, 0.5).0,
+                Decision::Retry(_)
+            ));
+        }
+        let (decision, records) = r.on_failure(failure(TRANSIENT), t0, 0.5);
+        assert_eq!(
+            decision,
+            Decision::Stop(Status::Failed, EndReason::AttemptsExhausted)
+        );
+        assert!(
+            matches!(
+                records[..],
+                [Record::GaveUp {
+                    attempts: 3,
+                    severity: Severity::Error,
+                    ..
+                }]
+            ),
+            "{records:?}"
+        );
+
+        // Reconnection off: a lost connection that had held ends the client.
+        let mut r = Reconnect::new(Settings {
+            max_attempts: Some(0),
+            stable_after: Duration::ZERO,
+            ..settings(5)
+        });
+        r.on_connected(t0);
+        let (decision, records) = r.on_failure(failure(TRANSIENT), t0 + S(1), 0.5);
+        assert_eq!(
+            decision,
+            Decision::Stop(Status::Disconnected, EndReason::ConnectionLost)
+        );
+        assert!(
+            matches!(records[..], [Record::GaveUp { attempts: 0, .. }]),
+            "{records:?}"
+        );
+    }
+
+    #[test]
     fn durations_beyond_any_clock_do_not_panic() {
         let t0 = Instant::now();
         let mut r = Reconnect::new(Settings {
@@ -529,6 +624,7 @@ mod tests {
             escalate_after: 1,
             stable_after: Duration::MAX,
             reconnect_on_server_disconnect: true,
+            max_attempts: None,
         });
         let retry_after = Class::Transient {
             retry_after: Some(Duration::MAX),

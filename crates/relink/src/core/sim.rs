@@ -41,6 +41,7 @@ fn settings(rng: &mut StdRng) -> Settings {
         escalate_after: [0, 1, 2, 5, 30][rng.random_range(0..5)],
         stable_after: pick_duration(rng, &[ms(0), ms(50), ms(5000), Duration::MAX]),
         reconnect_on_server_disconnect: rng.random_bool(0.5),
+        max_attempts: [None, None, Some(0), Some(1), Some(4)][rng.random_range(0..5)],
     }
 }
 
@@ -216,7 +217,40 @@ fn run(seed: u64) -> Result<(), String> {
         let mut ended = false;
         let keeps_failing =
             |model: &Model| model.streak >= threshold && model.errors_in_outage == 0;
+        let final_severity = |model: &Model| {
+            if model.errors_in_outage == 0 {
+                Severity::Error
+            } else {
+                Severity::Warn
+            }
+        };
+        let gives_up = matches!(class, Class::Transient { .. })
+            && match settings.max_attempts {
+                Some(0) => true,
+                Some(max) => !stable_drop && model.streak >= max,
+                None => false,
+            };
         match class {
+            Class::Transient { .. } if gives_up => {
+                // The README: after `max_attempts` failed attempts in one outage the client
+                // gives up; with reconnection off (0), a lost connection ends it too.
+                let (status, end, attempts) = if stable_drop {
+                    (Status::Disconnected, EndReason::ConnectionLost, 0)
+                } else {
+                    model.streak = model.streak.saturating_add(1);
+                    (Status::Failed, EndReason::AttemptsExhausted, model.streak)
+                };
+                if decision != Decision::Stop(status, end) {
+                    return fail(step, format!("giving up decided {decision:?}"));
+                }
+                expected.push(Record::GaveUp {
+                    attempts,
+                    reason,
+                    error,
+                    severity: final_severity(&model),
+                });
+                ended = true;
+            }
             Class::Transient { retry_after } => {
                 let floor = retry_after.map_or(Duration::ZERO, |ra| {
                     ra.min(settings.backoff.retry_after_max)

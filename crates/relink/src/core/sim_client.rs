@@ -189,6 +189,7 @@ fn settings(rng: &mut StdRng) -> Settings {
         escalate_after: [0, 1, 3, 8][rng.random_range(0..4)],
         stable_after: [ms(0), ms(100), ms(5000), Duration::MAX][rng.random_range(0..4)],
         reconnect_on_server_disconnect: rng.random_bool(0.5),
+        max_attempts: [None, None, None, Some(0), Some(6)][rng.random_range(0..5)],
     }
 }
 
