@@ -12,6 +12,7 @@
 //! - [`acks`]: ack-id allocation and the pending table with deadlines.
 
 pub mod acks;
+pub mod args;
 pub mod binary;
 pub mod engine;
 mod error;
@@ -19,5 +20,6 @@ pub mod packet;
 pub mod payload;
 pub mod session;
 
+pub use args::IntoArgs;
 pub use error::DecodeError;
 pub use payload::Payload;

@@ -9,14 +9,22 @@ use crate::lane::{
 use crate::outbox::{AckRequest, Acked, Body};
 use crate::state::ConnectionState;
 use crate::supervisor::Supervisor;
-use relink_proto::Payload;
 use relink_proto::session::EncodedEvent;
+use relink_proto::{IntoArgs, Payload};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Waker;
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, watch};
+
+/// The arguments as a payload, or why they cannot be.
+fn arguments(event: &str, args: impl IntoArgs) -> Result<Payload, EmitError> {
+    args.into_args().map_err(|e| EmitError::InvalidArgs {
+        event: event.to_owned(),
+        reason: e.to_string(),
+    })
+}
 
 /// A plain emit for the outbox.
 fn queued(event: EncodedEvent) -> Outgoing {
@@ -157,8 +165,9 @@ impl Client {
     /// Emits `event`. Connected: queued and written in order; waits only while the outbox is
     /// full. Disconnected: kept in the outbox and sent first after reconnecting, or handed
     /// back with [`EmitError::OutboxFull`] when the outbox is at its bound.
-    pub async fn emit(&self, event: impl AsRef<str>, args: Payload) -> Result<(), EmitError> {
+    pub async fn emit(&self, event: impl AsRef<str>, args: impl IntoArgs) -> Result<(), EmitError> {
         let name = event.as_ref();
+        let args = arguments(name, args)?;
         let Some(item) = self.write_or_encode(name, &args, None)? else {
             return Ok(());
         };
@@ -170,8 +179,9 @@ impl Client {
     }
 
     /// Like [`Client::emit`] but never waits: a full outbox is an error even while connected.
-    pub fn try_emit(&self, event: impl AsRef<str>, args: Payload) -> Result<(), EmitError> {
+    pub fn try_emit(&self, event: impl AsRef<str>, args: impl IntoArgs) -> Result<(), EmitError> {
         let name = event.as_ref();
+        let args = arguments(name, args)?;
         let Some(item) = self.write_or_encode(name, &args, None)? else {
             return Ok(());
         };
@@ -187,9 +197,10 @@ impl Client {
     pub async fn emit_volatile(
         &self,
         event: impl AsRef<str>,
-        args: Payload,
+        args: impl IntoArgs,
     ) -> Result<bool, EmitError> {
         let name = event.as_ref();
+        let args = arguments(name, args)?;
         // The connection it is for: written on it or dropped, never on a later one.
         let Some(on) = self.inner.shared.lock().link.clone() else {
             return Ok(false);
@@ -225,7 +236,7 @@ impl Client {
     pub async fn emit_with_ack(
         &self,
         event: impl Into<String>,
-        args: Payload,
+        args: impl IntoArgs,
         timeout: Duration,
     ) -> Result<Payload, AckError> {
         self.emit_acked(event, args, timeout, 0).await?.await
@@ -236,7 +247,7 @@ impl Client {
     pub async fn emit_with_retries(
         &self,
         event: impl Into<String>,
-        args: Payload,
+        args: impl IntoArgs,
         timeout: Duration,
         retries: u32,
     ) -> Result<Payload, AckError> {
@@ -251,11 +262,12 @@ impl Client {
     pub async fn emit_acked(
         &self,
         event: impl Into<String>,
-        args: Payload,
+        args: impl IntoArgs,
         timeout: Duration,
         retries: u32,
     ) -> Result<impl Future<Output = Result<Payload, AckError>> + Send + 'static, EmitError> {
         let name = event.into();
+        let args = arguments(&name, args)?;
         if let Some((size, limit)) = self.too_large(&name, &args) {
             return Err(EmitError::TooLarge {
                 event: name,

@@ -140,6 +140,15 @@ pub enum EmitError {
         /// Bytes buffered.
         bytes: usize,
     },
+    /// The arguments could not be serialized to JSON (a map with non-string keys, a
+    /// `Serialize` impl that fails).
+    #[error("the arguments of {event:?} are not JSON: {reason}")]
+    InvalidArgs {
+        /// The event name.
+        event: String,
+        /// Why.
+        reason: String,
+    },
     /// The client has been shut down (or failed for good) and will not connect again.
     #[error("client is closed")]
     Closed {
@@ -169,6 +178,7 @@ impl EmitError {
             EmitError::OutboxFull { payload, .. }
             | EmitError::Closed { payload, .. }
             | EmitError::TooLarge { payload, .. } => Some(payload),
+            EmitError::InvalidArgs { .. } => None,
         }
     }
 }

@@ -7,7 +7,7 @@
 use crate::core::connection::Delivery;
 use crate::lane::Shared;
 use crate::outbox::ServerAck;
-use relink_proto::Payload;
+use relink_proto::{IntoArgs, Payload};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,10 +120,22 @@ impl Event {
         self.ack.is_some()
     }
 
-    /// Answers the server's ack request. Returns false when none was asked for or it was
-    /// already answered. An answer to a connection that has since dropped is discarded (the
+    /// Answers the server's ack request with `args` (a [`Payload`] or any `Serialize` value:
+    /// see [`crate::IntoArgs`]). Returns false when none was asked for, it was already
+    /// answered, or the arguments are not JSON (logged at WARN; the request stays
+    /// unanswered). An answer to a connection that has since dropped is discarded (the
     /// server forgot the request with that connection).
-    pub fn ack(&mut self, args: Payload) -> bool {
+    pub fn ack(&mut self, args: impl IntoArgs) -> bool {
+        if self.ack.is_none() {
+            return false;
+        }
+        let args = match args.into_args() {
+            Ok(args) => args,
+            Err(e) => {
+                tracing::warn!(event = %self.name, error = %e, "ack not sent: its arguments are not JSON");
+                return false;
+            }
+        };
         let Some(acker) = self.ack.take() else {
             return false;
         };

@@ -36,8 +36,8 @@ pub use client::Client;
 pub use config::ClientBuilder;
 pub use error::{AckError, BuildError, EmitError, LinkError};
 pub use events::{Event, Events, Incoming};
-pub use relink_proto::Payload;
 pub use relink_proto::binary::Data;
+pub use relink_proto::{IntoArgs, Payload};
 pub use state::{ConnectionState, EndReason, Status};
 pub use token::Token;
 

@@ -348,6 +348,52 @@ async fn a_reader_that_stops_reading_keeps_the_connection_and_learns_what_it_mis
 }
 
 #[tokio::test]
+async fn emits_and_acks_take_any_serialize_arguments() {
+    let server = node(NodeOptions::default()).await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    connected(&client).await;
+    // A tuple is the argument list; any other value is one argument.
+    let ack = client
+        .emit_with_ack("echo", (1, "two", json!({"three": 3})), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(ack.as_json(), r#"[1,"two",{"three":3}]"#);
+    let ack = client
+        .emit_with_ack("echo", vec![4, 5], WAIT)
+        .await
+        .unwrap();
+    assert_eq!(ack.as_json(), "[[4,5]]");
+    let ack = client.emit_with_ack("echo", (), WAIT).await.unwrap();
+    assert_eq!(ack.as_json(), "[]");
+    // Arguments that are not JSON are refused, not sent.
+    let mut bad = std::collections::HashMap::new();
+    bad.insert((1, 2), 3);
+    let refused = client.emit("echo", bad).await;
+    assert!(
+        matches!(refused, Err(relink::EmitError::InvalidArgs { .. })),
+        "{refused:?}"
+    );
+    // An ack with a tuple: the server asks us ("ask" emits "q" with an ack) and reports it.
+    client.emit("ask", "q").await.unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, events.next()).await {
+            Ok(Some(Incoming::Event(mut event))) if event.name() == "q" => {
+                assert!(event.ack(("ok", 7)));
+                break;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no ask: {other:?}"),
+        }
+    }
+    let asked = next_event(&mut events, "asked").await;
+    assert_eq!(asked.as_json(), r#"[{"ok":true,"reply":["ok",7]}]"#);
+    client.disconnect().await;
+}
+
+#[tokio::test]
 async fn https_to_a_server_without_tls_is_said_so_and_not_retried() {
     let server = node(NodeOptions::default()).await;
     let url = server.url().replace("http://", "https://");

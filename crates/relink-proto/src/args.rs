@@ -1,0 +1,205 @@
+//! Arguments without ceremony: anything `Serialize` becomes an event's arguments.
+//!
+//! The rule, as a Socket.IO user writes `emit("move", x, y)`: a tuple is the argument list
+//! (`(x, y)` is two arguments, `(v,)` one), `()` is none, and any other value is one
+//! argument (a `Vec` is one array argument). [`Payload`] stays for binary attachments and
+//! arguments built ahead of time.
+
+use crate::Payload;
+use serde::Serialize;
+use serde::ser::{Impossible, Serializer};
+
+/// What an emit or an ack accepts as its arguments: a [`Payload`], or any `Serialize`
+/// value (see the module's rule for tuples).
+pub trait IntoArgs {
+    /// The arguments as a payload.
+    fn into_args(self) -> Result<Payload, serde_json::Error>;
+}
+
+impl IntoArgs for Payload {
+    fn into_args(self) -> Result<Payload, serde_json::Error> {
+        Ok(self)
+    }
+}
+
+impl<T: Serialize> IntoArgs for T {
+    fn into_args(self) -> Result<Payload, serde_json::Error> {
+        match shape(&self) {
+            Shape::Unit => Ok(Payload::new()),
+            // A tuple serializes as the JSON array that is the argument list.
+            Shape::Tuple => Payload::from_json_array(&serde_json::to_string(&self)?, Vec::new())
+                .map_err(|e| serde::ser::Error::custom(e.to_string())),
+            Shape::Other => Payload::json(&self),
+        }
+    }
+}
+
+/// How a value serializes at its top level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Unit,
+    Tuple,
+    Other,
+}
+
+/// Finds the shape without serializing anything: every method stops at once and says which
+/// one was called.
+fn shape<T: Serialize + ?Sized>(value: &T) -> Shape {
+    match value.serialize(ShapeOf) {
+        Err(Found(shape)) => shape,
+        Ok(()) => Shape::Other,
+    }
+}
+
+/// The "error" that carries the answer out of the serializer.
+#[derive(Debug)]
+struct Found(Shape);
+
+impl std::fmt::Display for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl std::error::Error for Found {}
+
+impl serde::ser::Error for Found {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        Found(Shape::Other)
+    }
+}
+
+struct ShapeOf;
+
+macro_rules! other {
+    ($($name:ident($($arg:ty),*);)*) => {
+        $(fn $name(self, $(_: $arg),*) -> Result<(), Found> {
+            Err(Found(Shape::Other))
+        })*
+    };
+}
+
+impl Serializer for ShapeOf {
+    type Ok = ();
+    type Error = Found;
+    type SerializeSeq = Impossible<(), Found>;
+    type SerializeTuple = Impossible<(), Found>;
+    type SerializeTupleStruct = Impossible<(), Found>;
+    type SerializeTupleVariant = Impossible<(), Found>;
+    type SerializeMap = Impossible<(), Found>;
+    type SerializeStruct = Impossible<(), Found>;
+    type SerializeStructVariant = Impossible<(), Found>;
+
+    other! {
+        serialize_bool(bool);
+        serialize_i8(i8);
+        serialize_i16(i16);
+        serialize_i32(i32);
+        serialize_i64(i64);
+        serialize_u8(u8);
+        serialize_u16(u16);
+        serialize_u32(u32);
+        serialize_u64(u64);
+        serialize_f32(f32);
+        serialize_f64(f64);
+        serialize_char(char);
+        serialize_str(&str);
+        serialize_bytes(&[u8]);
+        serialize_none();
+        serialize_unit_struct(&'static str);
+        serialize_unit_variant(&'static str, u32, &'static str);
+    }
+
+    fn serialize_unit(self) -> Result<(), Found> {
+        Err(Found(Shape::Unit))
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), Found> {
+        Err(Found(Shape::Other))
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Found> {
+        Err(Found(Shape::Other))
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Found> {
+        Err(Found(Shape::Other))
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Found> {
+        Err(Found(Shape::Other))
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Found> {
+        Err(Found(Shape::Tuple))
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Found> {
+        Err(Found(Shape::Other))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Found> {
+        Err(Found(Shape::Other))
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Found> {
+        Err(Found(Shape::Other))
+    }
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Found> {
+        Err(Found(Shape::Other))
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Found> {
+        Err(Found(Shape::Other))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(args: impl IntoArgs) -> String {
+        args.into_args().expect("serializable").as_json().to_owned()
+    }
+
+    #[test]
+    fn a_tuple_is_the_argument_list_anything_else_one_argument() {
+        assert_eq!(json((1, "two")), r#"[1,"two"]"#);
+        assert_eq!(json((vec![1, 2],)), "[[1,2]]");
+        assert_eq!(json(()), "[]");
+        assert_eq!(json("hi"), r#"["hi"]"#);
+        assert_eq!(json(vec![1, 2]), "[[1,2]]");
+        assert_eq!(json(serde_json::json!({"a": 1})), r#"[{"a":1}]"#);
+        assert_eq!(json(Option::<u8>::None), "[null]");
+        assert_eq!(json(&(3, 4)), "[3,4]");
+        let payload = Payload::json(&5).expect("json");
+        assert_eq!(json(payload), "[5]");
+    }
+}
