@@ -3,6 +3,7 @@
 use crate::config::{ClientBuilder, Config};
 use crate::error::{AckError, BuildError, EmitError};
 use crate::events::Events;
+use crate::handlers::Handlers;
 use crate::lane::{
     FullInfo, Link, Outbox, Outgoing, Rejected, Shared, TrySend, WakeSupervisor, push_locked,
 };
@@ -39,6 +40,7 @@ const DISCONNECT_GRACE: Duration = Duration::from_millis(100);
 
 struct Inner {
     shared: Arc<Shared>,
+    handlers: Arc<Handlers>,
     /// Wakes the supervisor's task; handed to the socket by emits written directly.
     wake_supervisor: Waker,
     /// Plain emits are encoded for it in the caller's task.
@@ -99,6 +101,11 @@ impl Client {
         };
         let (deliveries, events) =
             crate::events::channel(config.event_buffer, config.max_buffered_bytes, on_room);
+        let handlers = Arc::new(Handlers::new(runtime.clone(), config.event_buffer));
+        // Registered on the builder: in place before any event can arrive.
+        for (name, handler) in &config.handlers {
+            handlers.on(name.clone(), Arc::clone(handler));
+        }
         let supervisor = Supervisor::new(
             Arc::new(config),
             Arc::clone(&shared),
@@ -106,12 +113,14 @@ impl Client {
             state_tx,
             transitions,
             deliveries,
+            Arc::clone(&handlers),
         );
         runtime.spawn(supervisor.run_registered());
         let client = Client {
             inner: Arc::new(Inner {
                 wake_supervisor: Waker::from(Arc::new(WakeSupervisor(Arc::clone(&shared)))),
                 shared,
+                handlers,
                 namespace,
                 shutdown: shutdown_tx,
                 state: state_rx,
@@ -119,6 +128,50 @@ impl Client {
             }),
         };
         Ok((client, events))
+    }
+
+    /// Calls `handler` with every server event named `event`, in order, one at a time, on a
+    /// task of its own; it replaces the handler before it for that name. An event goes to
+    /// its named handler, else to [`Client::on_any`]'s, else to [`Events`]. Events that came
+    /// before this call went to `Events`: to be sure to see the first ones, register on the
+    /// builder ([`ClientBuilder::on`]). A handler that falls `event_buffer` events behind
+    /// loses what comes on top (one WARN per episode). Answer an ack request with
+    /// [`Event::ack`](crate::Event::ack).
+    ///
+    /// ```no_run
+    /// # async fn run(client: relink::Client) {
+    /// client.on("chat", |mut event| async move {
+    ///     if let Ok((text,)) = event.args().deserialize::<(String,)>() {
+    ///         println!("chat: {text}");
+    ///     }
+    ///     event.ack("received");
+    /// });
+    /// # }
+    /// ```
+    pub fn on<F, Fut>(&self, event: impl Into<String>, handler: F)
+    where
+        F: Fn(crate::Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.inner
+            .handlers
+            .on(Some(event.into()), crate::handlers::boxed(handler));
+    }
+
+    /// Calls `handler` with every server event no named handler takes (see [`Client::on`]).
+    pub fn on_any<F, Fut>(&self, handler: F)
+    where
+        F: Fn(crate::Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.inner
+            .handlers
+            .on(None, crate::handlers::boxed(handler));
+    }
+
+    /// Removes the handler for `event`; its events go to the catch-all or `Events` again.
+    pub fn off(&self, event: &str) {
+        self.inner.handlers.off(Some(event));
     }
 
     /// The current state.

@@ -3,6 +3,7 @@
 use crate::core::connection::Setup;
 use crate::core::reconnect::Settings;
 use crate::error::{BuildError, LinkError};
+use crate::handlers::HandlerFn;
 use crate::policy::backoff::Backoff;
 use crate::token::Token;
 use std::fmt;
@@ -52,6 +53,8 @@ pub(crate) struct Config {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     /// Extra handshake headers (values may be secrets: never logged).
     pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Handlers registered on the builder.
+    pub(crate) handlers: Vec<(Option<String>, HandlerFn)>,
 }
 
 impl fmt::Debug for Config {
@@ -104,6 +107,8 @@ pub struct ClientBuilder {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Extra handshake headers, as given (checked at build time).
     headers: Vec<(String, String)>,
+    /// Handlers by event name (`None`: the catch-all).
+    handlers: Vec<(Option<String>, HandlerFn)>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -146,6 +151,7 @@ impl ClientBuilder {
             max_attachments: relink_proto::session::DEFAULT_MAX_ATTACHMENTS,
             tls: None,
             headers: Vec::new(),
+            handlers: Vec::new(),
         }
     }
 
@@ -221,6 +227,29 @@ impl ClientBuilder {
     /// Limit for TCP, TLS, upgrade and both handshakes together (default 20 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Calls `handler` with every server event named `event` from the first one on (see
+    /// [`crate::Client::on`]).
+    pub fn on<F, Fut>(mut self, event: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(crate::Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.handlers
+            .push((Some(event.into()), crate::handlers::boxed(handler)));
+        self
+    }
+
+    /// Calls `handler` with every server event no named handler takes, from the first one
+    /// on (see [`crate::Client::on_any`]).
+    pub fn on_any<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(crate::Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.handlers.push((None, crate::handlers::boxed(handler)));
         self
     }
 
@@ -386,6 +415,7 @@ impl ClientBuilder {
         let headers = handshake_headers(&self.headers)?;
         Ok(Config {
             headers,
+            handlers: self.handlers,
             endpoint,
             namespace,
             token: self.token,

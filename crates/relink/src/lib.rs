@@ -19,6 +19,7 @@ mod config;
 pub mod core;
 mod error;
 mod events;
+mod handlers;
 mod lane;
 mod outbox;
 /// The backoff, classification and escalation rules; public only for the benchmarks'

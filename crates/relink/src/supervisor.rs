@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::core::connection::{Connection, Output, Phase};
 use crate::error::LinkError;
 use crate::events::{Deliveries, Incoming};
+use crate::handlers::Handlers;
 use crate::lane::{AckSender, Link, Shared, Until, Writer};
 use crate::records;
 use crate::state::ConnectionState;
@@ -35,6 +36,8 @@ pub(crate) struct Supervisor {
     state_tx: watch::Sender<ConnectionState>,
     transitions: broadcast::Sender<ConnectionState>,
     events: Deliveries,
+    /// Events with a handler go to it instead of `events`.
+    handlers: Arc<Handlers>,
     core: Connection<AckSender>,
     /// Set while this task's future is being polled (see [`Supervisor::run_registered`]): a
     /// panic unwinding with it set is this task's own.
@@ -52,6 +55,7 @@ impl Supervisor {
         state_tx: watch::Sender<ConnectionState>,
         transitions: broadcast::Sender<ConnectionState>,
         events: Deliveries,
+        handlers: Arc<Handlers>,
     ) -> Self {
         Supervisor {
             core: Connection::new(cfg.core_setup(), rand::random()),
@@ -61,6 +65,7 @@ impl Supervisor {
             state_tx,
             transitions,
             events,
+            handlers,
             polling: Arc::default(),
             link: None,
             writer: Writer::new(),
@@ -134,8 +139,9 @@ impl Supervisor {
         drop(queue);
         self.shared.space.notify_waiters();
         // Nothing more comes: what the reader has not been handed yet is its, before it
-        // can see the terminal state.
+        // can see the terminal state; the handlers' tasks end after what they have.
         self.events.finish();
+        self.handlers.clear();
         self.core.close(stranded);
         self.apply();
     }
@@ -155,7 +161,14 @@ impl Supervisor {
                 ),
                 Output::Note(note) => records::note(&note, &self.cfg.namespace),
                 Output::Deliver(delivery) => {
-                    if self.events.push(Incoming::new(delivery, &self.shared)) {
+                    let incoming = match Incoming::new(delivery, &self.shared) {
+                        Incoming::Event(event) => match self.handlers.route(event) {
+                            Some(event) => Incoming::Event(event),
+                            None => continue,
+                        },
+                        other => other,
+                    };
+                    if self.events.push(incoming) {
                         self.events.flush();
                     }
                 }

@@ -394,6 +394,90 @@ async fn emits_and_acks_take_any_serialize_arguments() {
 }
 
 #[tokio::test]
+async fn handlers_by_name_take_their_events_in_order_and_answer_acks() {
+    let server = node(NodeOptions::default()).await;
+    let (welcomed_tx, mut welcomed) = tokio::sync::mpsc::unbounded_channel();
+    let (ticks_tx, mut ticks) = tokio::sync::mpsc::unbounded_channel();
+    let (others_tx, mut others) = tokio::sync::mpsc::unbounded_channel();
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        // On the builder: in place for the very first event.
+        .on("welcome", move |event| {
+            let tx = welcomed_tx.clone();
+            async move {
+                let _ = tx.send(event.name().to_owned());
+            }
+        })
+        .connect()
+        .unwrap();
+    client.on("tick", move |event| {
+        let tx = ticks_tx.clone();
+        async move {
+            let n: (u64,) = event.args().deserialize().unwrap();
+            // A slow handler still gets them in order, one at a time.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let _ = tx.send(n.0);
+        }
+    });
+    // The server asks us with "q"; the handler answers.
+    client.on("q", |mut event| async move {
+        assert!(event.ack(("ok", 7)));
+    });
+    client.on_any(move |event| {
+        let tx = others_tx.clone();
+        async move {
+            let _ = tx.send((event.name().to_owned(), event.args().as_json().to_owned()));
+        }
+    });
+    connected(&client).await;
+    let first = tokio::time::timeout(WAIT, welcomed.recv()).await.unwrap();
+    assert_eq!(first.as_deref(), Some("welcome"));
+    client.emit_with_ack("tick", (20, 1), WAIT).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 20 {
+        seen.push(
+            tokio::time::timeout(WAIT, ticks.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(seen, (1..=20).collect::<Vec<u64>>());
+    client.emit("ask", "q").await.unwrap();
+    // "asked" (and "tick-done") have no named handler: the catch-all takes them; "asked"
+    // carries the answer the "q" handler gave.
+    let mut other_names = Vec::new();
+    let asked = loop {
+        let next = tokio::time::timeout(WAIT, others.recv()).await.unwrap();
+        let (name, args) = next.unwrap();
+        if name == "asked" {
+            break args;
+        }
+        other_names.push(name);
+    };
+    assert_eq!(asked, r#"[{"ok":true,"reply":["ok",7]}]"#);
+    assert!(
+        other_names.iter().any(|n| n == "tick-done"),
+        "{other_names:?}"
+    );
+    // Nothing taken by a handler reached the stream: only notices.
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await
+    {
+        assert!(!matches!(item, Incoming::Event(_)), "{item:?}");
+    }
+    // Off: "tick" goes to the catch-all again.
+    client.off("tick");
+    client.emit_with_ack("tick", (1, 1), WAIT).await.unwrap();
+    loop {
+        let next = tokio::time::timeout(WAIT, others.recv()).await.unwrap();
+        if next.unwrap().0 == "tick" {
+            break;
+        }
+    }
+    client.disconnect().await;
+}
+
+#[tokio::test]
 async fn https_to_a_server_without_tls_is_said_so_and_not_retried() {
     let server = node(NodeOptions::default()).await;
     let url = server.url().replace("http://", "https://");
