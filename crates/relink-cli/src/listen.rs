@@ -67,7 +67,12 @@ pub(crate) async fn run(
                 }
                 Some(Incoming::Lagged { missed }) => out.lagged(missed),
                 Some(_) => {}
-                None => break Err(CliError::from_state(&client.state())),
+                // The client ended: its last states (the terminal one) are printed first,
+                // whichever of the two channels said so first.
+                None => {
+                    let end = print_published_states(&mut states, &client, &out);
+                    break Err(end.unwrap_or_else(|| CliError::from_state(&client.state())));
+                }
             },
         }
     };

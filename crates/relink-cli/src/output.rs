@@ -58,7 +58,7 @@ impl Output {
                 attempt: state.attempt,
                 recovered: state.recovered,
                 error: state.last_error.as_deref(),
-                reason: state.reason,
+                reason: state.reason.map(relink::Reason::as_str),
                 next_attempt_ms: state
                     .next_attempt_in
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -154,7 +154,7 @@ fn state_text(state: &ConnectionState) -> Option<String> {
             None if state.attempt <= 1 && state.last_error.is_none() => format!("state: {status}"),
             None => return None,
         },
-        Status::Disconnected | Status::Failed => match (&state.end, &state.last_error) {
+        _ => match (&state.end, &state.last_error) {
             (Some(relink::EndReason::ClientDisconnect), _) | (_, None) => {
                 format!("state: {status}")
             }
@@ -183,6 +183,7 @@ mod tests {
             attempt,
             last_error: error.map(str::to_owned),
             reason: None,
+            cause: None,
             next_attempt_in: next.map(Duration::from_millis),
             recovered: false,
             end: None,

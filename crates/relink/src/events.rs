@@ -29,8 +29,8 @@ pub enum Incoming {
     Event(Event),
     /// The link went down; the state says whether the client will reconnect.
     Disconnected {
-        /// A stable name for why (`transport_close`, `ping_timeout`, `server_disconnect`, ...).
-        reason: &'static str,
+        /// Why (prints as `transport_close`, `ping_timeout`, `server_disconnect`, ...).
+        reason: crate::Reason,
     },
     /// The reader fell `event_buffer` items (or `max_buffered_bytes`) behind, and this many
     /// items (events and notices) that came meanwhile were dropped. The connection itself
@@ -383,14 +383,15 @@ impl Deliveries {
 mod tests {
     use super::*;
 
-    fn notice(reason: &'static str) -> Incoming {
-        Incoming::Disconnected { reason }
+    /// An item told apart by its name.
+    fn notice(name: &str) -> Incoming {
+        Incoming::Event(Event::new(Arc::from(name), Payload::new(), None))
     }
 
-    fn reason(item: Option<Incoming>) -> &'static str {
+    fn reason(item: Option<Incoming>) -> String {
         match item {
-            Some(Incoming::Disconnected { reason }) => reason,
-            other => panic!("expected a notice, got {other:?}"),
+            Some(Incoming::Event(event)) => event.name().to_owned(),
+            other => panic!("expected an item, got {other:?}"),
         }
     }
 

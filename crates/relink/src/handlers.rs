@@ -92,9 +92,9 @@ impl Handlers {
     pub(crate) fn route(&self, event: Event) -> Option<Event> {
         let mut routes = self.routes();
         let Routes { named, any } = &mut *routes;
-        let route = match named.get_mut(event.name()) {
-            Some(route) => route,
-            None => any.as_mut()?,
+        let route = match (named.get_mut(event.name()), any.as_mut()) {
+            (Some(route), _) | (None, Some(route)) => route,
+            (None, None) => return Some(event),
         };
         match route.tx.try_send(event) {
             Ok(()) => route.lagging = false,
@@ -116,5 +116,39 @@ impl Handlers {
     /// The client ended: the handlers' tasks end after the events they have.
     pub(crate) fn clear(&self) {
         *self.routes() = Routes::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relink_proto::Payload;
+
+    fn event(name: &str) -> Event {
+        Event::new(Arc::from(name), Payload::new(), None)
+    }
+
+    #[tokio::test]
+    async fn an_event_without_a_handler_is_given_back_for_the_stream() {
+        let handlers = Handlers::new(tokio::runtime::Handle::current(), 8);
+        assert!(handlers.route(event("a")).is_some(), "no handlers at all");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        handlers.on(
+            Some("chat".into()),
+            boxed(move |e: Event| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(e.name().to_owned());
+                }
+            }),
+        );
+        assert!(
+            handlers.route(event("other")).is_some(),
+            "no handler for it"
+        );
+        assert!(handlers.route(event("chat")).is_none(), "taken");
+        assert_eq!(rx.recv().await.as_deref(), Some("chat"));
+        handlers.off(Some("chat"));
+        assert!(handlers.route(event("chat")).is_some(), "off again");
     }
 }

@@ -39,7 +39,7 @@ pub use error::{AckError, BuildError, EmitError, LinkError};
 pub use events::{Event, Events, Incoming};
 pub use relink_proto::binary::Data;
 pub use relink_proto::{IntoArgs, Payload};
-pub use state::{ConnectionState, EndReason, Status};
+pub use state::{ConnectionState, EndReason, Reason, Status};
 pub use token::Token;
 
 /// The README's examples compile as doctests, so they cannot drift from the API.

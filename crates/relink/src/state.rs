@@ -6,6 +6,7 @@ use std::time::Duration;
 /// Where the client is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Status {
     /// Making the first connection.
     Connecting,
@@ -51,6 +52,94 @@ pub enum EndReason {
     Internal,
 }
 
+/// A stable name for why an attempt failed or a connection ended. Prints (and serializes)
+/// as the snake-case names logs and the CLI use (`http_5xx`, `ping_timeout`, ...). More
+/// may come: match with a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// TCP-level failure: refused, reset, unreachable.
+    Network,
+    /// The TLS handshake failed.
+    Tls,
+    /// An `https://` URL to a server without TLS.
+    NotTls,
+    /// The attempt took longer than the connect timeout.
+    ConnectTimeout,
+    /// 401 or 403 on the upgrade.
+    HttpUnauthorized,
+    /// 429 on the upgrade.
+    #[serde(rename = "http_429")]
+    Http429,
+    /// A 5xx on the upgrade.
+    #[serde(rename = "http_5xx")]
+    Http5xx,
+    /// Another HTTP status on the upgrade (404 included).
+    HttpError,
+    /// The namespace refused the connection (CONNECT_ERROR).
+    Rejected,
+    /// The server has no such namespace.
+    InvalidNamespace,
+    /// The server disconnected the namespace on purpose.
+    ServerDisconnect,
+    /// The transport closed.
+    TransportClose,
+    /// No packet within the heartbeat window.
+    PingTimeout,
+    /// The peer broke the protocol.
+    ParseError,
+    /// Another WebSocket-level failure, or the upgrade was never answered.
+    TransportError,
+    /// The URL cannot be dialled.
+    InvalidUrl,
+    /// The token to send was empty.
+    EmptyToken,
+    /// The token provider failed.
+    AuthProvider,
+    /// The connection task itself ended (a panic, its runtime shutting down).
+    Internal,
+}
+
+impl Reason {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Network => "network",
+            Reason::Tls => "tls",
+            Reason::NotTls => "not_tls",
+            Reason::ConnectTimeout => "connect_timeout",
+            Reason::HttpUnauthorized => "http_unauthorized",
+            Reason::Http429 => "http_429",
+            Reason::Http5xx => "http_5xx",
+            Reason::HttpError => "http_error",
+            Reason::Rejected => "rejected",
+            Reason::InvalidNamespace => "invalid_namespace",
+            Reason::ServerDisconnect => "server_disconnect",
+            Reason::TransportClose => "transport_close",
+            Reason::PingTimeout => "ping_timeout",
+            Reason::ParseError => "parse_error",
+            Reason::TransportError => "transport_error",
+            Reason::InvalidUrl => "invalid_url",
+            Reason::EmptyToken => "empty_token",
+            Reason::AuthProvider => "auth_provider",
+            Reason::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Reason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A snapshot of the connection, published on every transition.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConnectionState {
@@ -67,8 +156,12 @@ pub struct ConnectionState {
     pub attempt: u32,
     /// The last failure, described without secrets.
     pub last_error: Option<String>,
-    /// A stable name for the last failure's kind (`http_5xx`, `ping_timeout`, ...).
-    pub reason: Option<&'static str>,
+    /// The kind of the last failure (prints as `http_5xx`, `ping_timeout`, ...).
+    pub reason: Option<Reason>,
+    /// The last failure itself, typed (`None` for the end of the connection task, whose
+    /// message is in `last_error`).
+    #[serde(skip)]
+    pub cause: Option<std::sync::Arc<crate::LinkError>>,
     /// How long until the next attempt, as of when this state was published.
     #[serde(serialize_with = "millis")]
     pub next_attempt_in: Option<Duration>,
@@ -94,9 +187,45 @@ impl ConnectionState {
             attempt: 0,
             last_error: None,
             reason: None,
+            cause: None,
             next_attempt_in: None,
             recovered: false,
             end: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_prints_and_serializes_as_the_names_logs_use() {
+        for reason in [
+            Reason::Network,
+            Reason::Tls,
+            Reason::NotTls,
+            Reason::ConnectTimeout,
+            Reason::HttpUnauthorized,
+            Reason::Http429,
+            Reason::Http5xx,
+            Reason::HttpError,
+            Reason::Rejected,
+            Reason::InvalidNamespace,
+            Reason::ServerDisconnect,
+            Reason::TransportClose,
+            Reason::PingTimeout,
+            Reason::ParseError,
+            Reason::TransportError,
+            Reason::InvalidUrl,
+            Reason::EmptyToken,
+            Reason::AuthProvider,
+            Reason::Internal,
+        ] {
+            let json = serde_json::to_string(&reason).expect("serializes");
+            assert_eq!(json, format!("\"{reason}\""));
+            assert_eq!(reason, reason.as_str());
+        }
+        assert_eq!(Reason::Http5xx.to_string(), "http_5xx");
     }
 }

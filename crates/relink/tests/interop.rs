@@ -484,7 +484,7 @@ async fn https_to_a_server_without_tls_is_said_so_and_not_retried() {
     let (client, _events) = Client::builder(url).token("secret").connect().unwrap();
     let state = until_terminal(&client).await;
     assert_eq!(state.end, Some(EndReason::Configuration), "{state:?}");
-    assert_eq!(state.reason, Some("not_tls"), "{state:?}");
+    assert_eq!(state.reason, Some(relink::Reason::NotTls), "{state:?}");
     let error = state.last_error.unwrap_or_default();
     assert!(error.contains("does not speak TLS"), "{error}");
 }

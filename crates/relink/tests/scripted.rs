@@ -228,7 +228,10 @@ async fn expect_connect_timeout_retry(
 ) -> ConnectionState {
     let state = transition(changes, |s| s.reason.is_some()).await;
     assert_eq!(state.status, Status::Connecting, "{state:?}");
-    assert_eq!(state.reason, Some("connect_timeout"));
+    assert_eq!(
+        state.reason.map(relink::Reason::as_str),
+        Some("connect_timeout")
+    );
     assert!(state.next_attempt_in.is_some(), "{state:?}");
     state
 }
@@ -280,7 +283,11 @@ async fn pings_are_answered_and_silence_is_a_ping_timeout() {
     conn.expect_text("3").await;
     // Then silence, with the connection left open.
     let state = transition(&mut changes, |s| s.status == Status::Reconnecting).await;
-    assert_eq!(state.reason, Some("ping_timeout"), "{state:?}");
+    assert_eq!(
+        state.reason.map(relink::Reason::as_str),
+        Some("ping_timeout"),
+        "{state:?}"
+    );
     assert!(state.next_attempt_in.is_some());
     let mut saw_disconnected = false;
     for _ in 0..8 {
@@ -339,7 +346,11 @@ async fn malformed_frames_reconnect_with_parse_error() {
         };
         let state = transition(&mut changes, |s| s.status != Status::Connected).await;
         assert_eq!(state.status, Status::Reconnecting, "{shown}: {state:?}");
-        assert_eq!(state.reason, Some("parse_error"), "{shown}: {state:?}");
+        assert_eq!(
+            state.reason.map(relink::Reason::as_str),
+            Some("parse_error"),
+            "{shown}: {state:?}"
+        );
     }
     // Still alive after all of them.
     let _conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
@@ -359,7 +370,7 @@ async fn transport_closes_reconnect_with_transport_close() {
     conn.send_text("1").await.unwrap();
     let state = transition(&mut changes, |s| s.status != Status::Connected).await;
     assert_eq!(
-        (state.status, state.reason),
+        (state.status, state.reason.map(relink::Reason::as_str)),
         (Status::Reconnecting, Some("transport_close"))
     );
 
@@ -370,7 +381,7 @@ async fn transport_closes_reconnect_with_transport_close() {
     conn.close().await.unwrap();
     let state = transition(&mut changes, |s| s.status != Status::Connected).await;
     assert_eq!(
-        (state.status, state.reason),
+        (state.status, state.reason.map(relink::Reason::as_str)),
         (Status::Reconnecting, Some("transport_close"))
     );
 
@@ -383,7 +394,7 @@ async fn transport_closes_reconnect_with_transport_close() {
     assert_eq!(state.status, Status::Reconnecting);
     assert!(
         matches!(
-            state.reason,
+            state.reason.map(relink::Reason::as_str),
             Some("network" | "transport_close" | "transport_error")
         ),
         "{state:?}"
@@ -425,7 +436,7 @@ async fn connect_error_is_retried_once_then_fails() {
     let state = until(&client, |s| s.status.is_terminal()).await;
     assert_eq!(state.status, Status::Failed);
     assert_eq!(state.end, Some(EndReason::Unauthorized));
-    assert_eq!(state.reason, Some("rejected"));
+    assert_eq!(state.reason.map(relink::Reason::as_str), Some("rejected"));
     let last_error = state.last_error.unwrap_or_default();
     assert!(last_error.contains("unauthorized"), "{last_error}");
     assert!(peer.accept(QUIET).await.is_none(), "exactly one retry");
@@ -620,7 +631,7 @@ async fn outbox_bound_with_nothing_listening() {
         .expect("does not hang")
         .unwrap_err();
     assert!(matches!(err, EmitError::OutboxFull { .. }), "{err:?}");
-    until(&client, |s| s.reason == Some("network")).await;
+    until(&client, |s| s.reason == Some(relink::Reason::Network)).await;
     client.disconnect().await;
 }
 
@@ -1114,7 +1125,7 @@ async fn disconnect_while_sleeping_in_backoff() {
     peer.reject_upgrades(503, Some("60"));
     let (client, _events) = builder(peer.url()).connect().unwrap();
     let state = until(&client, |s| s.next_attempt_in.is_some()).await;
-    assert_eq!(state.reason, Some("http_5xx"));
+    assert_eq!(state.reason.map(relink::Reason::as_str), Some("http_5xx"));
     assert!(state.next_attempt_in.unwrap() >= Duration::from_secs(60));
     assert_eq!(peer.rejected(), 1);
     client.disconnect().await;
@@ -1269,7 +1280,11 @@ async fn invalid_namespace_is_fatal_without_retry() {
     let state = until(&client, |s| s.status.is_terminal()).await;
     assert_eq!(state.status, Status::Failed);
     assert_eq!(state.end, Some(EndReason::Configuration));
-    assert_eq!(state.reason, Some("invalid_namespace"));
+    assert_eq!(state.reason, Some(relink::Reason::InvalidNamespace));
+    assert!(matches!(
+        state.cause.as_deref(),
+        Some(relink::LinkError::UnknownNamespace { namespace }) if namespace == "/nope"
+    ));
     let error = state.last_error.unwrap_or_default();
     assert!(error.contains(r#"no namespace "/nope""#), "{error}");
     assert!(peer.accept(QUIET).await.is_none(), "no retry");
@@ -1599,7 +1614,10 @@ async fn inbound_message_size_is_bounded() {
     let state = transition(&mut changes, |s| s.status != Status::Connected).await;
     assert_eq!(state.status, Status::Reconnecting, "{state:?}");
     assert!(
-        matches!(state.reason, Some("transport_error" | "parse_error")),
+        matches!(
+            state.reason.map(relink::Reason::as_str),
+            Some("transport_error" | "parse_error")
+        ),
         "{state:?}"
     );
     let _conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
@@ -1630,7 +1648,11 @@ async fn a_packets_attachments_together_are_bounded_like_one_message() {
     }
     let state = transition(&mut changes, |s| s.status != Status::Connected).await;
     assert_eq!(state.status, Status::Reconnecting, "{state:?}");
-    assert_eq!(state.reason, Some("parse_error"), "{state:?}");
+    assert_eq!(
+        state.reason.map(relink::Reason::as_str),
+        Some("parse_error"),
+        "{state:?}"
+    );
     assert!(
         state
             .last_error
@@ -1659,7 +1681,7 @@ async fn attachment_count_is_bounded() {
         .unwrap();
     let state = transition(&mut changes, |s| s.status != Status::Connected).await;
     assert_eq!(
-        (state.status, state.reason),
+        (state.status, state.reason.map(relink::Reason::as_str)),
         (Status::Reconnecting, Some("parse_error"))
     );
     client.disconnect().await;

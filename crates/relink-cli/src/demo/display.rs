@@ -207,6 +207,7 @@ fn status_name(status: Status) -> &'static str {
         Status::Reconnecting => "reconnecting",
         Status::Disconnected => "disconnected",
         Status::Failed => "failed",
+        _ => "unknown",
     }
 }
 
@@ -252,7 +253,7 @@ impl Narrator {
             .as_ref()
             .is_some_and(|p| p.status == Status::Connected);
         let name = status_name(state.status);
-        let reason = state.reason.unwrap_or("unknown");
+        let reason = state.reason.map_or("unknown", relink::Reason::as_str);
         let (change, text) = match (state.status, state.next_attempt_in) {
             (Status::Connecting | Status::Reconnecting, None) => {
                 self.tried = state.attempt;
@@ -343,7 +344,8 @@ mod tests {
             socket_id: None,
             attempt,
             last_error: None,
-            reason: next.map(|_| "http_5xx"),
+            reason: next.map(|_| relink::Reason::Http5xx),
+            cause: None,
             next_attempt_in: next.map(Duration::from_millis),
             recovered: false,
             end: None,

@@ -16,7 +16,7 @@ use crate::core::reconnect::{Decision, Failure, Reconnect, Record, Settings};
 use crate::error::{AckError, EmitError, LinkError};
 use crate::outbox::{AckRequest, Acked, Body, Outgoing, ServerAck};
 use crate::policy::classify::{classify, reason};
-use crate::state::{ConnectionState, EndReason, Status};
+use crate::state::{ConnectionState, EndReason, Reason, Status};
 use bytes::Bytes;
 use relink_proto::Payload;
 use relink_proto::acks::AckTable;
@@ -84,8 +84,8 @@ pub(crate) enum Delivery {
     },
     /// The connection is lost.
     Disconnected {
-        /// Why, as a stable name.
-        reason: &'static str,
+        /// Why.
+        reason: Reason,
     },
 }
 
@@ -411,9 +411,10 @@ impl<W> Connection<W> {
                 .push_back(Output::Deliver(Delivery::Disconnected { reason: kind }));
         }
         let message = error.to_string();
+        let cause = Some(Arc::new(error.clone()));
         let failure = Failure {
             class: classify(&error),
-            reason: kind,
+            reason: kind.as_str(),
             message: message.clone(),
             fatal_end: if error == LinkError::EmptyToken {
                 EndReason::EmptyToken
@@ -433,6 +434,7 @@ impl<W> Connection<W> {
                     s.attempt = attempt;
                     s.last_error = Some(message);
                     s.reason = Some(kind);
+                    s.cause = cause;
                     s.next_attempt_in = Some(delay);
                     s.recovered = false;
                 });
@@ -443,6 +445,7 @@ impl<W> Connection<W> {
             Decision::Stop(status, end) => {
                 self.state.last_error = Some(message);
                 self.state.reason = Some(kind);
+                self.state.cause = cause;
                 self.end = Some((status, end));
                 self.phase = Phase::Ending;
             }
@@ -701,7 +704,8 @@ impl<W> Connection<W> {
             return;
         }
         self.state.last_error = Some(message);
-        self.state.reason = Some("internal");
+        self.state.reason = Some(Reason::Internal);
+        self.state.cause = None;
         self.end = Some((Status::Failed, EndReason::Internal));
         self.phase = Phase::Ending;
     }

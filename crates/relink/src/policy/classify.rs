@@ -1,6 +1,7 @@
 //! How a failure is handled: one exhaustive `match`, so a new error kind forces a decision.
 
 use crate::error::LinkError;
+use crate::state::Reason;
 use std::time::Duration;
 
 /// What a failure means for the reconnect loop.
@@ -68,30 +69,30 @@ pub fn classify(error: &LinkError) -> Class {
 }
 
 /// A short stable name for the failure, used as the `reason` field in logs and state.
-pub fn reason(error: &LinkError) -> &'static str {
+pub fn reason(error: &LinkError) -> Reason {
     match error {
-        LinkError::Network(_) => "network",
-        LinkError::Tls(_) => "tls",
-        LinkError::NotTls => "not_tls",
-        LinkError::NotFound { .. } => "http_error",
-        LinkError::NoUpgrade { .. } => "transport_error",
-        LinkError::UnknownNamespace { .. } => "invalid_namespace",
-        LinkError::ConnectTimeout(_) => "connect_timeout",
+        LinkError::Network(_) => Reason::Network,
+        LinkError::Tls(_) => Reason::Tls,
+        LinkError::NotTls => Reason::NotTls,
+        LinkError::NotFound { .. } => Reason::HttpError,
+        LinkError::NoUpgrade { .. } => Reason::TransportError,
+        LinkError::UnknownNamespace { .. } => Reason::InvalidNamespace,
+        LinkError::ConnectTimeout(_) => Reason::ConnectTimeout,
         LinkError::Http { status, .. } => match status {
-            401 | 403 => "http_unauthorized",
-            429 => "http_429",
-            500..=599 => "http_5xx",
-            _ => "http_error",
+            401 | 403 => Reason::HttpUnauthorized,
+            429 => Reason::Http429,
+            500..=599 => Reason::Http5xx,
+            _ => Reason::HttpError,
         },
-        LinkError::Rejected { .. } => "rejected",
-        LinkError::ServerDisconnect => "server_disconnect",
-        LinkError::TransportClose => "transport_close",
-        LinkError::PingTimeout => "ping_timeout",
-        LinkError::Protocol(_) => "parse_error",
-        LinkError::WebSocket(_) => "transport_error",
-        LinkError::InvalidUrl(_) => "invalid_url",
-        LinkError::EmptyToken => "empty_token",
-        LinkError::AuthProvider(_) => "auth_provider",
+        LinkError::Rejected { .. } => Reason::Rejected,
+        LinkError::ServerDisconnect => Reason::ServerDisconnect,
+        LinkError::TransportClose => Reason::TransportClose,
+        LinkError::PingTimeout => Reason::PingTimeout,
+        LinkError::Protocol(_) => Reason::ParseError,
+        LinkError::WebSocket(_) => Reason::TransportError,
+        LinkError::InvalidUrl(_) => Reason::InvalidUrl,
+        LinkError::EmptyToken => Reason::EmptyToken,
+        LinkError::AuthProvider(_) => Reason::AuthProvider,
     }
 }
 
