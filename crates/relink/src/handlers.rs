@@ -9,6 +9,7 @@ use crate::events::Event;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -37,6 +38,9 @@ pub(crate) struct Handlers {
     runtime: tokio::runtime::Handle,
     capacity: usize,
     routes: Mutex<Routes>,
+    /// Whether any handler is registered: without one, routing takes no lock (the
+    /// receive path of a client that reads `Events` only).
+    any: AtomicBool,
 }
 
 #[derive(Default)]
@@ -51,6 +55,7 @@ impl Handlers {
             runtime,
             capacity: capacity.max(1),
             routes: Mutex::new(Routes::default()),
+            any: AtomicBool::new(false),
         }
     }
 
@@ -68,6 +73,7 @@ impl Handlers {
         });
         let route = Route { tx, lagging: false };
         let mut routes = self.routes();
+        self.any.store(true, Ordering::Release);
         match name {
             Some(name) => {
                 routes.named.insert(name, route);
@@ -90,6 +96,9 @@ impl Handlers {
 
     /// Hands `event` to its handler; gives it back when none takes it.
     pub(crate) fn route(&self, event: Event) -> Option<Event> {
+        if !self.any.load(Ordering::Acquire) {
+            return Some(event);
+        }
         let mut routes = self.routes();
         let Routes { named, any } = &mut *routes;
         let route = match (named.get_mut(event.name()), any.as_mut()) {
