@@ -391,7 +391,8 @@ fn run(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn seeds() -> Vec<u64> {
+/// The seeds to run: `RELINK_SIM_SEED` alone, else `RELINK_SIM_SEEDS` (2,000 by default).
+pub(super) fn seeds() -> Vec<u64> {
     if let Some(seed) = std::env::var("RELINK_SIM_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

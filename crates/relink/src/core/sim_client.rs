@@ -1112,23 +1112,10 @@ fn run(seed: u64, tally: &mut Tally) -> Result<(), String> {
     Ok(())
 }
 
-fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("RELINK_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        return vec![seed];
-    }
-    let count = std::env::var("RELINK_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2_000u64);
-    (0..count).collect()
-}
-
 #[test]
 fn the_whole_client_keeps_its_promises_under_any_mix_of_faults() {
-    let seeds = seeds();
+    // The same RELINK_SIM_SEEDS / RELINK_SIM_SEED as the reconnect simulation.
+    let seeds = super::sim::seeds();
     let mut tally = Tally::default();
     for &seed in &seeds {
         let outcome =
