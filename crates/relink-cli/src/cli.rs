@@ -123,7 +123,7 @@ pub(crate) struct ListenArgs {
     /// Failed attempts in one outage before the single ERROR log record.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub(crate) escalate_after: u32,
-    /// Give up (exit 1) after N failed attempts in one outage [default: never]
+    /// Give up (exit 1) after N failed attempts in one outage, the first included [default: never]
     #[arg(long, value_name = "N", conflicts_with = "no_reconnect")]
     pub(crate) reconnection_attempts: Option<u32>,
     /// Never reconnect: the first failed attempt or a lost connection ends the command.

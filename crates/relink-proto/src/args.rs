@@ -2,7 +2,8 @@
 //!
 //! The rule, as a Socket.IO user writes `emit("move", x, y)`: a tuple is the argument list
 //! (`(x, y)` is two arguments, `(v,)` one), `()` is none, and any other value is one
-//! argument (a `Vec` is one array argument). [`Payload`] stays for binary attachments and
+//! argument (a `Vec` is one array argument). serde serializes a fixed-size array like a
+//! tuple, so `[a, b]` is two arguments too: wrap it, `([a, b],)`, to send one array. [`Payload`] stays for binary attachments and
 //! arguments built ahead of time.
 
 use crate::Payload;
@@ -198,6 +199,8 @@ mod tests {
         assert_eq!(json(vec![1, 2]), "[[1,2]]");
         assert_eq!(json(serde_json::json!({"a": 1})), r#"[{"a":1}]"#);
         assert_eq!(json(Option::<u8>::None), "[null]");
+        assert_eq!(json([1, 2]), "[1,2]", "serde: an array is a tuple");
+        assert_eq!(json(([1, 2],)), "[[1,2]]");
         let payload = Payload::json(&5).expect("json");
         assert_eq!(json(payload), "[5]");
     }

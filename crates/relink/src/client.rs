@@ -59,6 +59,26 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
+/// A handle that does not keep the client alive (see [`Client::downgrade`]): for a handler
+/// that emits, which would otherwise keep its own client running forever.
+#[derive(Clone, Debug)]
+pub struct WeakClient {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakClient {
+    /// The client, while some [`Client`] handle still holds it.
+    pub fn upgrade(&self) -> Option<Client> {
+        self.inner.upgrade().map(|inner| Client { inner })
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
@@ -135,8 +155,13 @@ impl Client {
     /// its named handler, else to [`Client::on_any`]'s, else to [`Events`]. Events that came
     /// before this call went to `Events`: to be sure to see the first ones, register on the
     /// builder ([`ClientBuilder::on`]). A handler that falls `event_buffer` events behind
-    /// loses what comes on top (one WARN per episode). Answer an ack request with
+    /// loses what comes on top (one WARN per episode); one that panics loses that event
+    /// (logged at ERROR) and goes on. Answer an ack request with
     /// [`Event::ack`](crate::Event::ack).
+    ///
+    /// The handler lives as long as the client: if it must emit, give it a
+    /// [`Client::downgrade`] handle, not a `Client` clone, or the client it holds never
+    /// ends until `disconnect()`.
     ///
     /// ```no_run
     /// # async fn run(client: relink::Client) {
@@ -172,6 +197,18 @@ impl Client {
     /// Removes the handler for `event`; its events go to the catch-all or `Events` again.
     pub fn off(&self, event: &str) {
         self.inner.handlers.off(Some(event));
+    }
+
+    /// Removes the catch-all handler.
+    pub fn off_any(&self) {
+        self.inner.handlers.off(None);
+    }
+
+    /// A handle that does not keep the client alive, for handlers (see [`Client::on`]).
+    pub fn downgrade(&self) -> WeakClient {
+        WeakClient {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// The current state.

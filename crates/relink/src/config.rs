@@ -263,17 +263,17 @@ impl ClientBuilder {
     }
 
     /// Whether to reconnect at all (default true). Off, the first failed attempt ends the
-    /// client `failed` (`attempts_exhausted`), and a lost connection ends it `disconnected`
-    /// (`connection_lost`). The one retry with fresh credentials after a rejection still
-    /// happens.
+    /// client `failed` (`attempts_exhausted`), and a lost connection, however long it held,
+    /// ends it `disconnected` (`connection_lost`). The one retry with fresh credentials
+    /// after a rejection still happens.
     pub fn reconnection(mut self, on: bool) -> Self {
         self.max_attempts = if on { None } else { Some(0) };
         self
     }
 
-    /// Gives up after this many failed attempts in one outage (default: never): the client
-    /// ends `failed` (`attempts_exhausted`), with the outage's ERROR. `0` is
-    /// `reconnection(false)`.
+    /// Gives up after this many failed attempts in one outage, the first included (default:
+    /// never): the client ends `failed` (`attempts_exhausted`), with the outage's ERROR. `0`
+    /// is `reconnection(false)`.
     pub fn reconnection_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = Some(attempts);
         self
@@ -530,8 +530,10 @@ fn handshake_headers(
                 name: "header",
                 reason,
             };
-            let name = http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| invalid(format!("{name:?} is not a valid header name")))?;
+            // An invalid name is not echoed: it may be a whole `Name: secret` line.
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                invalid("a header name is not valid (a token: no spaces, no ':')".to_owned())
+            })?;
             let reserved = matches!(name.as_str(), "host" | "upgrade" | "connection")
                 || name.as_str().starts_with("sec-websocket-");
             if reserved {
@@ -550,6 +552,8 @@ fn handshake_headers(
 /// A URL fit for logs and error messages: no userinfo, no query, no fragment.
 pub(crate) fn redact_url(raw: &str) -> String {
     match Url::parse(raw.trim()) {
+        // Without a host, what follows the scheme may be `user:secret@...`: none of it shows.
+        Ok(url) if url.host_str().is_none() => format!("{}:<no host>", url.scheme()),
         Ok(url) => {
             let host = url.host_str().unwrap_or("");
             let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
@@ -630,7 +634,7 @@ mod tests {
         for (name, value) in [
             ("Sec-WebSocket-Key", "x"),
             ("Host", "x"),
-            ("bad name", "x"),
+            ("Authorization: Bearer k-secret-2", "x"),
             ("X-Ok", "line\nbreak k-secret-2"),
         ] {
             let error = ClientBuilder::new("http://h")
@@ -692,6 +696,11 @@ mod tests {
         let Err(BuildError::InvalidUrl(msg)) =
             ClientBuilder::new("ftp://user:hunter2@h/?token=hunter2").build()
         else {
+            panic!("expected invalid url")
+        };
+        assert!(!msg.contains("hunter2"), "{msg}");
+        // Without a scheme or a port, `user:secret@host` parses as scheme `user`.
+        let Err(BuildError::InvalidUrl(msg)) = ClientBuilder::new("user:hunter2@h").build() else {
             panic!("expected invalid url")
         };
         assert!(!msg.contains("hunter2"), "{msg}");

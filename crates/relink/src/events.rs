@@ -256,7 +256,10 @@ impl Events {
                     self.room.add_permits(batch.len());
                     self.room_bytes.add_permits(bytes);
                     self.buffered = batch.into_iter();
-                    if self.untold.load(Ordering::Acquire) {
+                    // Ordered after the permits: either the supervisor's second look sees
+                    // them, or this sees its flag.
+                    std::sync::atomic::fence(Ordering::SeqCst);
+                    if self.untold.load(Ordering::SeqCst) {
                         (self.on_room)();
                     }
                 }
@@ -333,7 +336,7 @@ impl Deliveries {
     fn tell_missed(&mut self) {
         if self.missed > 0 {
             let missed = std::mem::take(&mut self.missed);
-            self.untold.store(false, Ordering::Release);
+            self.untold.store(false, Ordering::SeqCst);
             self.pending.push(Incoming::Lagged { missed });
         }
     }
@@ -350,7 +353,12 @@ impl Deliveries {
             );
         }
         self.missed += 1;
-        self.untold.store(true, Ordering::Release);
+        self.untold.store(true, Ordering::SeqCst);
+        // The reader may have made room between the failed take and the flag: it then
+        // read the flag still unset and woke nobody, so look again now.
+        if self.take(1, 0).is_ok() {
+            self.tell_missed();
+        }
     }
 
     /// Hands what is pending to the reader, with the notice of what was dropped if the

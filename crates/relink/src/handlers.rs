@@ -6,12 +6,15 @@
 //! top (one WARN per episode): the connection never waits for a handler.
 
 use crate::events::Event;
+use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinHandle;
 
 /// A handler, type-erased.
 pub(crate) type HandlerFn =
@@ -31,6 +34,9 @@ struct Route {
     tx: mpsc::Sender<Event>,
     /// Events were dropped and the episode's WARN was logged.
     lagging: bool,
+    /// The handler's task: one that replaces it starts after it has finished what it has,
+    /// so a name's events never run out of order.
+    task: JoinHandle<()>,
 }
 
 /// The registered handlers.
@@ -47,6 +53,8 @@ pub(crate) struct Handlers {
 struct Routes {
     named: HashMap<String, Route>,
     any: Option<Route>,
+    /// Tasks of handlers removed by `off`, finishing what they have.
+    retired: HashMap<Option<String>, JoinHandle<()>>,
 }
 
 impl Handlers {
@@ -66,13 +74,37 @@ impl Handlers {
     /// Registers `handler` for `name` (`None`: the catch-all), replacing the one before.
     pub(crate) fn on(&self, name: Option<String>, handler: HandlerFn) {
         let (tx, mut rx) = mpsc::channel::<Event>(self.capacity);
-        self.runtime.spawn(async move {
+        let mut routes = self.routes();
+        let replaced = match &name {
+            Some(name) => routes.named.remove(name),
+            None => routes.any.take(),
+        };
+        // Dropping the replaced route's sender lets its task finish what it has.
+        let before = replaced
+            .map(|route| route.task)
+            .or_else(|| routes.retired.remove(&name));
+        let task = self.runtime.spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
             while let Some(event) = rx.recv().await {
-                handler(event).await;
+                let name = event.name().to_owned();
+                // A handler that panics loses that event, not the ones after it.
+                let run = std::panic::catch_unwind(AssertUnwindSafe(|| handler(event)));
+                let finished = match run {
+                    Ok(future) => AssertUnwindSafe(future).catch_unwind().await.is_ok(),
+                    Err(_) => false,
+                };
+                if !finished {
+                    tracing::error!(event = %name, "an event handler panicked; it goes on with the next event");
+                }
             }
         });
-        let route = Route { tx, lagging: false };
-        let mut routes = self.routes();
+        let route = Route {
+            tx,
+            lagging: false,
+            task,
+        };
         self.any.store(true, Ordering::Release);
         match name {
             Some(name) => {
@@ -86,11 +118,12 @@ impl Handlers {
     /// events it has.
     pub(crate) fn off(&self, name: Option<&str>) {
         let mut routes = self.routes();
-        match name {
-            Some(name) => {
-                routes.named.remove(name);
-            }
-            None => routes.any = None,
+        let removed = match name {
+            Some(name) => routes.named.remove(name),
+            None => routes.any.take(),
+        };
+        if let Some(route) = removed {
+            routes.retired.insert(name.map(str::to_owned), route.task);
         }
     }
 
@@ -100,7 +133,7 @@ impl Handlers {
             return Some(event);
         }
         let mut routes = self.routes();
-        let Routes { named, any } = &mut *routes;
+        let Routes { named, any, .. } = &mut *routes;
         let route = match (named.get_mut(event.name()), any.as_mut()) {
             (Some(route), _) | (None, Some(route)) => route,
             (None, None) => return Some(event),
@@ -116,7 +149,7 @@ impl Handlers {
                     );
                 }
             }
-            // The handler's task is gone (its runtime shut down): nothing takes it.
+            // The handler's task is gone (its runtime shut down): the stream takes it.
             Err(TrySendError::Closed(event)) => return Some(event),
         }
         None
@@ -159,5 +192,37 @@ mod tests {
         assert_eq!(rx.recv().await.as_deref(), Some("chat"));
         handlers.off(Some("chat"));
         assert!(handlers.route(event("chat")).is_some(), "off again");
+    }
+
+    fn recorder(tag: &'static str, log: &mpsc::UnboundedSender<String>, pause: u64) -> HandlerFn {
+        let log = log.clone();
+        boxed(move |e: Event| {
+            let log = log.clone();
+            async move {
+                if e.name() == "boom" {
+                    panic!("a handler's own panic");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                let _ = log.send(format!("{tag}{}", e.name()));
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_goes_on_and_a_replacement_waits_for_its_predecessor() {
+        let handlers = Handlers::new(tokio::runtime::Handle::current(), 16);
+        let (log, mut seen) = mpsc::unbounded_channel();
+        handlers.on(None, recorder("A", &log, 20));
+        for name in ["1", "boom", "2"] {
+            assert!(handlers.route(event(name)).is_none());
+        }
+        // Replaced while "1" and "2" are still queued: B starts after A has finished them.
+        handlers.on(None, recorder("B", &log, 0));
+        assert!(handlers.route(event("3")).is_none());
+        let mut order = Vec::new();
+        while order.len() < 3 {
+            order.push(seen.recv().await.expect("handled"));
+        }
+        assert_eq!(order, ["A1", "A2", "B3"]);
     }
 }

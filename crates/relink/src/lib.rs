@@ -33,7 +33,7 @@ mod tls;
 mod token;
 mod transport;
 
-pub use client::Client;
+pub use client::{Client, WeakClient};
 pub use config::ClientBuilder;
 pub use error::{AckError, BuildError, EmitError, LinkError};
 pub use events::{Event, Events, Incoming};

@@ -15,7 +15,7 @@
 use crate::core::reconnect::{Decision, Failure, Reconnect, Record, Settings};
 use crate::error::{AckError, EmitError, LinkError};
 use crate::outbox::{AckRequest, Acked, Body, Outgoing, ServerAck};
-use crate::policy::classify::{classify, reason};
+use crate::policy::classify::{Class, classify, reason};
 use crate::state::{ConnectionState, EndReason, Reason, Status};
 use bytes::Bytes;
 use relink_proto::Payload;
@@ -412,8 +412,14 @@ impl<W> Connection<W> {
         }
         let message = error.to_string();
         let cause = Some(Arc::new(error.clone()));
+        let mut class = classify(&error);
+        // Plain text where TLS answered before is more likely a gateway mid-deploy than a
+        // wrong URL: retried like any transient failure.
+        if error == LinkError::NotTls && self.reconnect.trying().0 == Status::Reconnecting {
+            class = Class::Transient { retry_after: None };
+        }
         let failure = Failure {
-            class: classify(&error),
+            class,
             reason: kind.as_str(),
             message: message.clone(),
             fatal_end: if error == LinkError::EmptyToken {

@@ -32,9 +32,10 @@ pub struct Settings {
     pub stable_after: Duration,
     /// Whether a server-side disconnect is retried like a lost link.
     pub reconnect_on_server_disconnect: bool,
-    /// Failed attempts in one outage after which the client gives up (`None`: never;
-    /// `Some(0)`: reconnection off, the first failure or a lost connection ends it). The
-    /// one retry with fresh credentials after a rejection is not limited by it.
+    /// Failed attempts in one outage after which the client gives up, the first attempt
+    /// included (`None`: never; `Some(0)`: reconnection off, the first failed attempt or a
+    /// lost connection ends it). The one retry with fresh credentials after a rejection is
+    /// not stopped by it, though it counts.
     pub max_attempts: Option<u32>,
 }
 
@@ -304,9 +305,11 @@ impl Reconnect {
         let backoff = &self.settings.backoff;
         let max = self.settings.max_attempts;
         match class {
-            Class::Transient { .. } if stable && max == Some(0) => {
-                // Reconnection off: a lost connection ends the client.
-                self.escalation.on_drop(now);
+            Class::Transient { .. } if connected && max == Some(0) => {
+                // Reconnection off: a lost connection ends the client, held or not.
+                if stable {
+                    self.escalation.on_drop(now);
+                }
                 let severity = self.final_severity(now);
                 let record = Record::GaveUp {
                     attempts: 0,
@@ -317,8 +320,11 @@ impl Reconnect {
                 let stop = Decision::Stop(Status::Disconnected, EndReason::ConnectionLost);
                 (stop, vec![record])
             }
+            // This failure is the outage's `streak + 1`-th failed attempt: the `m`-th is
+            // the last.
             Class::Transient { .. }
-                if !stable && max.is_some_and(|m| self.escalation.streak() >= m) =>
+                if !stable
+                    && max.is_some_and(|m| self.escalation.streak().saturating_add(1) >= m) =>
             {
                 let severity = self.final_severity(now);
                 let record = Record::GaveUp {
@@ -568,7 +574,7 @@ mod tests {
     fn the_client_gives_up_after_its_attempts_with_the_outages_error() {
         let t0 = Instant::now();
         let mut r = Reconnect::new(Settings {
-            max_attempts: Some(2),
+            max_attempts: Some(3),
             ..settings(5)
         });
         for _ in 0..2 {

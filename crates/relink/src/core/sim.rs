@@ -224,17 +224,21 @@ fn run(seed: u64) -> Result<(), String> {
                 Severity::Warn
             }
         };
+        // The README: "gives up after n failed attempts in one outage, the first included;
+        // with reconnection off, the first failed attempt or a lost connection ends it".
+        let failed_attempts_with_this = model.streak + u32::from(!stable_drop);
         let gives_up = matches!(class, Class::Transient { .. })
             && match settings.max_attempts {
                 Some(0) => true,
-                Some(max) => !stable_drop && model.streak >= max,
+                Some(n) => !stable_drop && failed_attempts_with_this >= n,
                 None => false,
             };
         match class {
             Class::Transient { .. } if gives_up => {
                 // The README: after `max_attempts` failed attempts in one outage the client
                 // gives up; with reconnection off (0), a lost connection ends it too.
-                let (status, end, attempts) = if stable_drop {
+                let lost = connects && settings.max_attempts == Some(0);
+                let (status, end, attempts) = if lost {
                     (Status::Disconnected, EndReason::ConnectionLost, 0)
                 } else {
                     model.streak = model.streak.saturating_add(1);
