@@ -1,7 +1,7 @@
 //! The handle users hold: emit, acks, events, state, disconnect.
 
 use crate::config::{ClientBuilder, Config};
-use crate::error::{AckError, BuildError, EmitError};
+use crate::error::{AckError, BuildError, EmitError, ReconnectError};
 use crate::events::Events;
 use crate::handlers::Handlers;
 use crate::lane::{
@@ -9,7 +9,7 @@ use crate::lane::{
 };
 use crate::outbox::{AckRequest, Acked, Body};
 use crate::state::ConnectionState;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Ends, Supervisor};
 use relink_proto::session::EncodedEvent;
 use relink_proto::{IntoArgs, Payload};
 use std::future::Future;
@@ -45,11 +45,73 @@ struct Inner {
     wake_supervisor: Waker,
     /// Plain emits are encoded for it in the caller's task.
     namespace: String,
+    /// For [`Client::reconnect`]: a new run of the connection task.
+    config: Arc<Config>,
+    runtime: tokio::runtime::Handle,
+    /// The current run of the connection task.
+    run: std::sync::Mutex<Run>,
+}
+
+/// One run of the connection task, from `connect()` or `reconnect()` to its end: how to
+/// stop it and what it publishes. Each run has channels of its own, so listeners of one
+/// see it end (`Closed`, `None`) whatever comes after.
+struct Run {
     shutdown: watch::Sender<bool>,
     state: watch::Receiver<ConnectionState>,
     /// Never read: kept to hand out new receivers. Holding a receiver rather than the sender
-    /// lets the channel close when the supervisor ends, so listeners see the end.
+    /// lets the channel close when the run ends, so listeners see the end.
     transitions: broadcast::Receiver<ConnectionState>,
+}
+
+impl Inner {
+    fn run(&self) -> std::sync::MutexGuard<'_, Run> {
+        self.run.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a run of the connection task; its first state follows `seq`.
+    fn launch(
+        config: &Arc<Config>,
+        shared: &Arc<Shared>,
+        handlers: &Arc<Handlers>,
+        runtime: &tokio::runtime::Handle,
+        seq: u64,
+    ) -> (Run, Events) {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let first = ConnectionState {
+            seq,
+            ..ConnectionState::initial()
+        };
+        let (state_tx, state_rx) = watch::channel(first);
+        let (transitions, transitions_rx) = broadcast::channel(64);
+        // A reader that makes room after events were dropped wakes the supervisor, which
+        // then tells it how many.
+        let on_room = {
+            let shared = Arc::clone(shared);
+            Arc::new(move || shared.wake.notify_one())
+        };
+        let (deliveries, events) =
+            crate::events::channel(config.event_buffer, config.max_buffered_bytes, on_room);
+        let ends = Ends {
+            shutdown: shutdown_rx,
+            state_tx,
+            transitions,
+            events: deliveries,
+        };
+        let supervisor = Supervisor::new(
+            Arc::clone(config),
+            Arc::clone(shared),
+            ends,
+            Arc::clone(handlers),
+            seq,
+        );
+        runtime.spawn(supervisor.run_registered());
+        let run = Run {
+            shutdown: shutdown_tx,
+            state: state_rx,
+            transitions: transitions_rx,
+        };
+        (run, events)
+    }
 }
 
 /// A Socket.IO client that keeps itself connected. Cheap to clone; the connection ends when
@@ -82,7 +144,7 @@ impl std::fmt::Debug for Inner {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("state", &*self.inner.state.borrow())
+            .field("state", &*self.inner.run().state.borrow())
             .finish()
     }
 }
@@ -109,45 +171,50 @@ impl Client {
             config.outbox_packets,
             config.outbox_bytes,
         )));
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (state_tx, state_rx) = watch::channel(ConnectionState::initial());
-        let (transitions, transitions_rx) = broadcast::channel(64);
         let namespace = config.namespace.clone();
-        // A reader that makes room after events were dropped wakes the supervisor, which
-        // then tells it how many.
-        let on_room = {
-            let shared = Arc::clone(&shared);
-            Arc::new(move || shared.wake.notify_one())
-        };
-        let (deliveries, events) =
-            crate::events::channel(config.event_buffer, config.max_buffered_bytes, on_room);
         let handlers = Arc::new(Handlers::new(runtime.clone(), config.event_buffer));
         // Registered on the builder: in place before any event can arrive.
         for (name, handler) in &config.handlers {
             handlers.on(name.clone(), Arc::clone(handler));
         }
-        let supervisor = Supervisor::new(
-            Arc::new(config),
-            Arc::clone(&shared),
-            shutdown_rx,
-            state_tx,
-            transitions,
-            deliveries,
-            Arc::clone(&handlers),
-        );
-        runtime.spawn(supervisor.run_registered());
+        let config = Arc::new(config);
+        let (run, events) = Inner::launch(&config, &shared, &handlers, &runtime, 0);
         let client = Client {
             inner: Arc::new(Inner {
                 wake_supervisor: Waker::from(Arc::new(WakeSupervisor(Arc::clone(&shared)))),
                 shared,
                 handlers,
                 namespace,
-                shutdown: shutdown_tx,
-                state: state_rx,
-                transitions: transitions_rx,
+                config,
+                runtime,
+                run: std::sync::Mutex::new(run),
             }),
         };
         Ok((client, events))
+    }
+
+    /// Starts the client again after it ended (`disconnected` or `failed`), with the same
+    /// configuration, handlers and outbox bound, without building a new client: the state
+    /// goes on from the end's `seq`, and a new [`Events`] comes back (the old one ended).
+    /// Receivers from [`Client::watch_state`] and [`Client::state_changes`] taken before
+    /// belong to the run that ended; take new ones. Fails while the client is running.
+    pub fn reconnect(&self) -> Result<Events, ReconnectError> {
+        let inner = &self.inner;
+        let mut run = inner.run();
+        let ended = run.state.borrow().clone();
+        if !ended.status.is_terminal() {
+            return Err(ReconnectError::StillRunning);
+        }
+        inner.shared.reopen();
+        let (next, events) = Inner::launch(
+            &inner.config,
+            &inner.shared,
+            &inner.handlers,
+            &inner.runtime,
+            ended.seq,
+        );
+        *run = next;
+        Ok(events)
     }
 
     /// Calls `handler` with every server event named `event`, in order, one at a time, on a
@@ -213,21 +280,21 @@ impl Client {
 
     /// The current state.
     pub fn state(&self) -> ConnectionState {
-        self.inner.state.borrow().clone()
+        self.inner.run().state.borrow().clone()
     }
 
     /// A receiver that always holds the latest state.
     pub fn watch_state(&self) -> watch::Receiver<ConnectionState> {
-        self.inner.state.clone()
+        self.inner.run().state.clone()
     }
 
     /// Every state transition from now on, in order, ending (`Closed`) after the terminal
-    /// state. A slow reader that falls 64 behind sees `Lagged` and continues from there.
+    /// state (of this run: after [`Client::reconnect`], take a new one). A slow reader that falls 64 behind sees `Lagged` and continues from there.
     /// To pair it with [`Client::state`] without gaps or repeats, compare
     /// [`ConnectionState::seq`].
     pub fn state_changes(&self) -> broadcast::Receiver<ConnectionState> {
         // Starts at the tail: nothing published before this call is replayed.
-        self.inner.transitions.resubscribe()
+        self.inner.run().transitions.resubscribe()
     }
 
     /// The largest packet the server accepts (its `maxPayload`, in bytes), once a handshake
@@ -240,7 +307,7 @@ impl Client {
 
     /// Waits until connected, or returns the terminal state if the client ended first.
     pub async fn wait_connected(&self) -> Result<(), ConnectionState> {
-        let mut rx = self.inner.state.clone();
+        let mut rx = self.inner.run().state.clone();
         let result = rx
             .wait_for(|s| s.status == crate::Status::Connected || s.status.is_terminal())
             .await
@@ -535,8 +602,11 @@ impl Client {
     /// Returns within about 100 ms whatever the client is doing: sleeping in backoff, stuck
     /// in a TCP connect, or mid-handshake.
     pub async fn disconnect(&self) {
-        self.inner.shutdown.send_replace(true);
-        let mut rx = self.inner.state.clone();
+        let mut rx = {
+            let run = self.inner.run();
+            run.shutdown.send_replace(true);
+            run.state.clone()
+        };
         let _ =
             tokio::time::timeout(DISCONNECT_GRACE, rx.wait_for(|s| s.status.is_terminal())).await;
     }

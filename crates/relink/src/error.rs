@@ -183,6 +183,15 @@ impl EmitError {
     }
 }
 
+/// Why [`crate::Client::reconnect`] did not start the client again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ReconnectError {
+    /// The client has not ended: it is connected or trying to connect.
+    #[error("the client is still running: reconnect() is for a client that ended")]
+    StillRunning,
+}
+
 /// Why an acknowledgement did not arrive.
 #[derive(Debug, Error)]
 #[non_exhaustive]

@@ -154,11 +154,6 @@ impl Handlers {
         }
         None
     }
-
-    /// The client ended: the handlers' tasks end after the events they have.
-    pub(crate) fn clear(&self) {
-        *self.routes() = Routes::default();
-    }
 }
 
 #[cfg(test)]

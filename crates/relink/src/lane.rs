@@ -228,6 +228,19 @@ impl Shared {
         }
     }
 
+    /// A run of the connection task that ended is followed by a new one: the outbox accepts
+    /// again, and nothing of the old link is left.
+    pub(crate) fn reopen(&self) {
+        let mut queue = self.lock();
+        queue.outbox.reopen();
+        queue.connected = false;
+        queue.link = None;
+        queue.in_transit = false;
+        queue.acks_out.clear();
+        drop(queue);
+        self.unflushed.store(false, Ordering::Release);
+    }
+
     /// The namespace accepted us on `link`: emits may be written to it.
     pub(crate) fn link_up(&self, link: Option<Link>) {
         let mut queue = self.lock();

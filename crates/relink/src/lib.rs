@@ -35,7 +35,7 @@ mod transport;
 
 pub use client::{Client, WeakClient};
 pub use config::ClientBuilder;
-pub use error::{AckError, BuildError, EmitError, LinkError};
+pub use error::{AckError, BuildError, EmitError, LinkError, ReconnectError};
 pub use events::{Event, Events, Incoming};
 pub use relink_proto::binary::Data;
 pub use relink_proto::{IntoArgs, Payload};

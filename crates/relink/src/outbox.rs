@@ -123,6 +123,11 @@ impl<W> Outbox<W> {
         self.drain()
     }
 
+    /// The client starts again after it ended: it accepts again.
+    pub(crate) fn reopen(&mut self) {
+        self.closed = false;
+    }
+
     /// The link is lost: volatile emits not yet written are dropped (now or never), and
     /// what was in flight and will be retried goes back first, in its order.
     pub(crate) fn link_lost(&mut self, requeue: Vec<Outgoing<W>>) {

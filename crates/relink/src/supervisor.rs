@@ -29,6 +29,18 @@ const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 /// The user asked to stop (or dropped every handle).
 struct Stop;
 
+/// The task's ends of one run's channels (the handle holds the others).
+pub(crate) struct Ends {
+    /// Set (or closed) when the user asks to stop.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// The latest state.
+    pub(crate) state_tx: watch::Sender<ConnectionState>,
+    /// Every state, in order.
+    pub(crate) transitions: broadcast::Sender<ConnectionState>,
+    /// What the application reads.
+    pub(crate) events: Deliveries,
+}
+
 pub(crate) struct Supervisor {
     cfg: Arc<Config>,
     shared: Arc<Shared>,
@@ -51,14 +63,18 @@ impl Supervisor {
     pub(crate) fn new(
         cfg: Arc<Config>,
         shared: Arc<Shared>,
-        shutdown: watch::Receiver<bool>,
-        state_tx: watch::Sender<ConnectionState>,
-        transitions: broadcast::Sender<ConnectionState>,
-        events: Deliveries,
+        ends: Ends,
         handlers: Arc<Handlers>,
+        seq: u64,
     ) -> Self {
+        let Ends {
+            shutdown,
+            state_tx,
+            transitions,
+            events,
+        } = ends;
         Supervisor {
-            core: Connection::new(cfg.core_setup(), rand::random()),
+            core: Connection::new(cfg.core_setup(), rand::random(), seq),
             cfg,
             shared,
             shutdown,
@@ -139,9 +155,8 @@ impl Supervisor {
         drop(queue);
         self.shared.space.notify_waiters();
         // Nothing more comes: what the reader has not been handed yet is its, before it
-        // can see the terminal state; the handlers' tasks end after what they have.
+        // can see the terminal state. (The handlers stay, for a `reconnect()`.)
         self.events.finish();
-        self.handlers.clear();
         self.core.close(stranded);
         self.apply();
     }

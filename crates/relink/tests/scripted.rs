@@ -1291,6 +1291,50 @@ async fn invalid_namespace_is_fatal_without_retry() {
 }
 
 #[tokio::test]
+async fn a_client_that_ended_connects_again_with_reconnect() {
+    let mut peer = bind().await;
+    let (client, _events) = builder(peer.url()).connect().unwrap();
+    assert_eq!(
+        client.reconnect().err(),
+        Some(relink::ReconnectError::StillRunning)
+    );
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    let mut old_changes = client.state_changes();
+    client.disconnect().await;
+    conn.expect_text("41").await;
+    let ended = until(&client, |s| s.status.is_terminal()).await;
+    // The old run's listeners see its end.
+    loop {
+        match timeout(WAIT, old_changes.recv()).await.expect("in time") {
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Closed) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    // Emits are refused while ended, accepted again after reconnect().
+    assert!(client.try_emit("late", ()).is_err());
+    let mut events = client.reconnect().expect("ended: may start again");
+    let mut changes = client.state_changes();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    assert!(matches!(
+        next_incoming(&mut events).await,
+        Incoming::Connected { .. }
+    ));
+    let connected = client.state();
+    assert_eq!(connected.status, Status::Connected);
+    assert!(
+        connected.seq > ended.seq,
+        "{} after {}",
+        connected.seq,
+        ended.seq
+    );
+    assert!(timeout(WAIT, changes.recv()).await.is_ok(), "a new stream");
+    client.emit("again", 1).await.unwrap();
+    conn.expect_text(r#"42["again",1]"#).await;
+    client.disconnect().await;
+}
+
+#[tokio::test]
 async fn a_weak_handle_does_not_keep_the_client_alive() {
     let peer = bind().await;
     let (client, events) = builder(peer.url()).connect().unwrap();

@@ -243,8 +243,9 @@ impl<W> std::fmt::Debug for Connection<W> {
 }
 
 impl<W> Connection<W> {
-    /// A client about to make its first attempt; `seed` drives the jitter.
-    pub(crate) fn new(setup: Setup, seed: u64) -> Self {
+    /// A client about to make its first attempt; `seed` drives the jitter, and the states
+    /// it publishes follow `seq` (0 for a new client, the end's for a restart).
+    pub(crate) fn new(setup: Setup, seed: u64, seq: u64) -> Self {
         Connection {
             reconnect: Reconnect::new(setup.reconnect),
             setup,
@@ -256,7 +257,10 @@ impl<W> Connection<W> {
             generation: 0,
             pid: None,
             offset: None,
-            state: ConnectionState::initial(),
+            state: ConnectionState {
+                seq,
+                ..ConnectionState::initial()
+            },
             outputs: VecDeque::new(),
             // xorshift must not start at 0.
             rng: seed | 1,

@@ -218,7 +218,7 @@ impl World {
             connect_timeout: [ms(300), ms(2000), Duration::MAX][rng.random_range(0..3)],
             reconnect: settings(&mut rng),
         };
-        let core = Connection::new(setup.clone(), rng.random());
+        let core = Connection::new(setup.clone(), rng.random(), 0);
         World {
             recovery_offered: rng.random_bool(0.7),
             outbox: Outbox::new(rng.random_range(1..20), 1 << 20),
