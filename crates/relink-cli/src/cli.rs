@@ -144,8 +144,9 @@ pub(crate) struct ListenArgs {
 #[derive(Debug, Args)]
 #[command(override_usage = "relink emit [OPTIONS] [URL] <EVENT> [ARGS_JSON]...")]
 #[command(after_help = "Arguments:
-  [URL]           Server URL: http(s)://, ws(s):// or host:port (taken as http://);
-                  optional after `relink login`
+  [URL]           Server URL: http(s)://, ws(s):// or host:port (taken as http://; the
+                  host localhost, an IP address or a name with a dot, else write
+                  http://); optional after `relink login`
   <EVENT>         The event name
   [ARGS_JSON]...  Its arguments, each a JSON value. A bare word is sent as a string; an
                   argument that starts like JSON ([, { or \") must be valid JSON, or pass
