@@ -3,15 +3,6 @@
 use crate::cli::ConnectArgs;
 use crate::exit::CliError;
 use relink::ClientBuilder;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Whether this process sends a token: a rejection without one says how to give one.
-static TOKEN_SENT: AtomicBool = AtomicBool::new(false);
-
-/// Whether [`builder`] configured a token.
-pub(crate) fn token_sent() -> bool {
-    TOKEN_SENT.load(Ordering::Relaxed)
-}
 
 /// A builder with URL, namespace, token (as [`crate::token::load`] read it) and timeouts
 /// from the options; the stored session fills in a missing URL or token.
@@ -44,7 +35,7 @@ pub(crate) fn builder(
         builder = builder.path(path);
     }
     if let Some(token) = token {
-        TOKEN_SENT.store(true, Ordering::Relaxed);
+        crate::exit::note_token_sent();
         builder = builder.token(token);
     }
     Ok(builder)

@@ -2,6 +2,15 @@
 
 use relink::{BuildError, ConnectionState, EndReason, Status};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether this process sends a token: a rejection without one says how to give one.
+static TOKEN_SENT: AtomicBool = AtomicBool::new(false);
+
+/// A token is configured for the client (see [`CliError::from_state`]).
+pub(crate) fn note_token_sent() {
+    TOKEN_SENT.store(true, Ordering::Relaxed);
+}
 use thiserror::Error;
 
 /// Why a command failed; each maps to exactly one exit code.
@@ -32,7 +41,7 @@ impl CliError {
             .clone()
             .unwrap_or_else(|| "connection ended".into());
         match (state.status, state.end) {
-            (_, Some(EndReason::Unauthorized)) if !crate::connect::token_sent() => {
+            (_, Some(EndReason::Unauthorized)) if !TOKEN_SENT.load(Ordering::Relaxed) => {
                 CliError::Unauthorized(format!(
                     "credentials rejected: {detail}; no token was sent: set RELINK_TOKEN, \
                      pass --token-file FILE, or run `relink login URL`"

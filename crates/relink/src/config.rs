@@ -564,6 +564,16 @@ pub(crate) fn redact_url(raw: &str) -> String {
 }
 
 impl Config {
+    /// What dialling needs of it.
+    pub(crate) fn dial_settings(&self) -> crate::transport::DialSettings<'_> {
+        crate::transport::DialSettings {
+            url: &self.endpoint.ws_url,
+            tls: &self.tls,
+            max_message_size: self.max_message_size,
+            headers: &self.headers,
+        }
+    }
+
     /// What the connection core needs of it.
     pub(crate) fn core_setup(&self) -> Setup {
         Setup {

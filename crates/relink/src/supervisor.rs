@@ -231,7 +231,7 @@ impl Supervisor {
         let work = async move {
             let token = cfg.credentials().await?;
             let auth = cfg.auth_payload(token.as_ref());
-            Ok((transport::dial(&cfg).await?, auth))
+            Ok((transport::dial(cfg.dial_settings()).await?, auth))
         };
         tokio::select! {
             result = work => Ok(result),

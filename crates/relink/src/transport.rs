@@ -3,7 +3,6 @@
 //! HTTP errors on the upgrade keep their status and `Retry-After`: a gateway answering 503
 //! says how long it expects to be down, and a browser client never gets to see that.
 
-use crate::config::Config;
 use crate::error::LinkError;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,14 +20,22 @@ pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const READ_BUFFER: usize = 16 << 10;
 
 /// Opens the WebSocket to the configured endpoint (TCP, TLS, upgrade).
-pub(crate) async fn dial(config: &Config) -> Result<Ws, LinkError> {
+/// What dialling needs: the WebSocket URL, TLS, the message bound, extra headers.
+pub(crate) struct DialSettings<'a> {
+    pub(crate) url: &'a url::Url,
+    pub(crate) tls: &'a Arc<rustls::ClientConfig>,
+    pub(crate) max_message_size: usize,
+    /// Extra handshake headers (values may be secrets: never logged).
+    pub(crate) headers: &'a [(http::HeaderName, http::HeaderValue)],
+}
+
+pub(crate) async fn dial(config: DialSettings<'_>) -> Result<Ws, LinkError> {
     let mut request = config
-        .endpoint
-        .ws_url
+        .url
         .as_str()
         .into_client_request()
         .map_err(map_error)?;
-    for (name, value) in &config.headers {
+    for (name, value) in config.headers {
         request.headers_mut().append(name.clone(), value.clone());
     }
     // tungstenite zero-fills the free part of its read buffer before every read: 128 KiB
@@ -41,7 +48,7 @@ pub(crate) async fn dial(config: &Config) -> Result<Ws, LinkError> {
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
-    let connector = Connector::Rustls(Arc::clone(&config.tls));
+    let connector = Connector::Rustls(Arc::clone(config.tls));
     let (ws, _response) = tokio_tungstenite::connect_async_tls_with_config(
         request,
         Some(ws_config),
@@ -50,7 +57,7 @@ pub(crate) async fn dial(config: &Config) -> Result<Ws, LinkError> {
     )
     .await
     .map_err(|e| {
-        let path = || config.endpoint.ws_url.path().to_owned();
+        let path = || config.url.path().to_owned();
         match e {
             tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete) => {
                 LinkError::NoUpgrade { path: path() }
