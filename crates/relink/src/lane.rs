@@ -231,13 +231,8 @@ impl Shared {
     /// A run of the connection task that ended is followed by a new one: the outbox accepts
     /// again, and nothing of the old link is left.
     pub(crate) fn reopen(&self) {
-        let mut queue = self.lock();
-        queue.outbox.reopen();
-        queue.connected = false;
-        queue.link = None;
-        queue.in_transit = false;
-        queue.acks_out.clear();
-        drop(queue);
+        self.link_down(Vec::new());
+        self.lock().outbox.reopen();
         self.unflushed.store(false, Ordering::Release);
     }
 
@@ -473,12 +468,7 @@ impl Writer {
                 Until::Heartbeat => std::future::pending::<()>().await,
             }
         };
-        let heartbeat_lost = async {
-            match heartbeat {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let heartbeat_lost = sleep_until(heartbeat);
         // Biased: a write that does not block never polls (and so never arms) the timer.
         let (result, done) = tokio::select! {
             biased;
@@ -495,5 +485,13 @@ impl Writer {
             self.last_flush = Instant::now();
         }
         result
+    }
+}
+
+/// Waits until `at`, or forever when there is no deadline.
+pub(crate) async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -8,7 +8,7 @@ use crate::core::connection::{Connection, Output, Phase};
 use crate::error::LinkError;
 use crate::events::{Deliveries, Incoming};
 use crate::handlers::Handlers;
-use crate::lane::{AckSender, Link, Shared, Until, Writer};
+use crate::lane::{AckSender, Link, Shared, Until, Writer, sleep_until};
 use crate::records;
 use crate::state::ConnectionState;
 use crate::transport::{self, Ws};
@@ -28,6 +28,16 @@ const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 
 /// The user asked to stop (or dropped every handle).
 struct Stop;
+
+/// How a dial ended.
+enum Dialled {
+    /// The WebSocket is open (boxed: the other variants are small); the CONNECT payload.
+    Open(Box<Ws>, Option<String>),
+    Failed(LinkError),
+    /// The attempt's deadline passed first.
+    Deadline(std::time::Instant),
+    Stopped,
+}
 
 /// The task's ends of one run's channels (the handle holds the others).
 pub(crate) struct Ends {
@@ -114,11 +124,13 @@ impl Supervisor {
                     self.core.begin_attempt(now());
                     self.apply();
                     match self.dial().await {
-                        Err(Stop) => self.stop(),
-                        Ok(Err(error)) => self.core.handle_lost(error, now()),
-                        Ok(Ok((ws, auth))) => {
+                        Dialled::Stopped => self.stop(),
+                        // The core decides what its deadline means (a connect timeout).
+                        Dialled::Deadline(at) => self.core.handle_timeout(at.max(now())),
+                        Dialled::Failed(error) => self.core.handle_lost(error, now()),
+                        Dialled::Open(ws, auth) => {
                             self.core.link_open(auth);
-                            self.run_link(ws).await;
+                            self.run_link(*ws).await;
                         }
                     }
                 }
@@ -223,9 +235,9 @@ impl Supervisor {
 
     /// Credentials and the dial, within the attempt's deadline: the WebSocket and the
     /// CONNECT payload, or why not.
-    async fn dial(&mut self) -> Result<Result<(Ws, Option<String>), LinkError>, Stop> {
+    async fn dial(&mut self) -> Dialled {
         let cfg = Arc::clone(&self.cfg);
-        let deadline = self.core.poll_timeout().map(Instant::from_std);
+        let deadline = self.core.poll_timeout();
         // The token provider counts against the connect timeout too: a provider that hangs
         // must not hold the client in `connecting` forever.
         let work = async move {
@@ -234,9 +246,14 @@ impl Supervisor {
             Ok((transport::dial(cfg.dial_settings()).await?, auth))
         };
         tokio::select! {
-            result = work => Ok(result),
-            () = sleep_until(deadline) => Ok(Err(LinkError::ConnectTimeout(self.cfg.connect_timeout))),
-            () = Self::stop_requested(&mut self.shutdown) => Err(Stop),
+            result = work => match result {
+                Ok((ws, auth)) => Dialled::Open(Box::new(ws), auth),
+                Err(error) => Dialled::Failed(error),
+            },
+            () = sleep_until(deadline.map(Instant::from_std)) => {
+                Dialled::Deadline(deadline.unwrap_or_else(now))
+            }
+            () = Self::stop_requested(&mut self.shutdown) => Dialled::Stopped,
         }
     }
 
@@ -381,12 +398,4 @@ fn now() -> std::time::Instant {
 
 fn now_far() -> Instant {
     Instant::now() + FAR_FUTURE
-}
-
-/// Waits until `at`, or forever when there is no deadline.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
