@@ -11,6 +11,58 @@ use std::time::Duration;
 /// The `maxPayload` Engine.IO servers announce when they do not say otherwise.
 pub const DEFAULT_MAX_PAYLOAD: u64 = 1_000_000;
 
+/// The errors engine.io answers an HTTP request with: status 400 (403 for `Forbidden`) and a
+/// JSON body `{"code":N,"message":"..."}`. Over long-polling a client meets them on any
+/// request; `SessionIdUnknown` means the session is gone and a new one must start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// 0: the server does not allow this transport.
+    TransportUnknown,
+    /// 1: no such session (expired, closed, or a second GET of the same session).
+    SessionIdUnknown,
+    /// 2: a handshake with a method other than GET.
+    BadHandshakeMethod,
+    /// 3: a malformed request.
+    BadRequest,
+    /// 4: refused by the server's `allowRequest`.
+    Forbidden,
+    /// 5: an `EIO` version the server does not speak.
+    UnsupportedProtocolVersion,
+}
+
+impl EngineError {
+    /// The error for engine.io's `code`, if it is one.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => EngineError::TransportUnknown,
+            1 => EngineError::SessionIdUnknown,
+            2 => EngineError::BadHandshakeMethod,
+            3 => EngineError::BadRequest,
+            4 => EngineError::Forbidden,
+            5 => EngineError::UnsupportedProtocolVersion,
+            _ => return None,
+        })
+    }
+
+    /// engine.io's code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// engine.io's message for it.
+    pub fn message(self) -> &'static str {
+        match self {
+            EngineError::TransportUnknown => "Transport unknown",
+            EngineError::SessionIdUnknown => "Session ID unknown",
+            EngineError::BadHandshakeMethod => "Bad handshake method",
+            EngineError::BadRequest => "Bad request",
+            EngineError::Forbidden => "Forbidden",
+            EngineError::UnsupportedProtocolVersion => "Unsupported protocol version",
+        }
+    }
+}
+
 /// One Engine.IO packet, borrowing its data from the frame it was decoded from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnginePacket<'a> {
@@ -135,6 +187,20 @@ impl<'a> EnginePacket<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_error_codes_round_trip() {
+        for code in 0..=5 {
+            let error = EngineError::from_code(code).expect("known code");
+            assert_eq!(error.code(), code);
+            assert!(!error.message().is_empty());
+        }
+        assert_eq!(EngineError::from_code(6), None);
+        assert_eq!(
+            EngineError::SessionIdUnknown.message(),
+            "Session ID unknown"
+        );
+    }
 
     #[test]
     fn decodes_the_open_frame_node_sends() {

@@ -35,6 +35,12 @@ pub enum DecodeError {
         /// What the payload must look like.
         expected: &'static str,
     },
+    /// A binary packet of a polling payload is not valid base64.
+    #[error("invalid base64 in a binary packet: {0}")]
+    Base64(String),
+    /// A text packet of a polling payload is not valid UTF-8.
+    #[error("a text packet is not valid UTF-8")]
+    Utf8,
     /// A binary attachment placeholder does not match the attachments received.
     #[error("invalid binary attachment placeholder: {0}")]
     Placeholder(String),

@@ -7,6 +7,7 @@
 //! - [`engine`]: Engine.IO packets (`0` open, `2` ping, `4` message, ...) and the OPEN data.
 //! - [`packet`]: Socket.IO packets inside an Engine.IO message.
 //! - [`payload`]: event arguments kept as raw JSON, plus binary attachments.
+//! - [`polling`]: long-polling payloads (packets joined by `\x1e`, binary as `b` + base64).
 //! - [`binary`]: attachment placeholders, split on send and reassembled on receive.
 //! - [`session`]: one connection's state machine: handshake, heartbeat, namespace.
 //! - [`acks`]: ack-id allocation and the pending table with deadlines.
@@ -18,6 +19,7 @@ pub mod engine;
 mod error;
 pub mod packet;
 pub mod payload;
+pub mod polling;
 pub mod session;
 
 pub use args::IntoArgs;
