@@ -3,6 +3,7 @@
 // Usage:
 //   node server.mjs [--port 0] [--recovery] [--token SECRET] [--ping-interval MS]
 //                   [--ping-timeout MS] [--max-payload N] [--verbose] [--standalone]
+//                   [--transports polling,websocket]
 //
 // --standalone: for a person trying relink by hand; stdin is not read (no commands), and
 // the server runs until SIGINT/SIGTERM (Ctrl-C, or `kill %1` when started with `&`).
@@ -32,6 +33,7 @@ function parseArgs(argv) {
     maxPayload: undefined,
     verbose: false,
     standalone: false,
+    transports: ["polling", "websocket"],
   };
   const intArg = (name, value) => {
     const n = Number(value);
@@ -68,6 +70,14 @@ function parseArgs(argv) {
       case "--standalone":
         opts.standalone = true;
         break;
+      case "--transports": {
+        const list = (argv[++i] ?? "").split(",").filter((t) => t !== "");
+        if (list.length === 0 || list.some((t) => t !== "polling" && t !== "websocket")) {
+          fail("--transports expects a comma-separated list of polling and websocket");
+        }
+        opts.transports = list;
+        break;
+      }
       default:
         fail(`unknown argument ${JSON.stringify(arg)}`);
     }
@@ -105,7 +115,7 @@ function reply(obj) {
 // socket.io server
 
 const serverOptions = {
-  transports: ["polling", "websocket"],
+  transports: opts.transports,
 };
 if (opts.recovery) {
   serverOptions.connectionStateRecovery = {

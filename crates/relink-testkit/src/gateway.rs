@@ -8,6 +8,9 @@
 //!   `Retry-After`, `401`, `403`) and close.
 //! - [`Mode::Blackhole`]: accept the TCP connection and never answer.
 //! - [`Mode::Reset`]: accept and immediately reset the connection.
+//! - [`Mode::RefuseWebSocket`]: answer WebSocket upgrades with a bare `400` (as a proxy that
+//!   strips `Upgrade` does), forward everything else (HTTP long-polling);
+//!   [`Mode::DelayWebSocket`] forwards upgrades late.
 //!
 //! Live forwarded connections can additionally be cut abruptly ([`Gateway::reset_all`]) or
 //! turned half-open ([`Gateway::freeze_all`]).
@@ -81,6 +84,13 @@ pub enum Mode {
     Blackhole,
     /// Accept and immediately reset (RST via `SO_LINGER` 0) the connection.
     Reset,
+    /// Read the request head: a WebSocket upgrade is answered `400 Bad Request` (plain
+    /// text, no engine.io code: a gateway's refusal) and counted in
+    /// [`GatewayStats::websocket_refusals`]; any other request is forwarded.
+    RefuseWebSocket,
+    /// Forward everything, but hold each WebSocket upgrade this long first (a slow path
+    /// for WebSocket: long-polling's upgrade then happens while data flows).
+    DelayWebSocket(Duration),
 }
 
 /// A snapshot of the gateway's counters, see [`Gateway::stats`].
@@ -106,6 +116,8 @@ pub struct GatewayStats {
     pub resets: u64,
     /// Forwarded connections currently open (including frozen ones).
     pub active: u64,
+    /// WebSocket upgrades refused in [`Mode::RefuseWebSocket`] (also in `status_answers`).
+    pub websocket_refusals: u64,
 }
 
 /// Commands broadcast to live connections. Generations let each connection tell whether a
@@ -148,10 +160,13 @@ struct Counters {
     blackholed: AtomicU64,
     resets: AtomicU64,
     active: AtomicU64,
+    websocket_refusals: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Shared {
+    /// The request lines of the WebSocket upgrades refused in [`Mode::RefuseWebSocket`].
+    refused: Mutex<Vec<String>>,
     mode: Mutex<Mode>,
     upstream: Mutex<SocketAddr>,
     control: watch::Sender<Control>,
@@ -193,6 +208,7 @@ impl Gateway {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            refused: Mutex::new(Vec::new()),
             mode: Mutex::new(Mode::Forward),
             upstream: Mutex::new(upstream),
             control: watch::Sender::new(Control::default()),
@@ -273,7 +289,15 @@ impl Gateway {
             blackholed: c.blackholed.load(Ordering::Relaxed),
             resets: c.resets.load(Ordering::Relaxed),
             active: c.active.load(Ordering::Relaxed),
+            websocket_refusals: c.websocket_refusals.load(Ordering::Relaxed),
         }
+    }
+
+    /// The request lines (lower-cased) of the WebSocket upgrades refused in
+    /// [`Mode::RefuseWebSocket`], in order: an upgrade probe of a polling session carries
+    /// `sid=`, a first dial does not.
+    pub fn refused_upgrades(&self) -> Vec<String> {
+        lock(&self.shared.refused).clone()
     }
 
     /// Wait until at least `n` connections have been accepted, or `timeout` passes; returns
@@ -371,7 +395,35 @@ async fn handle_conn(
 ) {
     let counters = &shared.counters;
     match mode {
-        Mode::Forward => forward(client, upstream, counters, rx, born).await,
+        Mode::Forward => forward(client, Vec::new(), upstream, counters, rx, born).await,
+        Mode::RefuseWebSocket | Mode::DelayWebSocket(_) => {
+            let mut client = client;
+            let Some(head) = read_head(&mut client).await else {
+                return;
+            };
+            let lower = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let upgrade = lower.contains("\r\nupgrade: websocket");
+            if let (Mode::DelayWebSocket(delay), true) = (&mode, upgrade) {
+                tokio::time::sleep(*delay).await;
+                forward(client, head, upstream, counters, rx, born).await;
+            } else if upgrade {
+                let line = lower.split("\r\n").next().unwrap_or_default().to_owned();
+                lock(&shared.refused).push(line);
+                counters.status_answers.fetch_add(1, Ordering::Relaxed);
+                counters.websocket_refusals.fetch_add(1, Ordering::Relaxed);
+                let body = "WebSocket is not allowed here\n";
+                let response = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = client.write_all(response.as_bytes()).await;
+                let _ = client.shutdown().await;
+                linger_drain(&mut client).await;
+            } else {
+                forward(client, head, upstream, counters, rx, born).await;
+            }
+        }
         Mode::Status { code, retry_after } => {
             counters.status_answers.fetch_add(1, Ordering::Relaxed);
             answer_status(client, code, retry_after.as_deref(), rx, born).await;
@@ -411,8 +463,10 @@ async fn next_event(
     }
 }
 
+/// Forwards, writing `prefix` (what was read from the client already) upstream first.
 async fn forward(
     mut client: TcpStream,
+    prefix: Vec<u8>,
     upstream: SocketAddr,
     counters: &Counters,
     mut rx: watch::Receiver<Control>,
@@ -432,6 +486,12 @@ async fn forward(
         }
     };
     let mut server = match connect {
+        Ok(mut s) if !prefix.is_empty() => {
+            if s.write_all(&prefix).await.is_err() {
+                return;
+            }
+            s
+        }
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(%upstream, error = %e, "gateway: upstream unreachable, answering 502");
@@ -506,7 +566,7 @@ async fn answer_status(
 ) {
     let work = async {
         let _ = client.set_nodelay(true);
-        if !read_head(&mut client).await {
+        if read_head(&mut client).await.is_none() {
             return;
         }
         let response = status_response(code, retry_after);
@@ -526,24 +586,24 @@ async fn answer_status(
 }
 
 /// Read up to the end of the HTTP request head (`\r\n\r\n`), at most [`MAX_HEAD`] bytes and
-/// [`HEAD_TIMEOUT`]. Returns `false` if the client went away before sending anything useful
-/// (there is then nobody to answer); on timeout or an oversized head, returns `true` so the
-/// client still gets the answer.
-async fn read_head(client: &mut TcpStream) -> bool {
+/// [`HEAD_TIMEOUT`]: what was read. `None` if the client went away before sending anything
+/// useful (there is then nobody to answer); on timeout or an oversized head, what came so
+/// the client still gets the answer.
+async fn read_head(client: &mut TcpStream) -> Option<Vec<u8>> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
     loop {
         match timeout_at(deadline, client.read(&mut buf)).await {
-            Err(_) => return true,
-            Ok(Err(_)) => return false,
-            Ok(Ok(0)) => return !head.is_empty(),
+            Err(_) => return Some(head),
+            Ok(Err(_)) => return None,
+            Ok(Ok(0)) => return (!head.is_empty()).then_some(head),
             Ok(Ok(n)) => {
                 // Only the new bytes plus the 3 before them can complete the terminator.
                 let from = head.len().saturating_sub(3);
                 head.extend_from_slice(&buf[..n]);
                 if head[from..].windows(4).any(|w| w == b"\r\n\r\n") || head.len() >= MAX_HEAD {
-                    return true;
+                    return Some(head);
                 }
             }
         }

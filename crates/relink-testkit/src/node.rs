@@ -48,6 +48,9 @@ pub struct NodeOptions {
     pub ping_timeout_ms: Option<u64>,
     /// Engine.IO `maxHttpBufferSize` in bytes (`None`: socket.io's default, 1e6).
     pub max_payload: Option<u64>,
+    /// Engine.IO `transports` (`None`: both, `["polling", "websocket"]`); `Some(vec!["polling"])`
+    /// makes a polling-only server, which answers WebSocket upgrades with HTTP 400.
+    pub transports: Option<Vec<&'static str>>,
     /// Port to listen on (on 127.0.0.1); 0 lets the OS pick a free one.
     pub port: u16,
 }
@@ -60,6 +63,7 @@ impl Default for NodeOptions {
             ping_interval_ms: None,
             ping_timeout_ms: None,
             max_payload: None,
+            transports: None,
             port: 0,
         }
     }
@@ -223,6 +227,9 @@ impl Proc {
         }
         if let Some(ms) = opts.ping_timeout_ms {
             cmd.arg("--ping-timeout").arg(ms.to_string());
+        }
+        if let Some(transports) = &opts.transports {
+            cmd.arg("--transports").arg(transports.join(","));
         }
         if let Some(n) = opts.max_payload {
             cmd.arg("--max-payload").arg(n.to_string());
