@@ -97,6 +97,30 @@ pub(crate) struct ConnectArgs {
     /// Give up a connection attempt after this long (TCP, TLS, upgrade, handshakes).
     #[arg(long, value_parser = parse_duration, default_value = "20s", value_name = "DUR")]
     pub(crate) connect_timeout: Duration,
+    /// How to reach the server.
+    #[arg(long, value_enum, default_value_t = TransportArg::Auto, value_name = "TRANSPORT")]
+    pub(crate) transport: TransportArg,
+    /// Connect through this proxy: http://host:port (http://user:password@host:port for
+    /// Basic credentials) or socks5://, socks5h://. Without it: HTTPS_PROXY, HTTP_PROXY,
+    /// ALL_PROXY and NO_PROXY, as curl reads them. A password here shows in the process
+    /// list: prefer the environment for one.
+    #[arg(long, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+    /// Connect directly, whatever the proxy variables say.
+    #[arg(long, conflicts_with = "proxy")]
+    pub(crate) no_proxy: bool,
+}
+
+/// `--transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TransportArg {
+    /// WebSocket first; HTTP long-polling when WebSocket is refused on the way (a proxy or
+    /// gateway that strips it), upgraded to WebSocket when the server offers it.
+    Auto,
+    /// WebSocket only.
+    Websocket,
+    /// HTTP long-polling only (never upgraded).
+    Polling,
 }
 
 #[derive(Debug, Args)]

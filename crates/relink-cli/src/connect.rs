@@ -1,8 +1,8 @@
 //! Turning command-line options into a relink client builder.
 
-use crate::cli::ConnectArgs;
+use crate::cli::{ConnectArgs, TransportArg};
 use crate::exit::CliError;
-use relink::ClientBuilder;
+use relink::{ClientBuilder, Transport};
 
 /// A builder with URL, namespace, token (as [`crate::token::load`] read it) and timeouts
 /// from the options; the stored session fills in a missing URL or token.
@@ -33,6 +33,16 @@ pub(crate) fn builder(
     }
     if let Some(path) = &args.path {
         builder = builder.path(path);
+    }
+    builder = builder.transports(match args.transport {
+        TransportArg::Auto => vec![Transport::WebSocket, Transport::Polling],
+        TransportArg::Websocket => vec![Transport::WebSocket],
+        TransportArg::Polling => vec![Transport::Polling],
+    });
+    if let Some(proxy) = &args.proxy {
+        builder = builder.proxy(proxy);
+    } else if args.no_proxy {
+        builder = builder.no_proxy();
     }
     if let Some(token) = token {
         crate::exit::note_token_sent();

@@ -15,6 +15,7 @@ struct StateLine<'a> {
     error: Option<&'a str>,
     reason: Option<&'static str>,
     next_attempt_ms: Option<u64>,
+    transport: Option<relink::Transport>,
     end: Option<relink::EndReason>,
 }
 
@@ -62,6 +63,7 @@ impl Output {
                 next_attempt_ms: state
                     .next_attempt_in
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                transport: state.transport,
                 end: state.end,
             };
             self.line(&serde_json::to_string(&line).unwrap_or_default());
@@ -130,8 +132,12 @@ fn state_text(state: &ConnectionState) -> Option<String> {
     let error = state.last_error.as_deref().unwrap_or("unknown error");
     let text = match state.status {
         Status::Connected => format!(
-            "state: connected (socket {}{})",
+            "state: connected (socket {}{}{})",
             state.socket_id.as_deref().unwrap_or("?"),
+            match state.transport {
+                Some(relink::Transport::Polling) => ", over HTTP long-polling",
+                _ => "",
+            },
             if state.recovered { ", recovered" } else { "" }
         ),
         Status::Connecting | Status::Reconnecting => match state.next_attempt_in {
@@ -186,6 +192,7 @@ mod tests {
             cause: None,
             next_attempt_in: next.map(Duration::from_millis),
             recovered: false,
+            transport: (status == Status::Connected).then_some(relink::Transport::WebSocket),
             end: None,
         }
     }

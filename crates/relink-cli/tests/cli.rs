@@ -949,14 +949,25 @@ async fn accepted_token_never_appears_in_output_even_at_trace() {
     assert_eq!(done.code(), Some(0), "{what}: stderr {:?}", done.stderr);
     leaks.extend(token_leaks(&done, what));
 
-    let mut cmd = relink(&["emit", &url, "echo", "\"plain\"", "--ack"]);
-    cmd.env("RELINK_TOKEN", DISTINCT_TOKEN)
-        .env("RUST_LOG", "trace");
-    let what = "emit --ack, accepted token, RUST_LOG=trace";
-    let done = run(cmd, what).await;
-    assert_eq!(done.code(), Some(0), "{what}: stderr {:?}", done.stderr);
-    assert_eq!(done.stdout, vec![r#"["plain"]"#.to_owned()], "{what}");
-    leaks.extend(token_leaks(&done, what));
+    // Over long-polling the CONNECT (and the token in it) is an HTTP request body.
+    for transport in ["websocket", "polling"] {
+        let mut cmd = relink(&[
+            "emit",
+            &url,
+            "echo",
+            "\"plain\"",
+            "--ack",
+            "--transport",
+            transport,
+        ]);
+        cmd.env("RELINK_TOKEN", DISTINCT_TOKEN)
+            .env("RUST_LOG", "trace");
+        let what = format!("emit --ack --transport {transport}, accepted token, RUST_LOG=trace");
+        let done = run(cmd, &what).await;
+        assert_eq!(done.code(), Some(0), "{what}: stderr {:?}", done.stderr);
+        assert_eq!(done.stdout, vec![r#"["plain"]"#.to_owned()], "{what}");
+        leaks.extend(token_leaks(&done, &what));
+    }
     assert_no_leaks(&leaks);
 }
 
@@ -1053,7 +1064,7 @@ async fn a_path_that_is_not_socket_io_is_named_with_the_flag_to_change_it() {
             "--path",
             "/nope/",
             "--timeout",
-            "2s",
+            "6s",
         ]),
         "emit --path /nope/",
     )
@@ -1268,5 +1279,130 @@ async fn listen_gives_up_after_its_reconnection_attempts() {
         gateway.stats().accepted,
         2,
         "two failed attempts, the first included"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// the networks users have: long-polling, proxies from the environment, a company CA
+
+#[tokio::test]
+async fn a_polling_only_server_needs_no_flag_beyond_the_url() {
+    let server = node_with(NodeOptions {
+        transports: Some(vec!["polling"]),
+        ..NodeOptions::default()
+    })
+    .await;
+    let url = server.url();
+    for extra in [&[][..], &["--transport", "polling"][..]] {
+        let mut args = vec!["emit", &url, "echo", "7", "--ack"];
+        args.extend_from_slice(extra);
+        let done = run(relink_with_token(&args), "emit to a polling-only server").await;
+        assert_eq!(done.code(), Some(0), "{extra:?} stderr: {:?}", done.stderr);
+        assert_eq!(done.stdout, ["[7]"]);
+    }
+}
+
+#[tokio::test]
+async fn the_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host() {
+    const PASSWORD: &str = "pr0xy-SECRET-77";
+    let server = node().await;
+    let proxy = relink_testkit::proxy::Proxy::start(Some(("bob", PASSWORD)))
+        .await
+        .unwrap();
+    let mut cmd = relink_with_token(&["emit", &server.url(), "echo", "1", "--ack"]);
+    cmd.env("HTTP_PROXY", proxy.url_with("bob", PASSWORD))
+        .env("RUST_LOG", "trace");
+    let done = run(cmd, "emit through HTTP_PROXY").await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    assert_eq!(done.stdout, ["[1]"]);
+    let tunnels = proxy.stats().tunnels;
+    assert!(tunnels >= 1, "{:?}", proxy.stats());
+    let leaks: Vec<&String> = done
+        .stdout
+        .iter()
+        .chain(&done.stderr)
+        .filter(|l| l.contains(PASSWORD))
+        .collect();
+    assert!(leaks.is_empty(), "the proxy password leaks: {leaks:?}");
+    // NO_PROXY names the server: straight there.
+    let mut cmd = relink_with_token(&["emit", &server.url(), "echo", "2", "--ack"]);
+    cmd.env("http_proxy", proxy.url_with("bob", PASSWORD))
+        .env("NO_PROXY", "localhost,127.0.0.1");
+    let done = run(cmd, "emit with NO_PROXY").await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    assert_eq!(
+        proxy.stats().tunnels,
+        tunnels,
+        "NO_PROXY bypasses the proxy"
+    );
+    // And --no-proxy does too.
+    let mut cmd = relink_with_token(&["emit", &server.url(), "echo", "3", "--ack", "--no-proxy"]);
+    cmd.env("HTTPS_PROXY", proxy.url())
+        .env("HTTP_PROXY", proxy.url());
+    let done = run(cmd, "emit --no-proxy").await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    assert_eq!(proxy.stats().tunnels, tunnels);
+}
+
+#[tokio::test]
+async fn a_proxy_that_wants_credentials_is_said_so_and_not_retried() {
+    let server = node().await;
+    let proxy = relink_testkit::proxy::Proxy::start(Some(("bob", "pw")))
+        .await
+        .unwrap();
+    let done = run(
+        relink_with_token(&["emit", &server.url(), "echo", "--proxy", &proxy.url()]),
+        "emit --proxy without credentials",
+    )
+    .await;
+    assert_eq!(done.code(), Some(2), "stderr: {:?}", done.stderr);
+    let error = last_error(&done);
+    assert!(error.contains("requires credentials (HTTP 407)"), "{error}");
+    assert_eq!(
+        proxy.stats().auth_failures,
+        1,
+        "one attempt, no retry storm"
+    );
+}
+
+#[tokio::test]
+async fn ssl_cert_file_trusts_a_private_ca_and_without_it_the_certificate_is_named() {
+    let server = node().await;
+    let front = relink_testkit::tls::TlsFront::start(
+        format!("127.0.0.1:{}", server.port()).parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let ca = TempFile::with("private-ca.pem", front.ca_pem());
+    for transport in ["websocket", "polling"] {
+        let mut cmd = relink_with_token(&[
+            "emit",
+            &front.url(),
+            "echo",
+            "5",
+            "--ack",
+            "--transport",
+            transport,
+        ]);
+        cmd.env("SSL_CERT_FILE", ca.path());
+        let done = run(cmd, "emit with SSL_CERT_FILE").await;
+        assert_eq!(done.code(), Some(0), "{transport}: {:?}", done.stderr);
+        assert_eq!(done.stdout, ["[5]"]);
+    }
+    let mut cmd = relink_with_token(&["emit", &front.url(), "echo", "5", "--ack"]);
+    cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+    let done = run(cmd, "emit without the CA").await;
+    assert_eq!(done.code(), Some(2), "stderr: {:?}", done.stderr);
+    let error = last_error(&done);
+    let port = front
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains(&format!("certificate of localhost:{port} is not trusted"))
+            && error.contains("SSL_CERT_FILE"),
+        "{error}"
     );
 }

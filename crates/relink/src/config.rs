@@ -4,8 +4,11 @@ use crate::core::connection::Setup;
 use crate::core::reconnect::Settings;
 use crate::error::{BuildError, LinkError};
 use crate::handlers::HandlerFn;
+use crate::net::Net;
+use crate::net::proxy::{Proxy, ProxyChoice};
 use crate::policy::backoff::Backoff;
 use crate::token::Token;
+use crate::transport::Transport;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -50,9 +53,14 @@ pub(crate) struct Config {
     pub(crate) max_buffered_bytes: usize,
     pub(crate) max_message_size: usize,
     pub(crate) max_attachments: usize,
-    pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// The proxy rule and TLS trust every connection of this client goes through.
+    pub(crate) net: Arc<Net>,
+    /// The pooled HTTP client for long-polling (over `net`).
+    pub(crate) http: crate::transport::http::Client,
+    /// The transports allowed, in the order to try them.
+    pub(crate) transports: Vec<Transport>,
     /// Extra handshake headers (values may be secrets: never logged).
-    pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub(crate) headers: Arc<[(http::HeaderName, http::HeaderValue)]>,
     /// Handlers registered on the builder.
     pub(crate) handlers: Vec<(Option<String>, HandlerFn)>,
 }
@@ -105,6 +113,8 @@ pub struct ClientBuilder {
     max_message_size: usize,
     max_attachments: usize,
     tls: Option<Arc<rustls::ClientConfig>>,
+    proxy: ProxyChoice,
+    transports: Vec<Transport>,
     /// Extra handshake headers, as given (checked at build time).
     headers: Vec<(String, String)>,
     /// Handlers by event name (`None`: the catch-all).
@@ -150,6 +160,8 @@ impl ClientBuilder {
             max_message_size: 64 << 20,
             max_attachments: relink_proto::session::DEFAULT_MAX_ATTACHMENTS,
             tls: None,
+            proxy: ProxyChoice::default(),
+            transports: vec![Transport::WebSocket, Transport::Polling],
             headers: Vec::new(),
             handlers: Vec::new(),
         }
@@ -331,9 +343,45 @@ impl ClientBuilder {
         self
     }
 
-    /// A custom rustls configuration (private CAs, client certificates).
+    /// A custom rustls configuration (private CAs, client certificates), in place of the
+    /// default: the operating system's trusted certificates (`SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR` honoured), or the bundled Mozilla roots where the system has none.
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// The transports to use, in the order to try them (default `[WebSocket, Polling]`).
+    ///
+    /// - `[WebSocket, Polling]`: WebSocket first; when it is refused as a transport (HTTP
+    ///   400 `Transport unknown`, an upgrade answered 200 or 404, a connection closed before
+    ///   the upgrade was answered: something in between strips `Upgrade`), long-polling at
+    ///   once, upgraded to WebSocket when the server offers it. The transport that worked
+    ///   is tried first on the next reconnect. A failure that is not about the transport
+    ///   (503, refused, a timeout) never falls back.
+    /// - `[Polling, WebSocket]`: long-polling first, upgraded when offered (socket.io-client's
+    ///   default).
+    /// - `[WebSocket]` or `[Polling]`: that transport only (polling never upgrades).
+    pub fn transports(mut self, transports: impl IntoIterator<Item = Transport>) -> Self {
+        self.transports = transports.into_iter().collect();
+        self
+    }
+
+    /// Connects through this proxy, whatever the environment says: `http://host:port`
+    /// (a CONNECT tunnel; `http://user:password@host:port` for Basic credentials),
+    /// `socks5://` or `socks5h://` (the proxy resolves names). The URL is never logged or
+    /// shown: it may hold a password.
+    ///
+    /// Without this, `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (lower case
+    /// too) are honoured, as curl reads them.
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = ProxyChoice::Url(url.into());
+        self
+    }
+
+    /// Connects directly, whatever the environment's proxy variables say.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = ProxyChoice::Off;
         self
     }
 
@@ -407,14 +455,35 @@ impl ClientBuilder {
         )?;
         let tls = match self.tls {
             Some(tls) => tls,
-            None => crate::tls::default_tls().map_err(|reason| BuildError::InvalidSetting {
-                name: "tls",
-                reason,
-            })?,
+            None => {
+                crate::net::trust::default_tls().map_err(|reason| BuildError::InvalidSetting {
+                    name: "tls",
+                    reason,
+                })?
+            }
         };
-        let headers = handshake_headers(&self.headers)?;
+        let proxy = Proxy::new(&self.proxy).map_err(|reason| BuildError::InvalidSetting {
+            name: "proxy",
+            reason,
+        })?;
+        let mut transports = Vec::with_capacity(2);
+        for transport in self.transports {
+            if !transports.contains(&transport) {
+                transports.push(transport);
+            }
+        }
+        setting(
+            "transports",
+            !transports.is_empty(),
+            "must name at least one transport",
+        )?;
+        let net = Arc::new(Net { proxy, tls });
+        let headers = handshake_headers(&self.headers)?.into();
         Ok(Config {
             headers,
+            http: crate::transport::http::client(Arc::clone(&net)),
+            net,
+            transports,
             handlers: self.handlers,
             endpoint,
             namespace,
@@ -434,7 +503,6 @@ impl ClientBuilder {
             max_buffered_bytes: self.max_buffered_bytes.max(self.max_message_size),
             max_message_size: self.max_message_size,
             max_attachments: self.max_attachments,
-            tls,
         })
     }
 }
@@ -567,10 +635,13 @@ impl Config {
     /// What dialling needs of it.
     pub(crate) fn dial_settings(&self) -> crate::transport::DialSettings<'_> {
         crate::transport::DialSettings {
-            url: &self.endpoint.ws_url,
-            tls: &self.tls,
+            ws_url: &self.endpoint.ws_url,
+            net: &self.net,
+            http: &self.http,
             max_message_size: self.max_message_size,
             headers: &self.headers,
+            transports: &self.transports,
+            probe_timeout: self.connect_timeout,
         }
     }
 

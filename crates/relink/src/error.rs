@@ -23,11 +23,36 @@ pub enum LinkError {
         "the server does not speak TLS at this address (it answered in plain text): use http:// or ws://, or check the port"
     )]
     NotTls,
+    /// The server's TLS certificate was refused.
+    #[error("the TLS certificate of {server} is not trusted: {problem}")]
+    Certificate {
+        /// `host:port` of the server.
+        server: String,
+        /// What is wrong with it, and what to do.
+        problem: String,
+    },
+    /// The proxy could not be reached or would not open a tunnel.
+    #[error("proxy {proxy}: {message}")]
+    Proxy {
+        /// `host:port` of the proxy (never its credentials).
+        proxy: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The proxy asked for credentials (HTTP 407).
+    #[error("{}", proxy_auth(proxy, *sent_credentials))]
+    ProxyAuth {
+        /// `host:port` of the proxy (never its credentials).
+        proxy: String,
+        /// Whether credentials were sent (and refused).
+        sent_credentials: bool,
+    },
     /// Connecting (TCP, TLS, upgrade and both handshakes) took longer than the connect timeout.
     #[error("connect timed out after {0:?}")]
     ConnectTimeout(Duration),
-    /// The server or a gateway answered the WebSocket upgrade with an HTTP error.
-    #[error("HTTP {status} on upgrade{}", engine_code.map(|c| format!(" (engine.io code {c})")).unwrap_or_default())]
+    /// The server or a gateway answered the handshake (the WebSocket upgrade or a polling
+    /// request) with an HTTP error.
+    #[error("HTTP {status} from the server{}", engine_note(*engine_code))]
     Http {
         /// The status code.
         status: u16,
@@ -93,6 +118,41 @@ pub enum LinkError {
     /// The auth provider failed to produce credentials.
     #[error("auth provider failed: {0}")]
     AuthProvider(String),
+}
+
+fn engine_note(code: Option<u8>) -> String {
+    match code {
+        None => String::new(),
+        Some(code) => match relink_proto::engine::EngineError::from_code(code) {
+            Some(error) => format!(" (engine.io: {})", error.message()),
+            None => format!(" (engine.io code {code})"),
+        },
+    }
+}
+
+impl LinkError {
+    /// engine.io's error, when the server answered with one (see [`EngineError`]).
+    ///
+    /// [`EngineError`]: relink_proto::engine::EngineError
+    pub fn engine_error(&self) -> Option<relink_proto::engine::EngineError> {
+        match self {
+            LinkError::Http {
+                engine_code: Some(code),
+                ..
+            } => relink_proto::engine::EngineError::from_code(*code),
+            _ => None,
+        }
+    }
+}
+
+fn proxy_auth(proxy: &str, sent_credentials: bool) -> String {
+    if sent_credentials {
+        format!("the proxy {proxy} refused the credentials in the proxy URL (HTTP 407)")
+    } else {
+        format!(
+            "the proxy {proxy} requires credentials (HTTP 407): put them in the proxy URL, http://user:password@{proxy}"
+        )
+    }
 }
 
 /// Why a [`crate::ClientBuilder`] could not build a client.
@@ -230,6 +290,29 @@ fn data_reason(data: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_io_errors_are_named() {
+        let http = |engine_code| LinkError::Http {
+            status: 400,
+            retry_after: None,
+            engine_code,
+        };
+        assert_eq!(
+            http(Some(1)).to_string(),
+            "HTTP 400 from the server (engine.io: Session ID unknown)"
+        );
+        assert_eq!(
+            http(Some(1)).engine_error(),
+            Some(relink_proto::engine::EngineError::SessionIdUnknown)
+        );
+        assert_eq!(
+            http(Some(9)).to_string(),
+            "HTTP 400 from the server (engine.io code 9)"
+        );
+        assert_eq!(http(None).to_string(), "HTTP 400 from the server");
+        assert_eq!(http(None).engine_error(), None);
+    }
 
     fn rejected(data: Option<&str>) -> String {
         LinkError::Rejected {

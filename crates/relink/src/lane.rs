@@ -3,7 +3,8 @@
 //!
 //! - [`Shared`]: the queue (outbox, acks to send, the lane's state) behind one mutex, and
 //!   the wake-ups (the supervisor's task, waiters for room).
-//! - [`Link`]: the connected WebSocket behind a mutex of its own.
+//! - [`Link`]: the connected transport ([`Wire`]: a WebSocket, or long-polling) behind a
+//!   mutex of its own.
 //!
 //! The supervisor reads the socket, answers pings and writes everything that waits in the
 //! outbox. A plain emit made while nothing waits is written by the emitting task itself,
@@ -27,20 +28,18 @@
 use crate::core::connection::Connection;
 use crate::error::{AckError, EmitError, LinkError};
 use crate::outbox::{self, ServerAck};
-use crate::transport;
-use crate::transport::Ws;
+use crate::transport::{Transport, Wire};
 use futures_util::task::AtomicWaker;
-use futures_util::{SinkExt, StreamExt};
 use relink_proto::Payload;
 use relink_proto::session::{EncodedEvent, Transmit};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{Error, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 /// Resolves an acked emit.
 pub(crate) type AckSender = oneshot::Sender<Result<Payload, AckError>>;
@@ -49,17 +48,22 @@ pub(crate) type Outbox = outbox::Outbox<AckSender>;
 /// One of its emits.
 pub(crate) type Outgoing = outbox::Outgoing<AckSender>;
 
-/// A shared handle to one connection's WebSocket.
+/// A shared handle to one connection's transport.
 #[derive(Clone)]
 pub(crate) struct Link {
-    ws: Arc<Mutex<Ws>>,
+    ws: Arc<Mutex<Wire>>,
 }
 
 impl Link {
-    pub(crate) fn new(ws: Ws) -> Self {
+    pub(crate) fn new(wire: Wire) -> Self {
         Link {
-            ws: Arc::new(Mutex::new(ws)),
+            ws: Arc::new(Mutex::new(wire)),
         }
+    }
+
+    /// What carries the session now (it changes once, when polling upgrades).
+    pub(crate) fn transport(&self) -> Transport {
+        self.lock().kind()
     }
 
     /// Whether both handles are to the same connection.
@@ -67,52 +71,55 @@ impl Link {
         Arc::ptr_eq(&self.ws, &other.ws)
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Ws> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Wire> {
         // A panic inside one poll of tungstenite leaves nothing worse than a broken socket,
         // which the next read reports.
         self.ws.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Polls for the next message.
-    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        self.lock().poll_next_unpin(cx)
+    pub(crate) fn poll_next(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Message, LinkError>>> {
+        self.lock().poll_next(cx)
     }
 
     /// The next message.
-    pub(crate) async fn next(&self) -> Option<Result<Message, Error>> {
+    pub(crate) async fn next(&self) -> Option<Result<Message, LinkError>> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
     /// The next message if one is ready now.
-    pub(crate) fn next_now(&self) -> Option<Option<Result<Message, Error>>> {
+    pub(crate) fn next_now(&self) -> Option<Option<Result<Message, LinkError>>> {
         match self.poll_next(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(item) => Some(item),
             Poll::Pending => None,
         }
     }
 
-    /// Hands `message` to tungstenite, waiting while its write buffer is full.
-    pub(crate) async fn feed(&self, message: Message) -> Result<(), Error> {
+    /// Hands `message` to the transport, waiting while its write buffer is full.
+    pub(crate) async fn feed(&self, message: Message) -> Result<(), LinkError> {
         let mut message = Some(message);
         std::future::poll_fn(|cx| {
             let mut ws = self.lock();
-            std::task::ready!(ws.poll_ready_unpin(cx))?;
+            std::task::ready!(ws.poll_ready(cx))?;
             match message.take() {
-                Some(message) => Poll::Ready(ws.start_send_unpin(message)),
+                Some(message) => Poll::Ready(ws.start_send(message)),
                 None => Poll::Ready(Ok(())),
             }
         })
         .await
     }
 
-    /// Writes everything buffered to the socket.
-    pub(crate) async fn flush(&self) -> Result<(), Error> {
-        std::future::poll_fn(|cx| self.lock().poll_flush_unpin(cx)).await
+    /// Writes everything buffered (over long-polling: starts the POST).
+    pub(crate) async fn flush(&self) -> Result<(), LinkError> {
+        std::future::poll_fn(|cx| self.lock().poll_flush(cx)).await
     }
 
-    /// Starts and drives the WebSocket close handshake.
-    pub(crate) async fn close(&self) -> Result<(), Error> {
-        std::future::poll_fn(|cx| self.lock().poll_close_unpin(cx)).await
+    /// Closes the transport: the WebSocket close handshake, or polling's `1`.
+    pub(crate) async fn close(&self) -> Result<(), LinkError> {
+        std::future::poll_fn(|cx| self.lock().poll_close(cx)).await
     }
 
     /// Hands `event` to the locked socket now if it can take it without waiting; gives it back
@@ -121,11 +128,11 @@ impl Link {
     ///
     /// Nothing is flushed: the caller asks the supervisor to.
     pub(crate) fn try_send(
-        ws: &mut MutexGuard<'_, Ws>,
+        ws: &mut MutexGuard<'_, Wire>,
         event: EncodedEvent,
         waker: &Waker,
     ) -> Result<(), TrySend> {
-        match ws.poll_ready_unpin(&mut Context::from_waker(waker)) {
+        match ws.poll_ready(&mut Context::from_waker(waker)) {
             Poll::Ready(Ok(())) => {}
             // Failing or full, nothing was written: the event stays whole, for the outbox
             // (a failed connection is the supervisor's to notice; the emit goes out on the
@@ -135,10 +142,10 @@ impl Link {
         // Once ready, tungstenite accepts whole messages into its buffer (it only tries the
         // socket when the buffer is large, and keeps the message if the socket is full).
         let (text, attachments) = event.into_parts();
-        ws.start_send_unpin(Message::text(text))
+        ws.start_send(Message::text(text))
             .map_err(|_| TrySend::Failed)?;
         for bytes in attachments {
-            ws.start_send_unpin(Message::binary(bytes))
+            ws.start_send(Message::binary(bytes))
                 .map_err(|_| TrySend::Failed)?;
         }
         Ok(())
@@ -167,6 +174,9 @@ pub(crate) struct Shared {
     pub(crate) space: Notify,
     /// The server's `maxPayload`, once known.
     pub(crate) max_payload: AtomicU64,
+    /// The transport that worked last: tried first on the next attempt, in this run and
+    /// the next.
+    pub(crate) preferred: Preferred,
     /// An emitter wrote to the socket without flushing: the supervisor flushes.
     pub(crate) unflushed: AtomicBool,
 }
@@ -225,6 +235,7 @@ impl Shared {
             task: AtomicWaker::new(),
             space: Notify::new(),
             max_payload: AtomicU64::new(u64::MAX),
+            preferred: Preferred(AtomicU8::new(0)),
         }
     }
 
@@ -260,6 +271,32 @@ impl Shared {
         // A panic while holding this lock cannot leave the queue half-updated in a way that
         // matters more than losing the client, so poisoning is ignored.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A transport, or none yet, in one atomic.
+pub(crate) struct Preferred(AtomicU8);
+
+impl Preferred {
+    pub(crate) fn get(&self) -> Option<Transport> {
+        decode(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Sets `transport`; what was there.
+    pub(crate) fn swap(&self, transport: Transport) -> Option<Transport> {
+        let code = match transport {
+            Transport::WebSocket => 1,
+            Transport::Polling => 2,
+        };
+        decode(self.0.swap(code, Ordering::Relaxed))
+    }
+}
+
+fn decode(code: u8) -> Option<Transport> {
+    match code {
+        1 => Some(Transport::WebSocket),
+        2 => Some(Transport::Polling),
+        _ => None,
     }
 }
 
@@ -450,7 +487,7 @@ impl Writer {
                     Transmit::Text(text) => Message::text(text),
                     Transmit::Binary(bytes) => Message::binary(bytes),
                 };
-                link.feed(message).await.map_err(transport::map_error)?;
+                link.feed(message).await?;
                 next = core.poll_transmit();
             }
             if in_transit {
@@ -458,7 +495,7 @@ impl Writer {
                 // may write directly again.
                 shared.lock().in_transit = false;
             }
-            link.flush().await.map_err(transport::map_error)
+            link.flush().await
         };
         let stop = async {
             match until {

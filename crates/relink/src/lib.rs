@@ -21,6 +21,7 @@ mod error;
 mod events;
 mod handlers;
 mod lane;
+mod net;
 mod outbox;
 /// The backoff, classification and escalation rules; public only for the benchmarks'
 /// fleet simulation, like [`core`]: not a supported API.
@@ -29,7 +30,6 @@ pub mod policy;
 mod records;
 mod state;
 mod supervisor;
-mod tls;
 mod token;
 mod transport;
 
@@ -38,8 +38,9 @@ pub use config::ClientBuilder;
 pub use error::{AckError, BuildError, EmitError, LinkError, ReconnectError};
 pub use events::{Event, Events, Incoming};
 pub use relink_proto::binary::Data;
+pub use relink_proto::engine::EngineError;
 pub use relink_proto::{IntoArgs, Payload};
-pub use state::{ConnectionState, EndReason, Reason, Status};
+pub use state::{ConnectionState, EndReason, Reason, Status, Transport};
 pub use token::Token;
 
 /// The README's examples compile as doctests, so they cannot drift from the API.

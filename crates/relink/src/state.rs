@@ -65,6 +65,12 @@ pub enum Reason {
     Tls,
     /// An `https://` URL to a server without TLS.
     NotTls,
+    /// The server's TLS certificate is not trusted.
+    Certificate,
+    /// The proxy could not be reached or refused the tunnel.
+    Proxy,
+    /// The proxy asked for credentials, or refused them (HTTP 407).
+    ProxyAuth,
     /// The attempt took longer than the connect timeout.
     ConnectTimeout,
     /// 401 or 403 on the upgrade.
@@ -108,6 +114,9 @@ impl Reason {
             Reason::Network => "network",
             Reason::Tls => "tls",
             Reason::NotTls => "not_tls",
+            Reason::Certificate => "certificate",
+            Reason::Proxy => "proxy",
+            Reason::ProxyAuth => "proxy_auth",
             Reason::ConnectTimeout => "connect_timeout",
             Reason::HttpUnauthorized => "http_unauthorized",
             Reason::Http429 => "http_429",
@@ -140,6 +149,34 @@ impl PartialEq<&str> for Reason {
     }
 }
 
+/// How the client talks to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Transport {
+    /// One WebSocket (`transport=websocket`).
+    WebSocket,
+    /// HTTP long-polling (`transport=polling`), upgraded to WebSocket when the server offers
+    /// it and WebSocket is allowed.
+    Polling,
+}
+
+impl Transport {
+    /// The name Engine.IO uses (`websocket`, `polling`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Polling => "polling",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A snapshot of the connection, published on every transition.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConnectionState {
@@ -167,6 +204,9 @@ pub struct ConnectionState {
     pub next_attempt_in: Option<Duration>,
     /// Whether the current connection restored the previous session (state recovery).
     pub recovered: bool,
+    /// What carries the connection while connected (it changes to
+    /// [`Transport::WebSocket`] when long-polling upgrades); `None` otherwise.
+    pub transport: Option<Transport>,
     /// Why the client ended, once terminal.
     pub end: Option<EndReason>,
 }
@@ -190,6 +230,7 @@ impl ConnectionState {
             cause: None,
             next_attempt_in: None,
             recovered: false,
+            transport: None,
             end: None,
         }
     }
@@ -205,6 +246,9 @@ mod tests {
             Reason::Network,
             Reason::Tls,
             Reason::NotTls,
+            Reason::Certificate,
+            Reason::Proxy,
+            Reason::ProxyAuth,
             Reason::ConnectTimeout,
             Reason::HttpUnauthorized,
             Reason::Http429,

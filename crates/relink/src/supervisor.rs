@@ -11,18 +11,21 @@ use crate::handlers::Handlers;
 use crate::lane::{AckSender, Link, Shared, Until, Writer, sleep_until};
 use crate::records;
 use crate::state::ConnectionState;
-use crate::transport::{self, Ws};
+use crate::state::Transport;
+use crate::transport::{self, Wire};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tracing::error;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{error, info};
 
 /// How long each step of a clean close may take (emits accepted before `disconnect()`,
 /// then DISCONNECT and the WebSocket close): each is attempted whatever the one before did.
 const CLOSE_STEP: Duration = Duration::from_millis(30);
+/// Long-polling's close is a POST round trip carrying what the steps before queued.
+const POLLING_CLOSE: Duration = Duration::from_millis(250);
 /// "Never" for a timer that has nothing to wait for (re-armed when it has).
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 
@@ -31,8 +34,8 @@ struct Stop;
 
 /// How a dial ended.
 enum Dialled {
-    /// The WebSocket is open (boxed: the other variants are small); the CONNECT payload.
-    Open(Box<Ws>, Option<String>),
+    /// The link is open (boxed: the other variants are small); the CONNECT payload.
+    Open(Box<Wire>, Option<String>),
     Failed(LinkError),
     /// The attempt's deadline passed first.
     Deadline(std::time::Instant),
@@ -128,9 +131,11 @@ impl Supervisor {
                         // The core decides what its deadline means (a connect timeout).
                         Dialled::Deadline(at) => self.core.handle_timeout(at.max(now())),
                         Dialled::Failed(error) => self.core.handle_lost(error, now()),
-                        Dialled::Open(ws, auth) => {
-                            self.core.link_open(auth);
-                            self.run_link(*ws).await;
+                        Dialled::Open(wire, auth) => {
+                            let transport = wire.kind();
+                            self.remember(transport);
+                            self.core.link_open(auth, transport);
+                            self.run_link(*wire).await;
                         }
                     }
                 }
@@ -233,21 +238,41 @@ impl Supervisor {
         }
     }
 
-    /// Credentials and the dial, within the attempt's deadline: the WebSocket and the
-    /// CONNECT payload, or why not.
+    /// The transport that worked is tried first next time: long-polling after a fallback,
+    /// WebSocket again after an upgrade.
+    fn remember(&self, transport: Transport) {
+        let before = self.shared.preferred.swap(transport);
+        if transport == Transport::Polling
+            && before != Some(transport)
+            && self.cfg.transports[0] == Transport::WebSocket
+        {
+            info!(
+                url = %self.cfg.endpoint.display,
+                "WebSocket was refused on the way to the server: connected over HTTP long-polling"
+            );
+        }
+    }
+
+    /// Credentials and the dial, within the attempt's deadline: the link and the CONNECT
+    /// payload, or why not.
     async fn dial(&mut self) -> Dialled {
         let cfg = Arc::clone(&self.cfg);
         let deadline = self.core.poll_timeout();
+        let first = self
+            .shared
+            .preferred
+            .get()
+            .unwrap_or(self.cfg.transports[0]);
         // The token provider counts against the connect timeout too: a provider that hangs
         // must not hold the client in `connecting` forever.
         let work = async move {
             let token = cfg.credentials().await?;
             let auth = cfg.auth_payload(token.as_ref());
-            Ok((transport::dial(cfg.dial_settings()).await?, auth))
+            Ok((transport::dial(&cfg.dial_settings(), first).await?, auth))
         };
         tokio::select! {
             result = work => match result {
-                Ok((ws, auth)) => Dialled::Open(Box::new(ws), auth),
+                Ok((wire, auth)) => Dialled::Open(Box::new(wire), auth),
                 Err(error) => Dialled::Failed(error),
             },
             () = sleep_until(deadline.map(Instant::from_std)) => {
@@ -258,8 +283,9 @@ impl Supervisor {
     }
 
     /// One link, from the handshakes until it is lost or the user stops.
-    async fn run_link(&mut self, ws: Ws) {
-        let link = Link::new(ws);
+    async fn run_link(&mut self, wire: Wire) {
+        let mut transport = wire.kind();
+        let link = Link::new(wire);
         self.link = Some(link.clone());
         // Re-armed only when the deadline moves (each arming takes the timer driver's
         // lock), never per frame. Early is harmless: the core checks its own deadlines.
@@ -306,7 +332,15 @@ impl Supervisor {
                     self.goodbye(&link).await;
                     break;
                 }
-                frame = link.next() => self.read(&link, frame),
+                frame = link.next() => {
+                    self.read(&link, frame);
+                    // Long-polling upgrades underneath: the state says so.
+                    if transport == Transport::Polling && link.transport() != transport {
+                        transport = link.transport();
+                        self.remember(transport);
+                        self.core.transport_changed(transport);
+                    }
+                }
                 () = self.shared.wake.notified() => {}
                 () = &mut timer => {
                     self.core.handle_timeout(now());
@@ -321,7 +355,7 @@ impl Supervisor {
 
     /// Feeds what has arrived to the core, up to one batch of frames, so emits and
     /// deadlines get their turn between batches.
-    fn read(&mut self, link: &Link, first: Option<Result<Message, tungstenite::Error>>) {
+    fn read(&mut self, link: &Link, first: Option<Result<Message, LinkError>>) {
         let now = now();
         let batch = self.events.batch();
         let mut next = Some(first);
@@ -334,7 +368,7 @@ impl Supervisor {
                     self.core.handle_lost(LinkError::TransportClose, now);
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => self.core.handle_lost(transport::map_error(e), now),
+                Some(Err(e)) => self.core.handle_lost(e, now),
             }
             handled += 1;
             if handled < batch && matches!(self.core.phase(), Phase::Attempt | Phase::Connected) {
@@ -365,7 +399,11 @@ impl Supervisor {
                 self.core.leave(written.is_err());
             }
         }
-        let _ = tokio::time::timeout(CLOSE_STEP, link.close()).await;
+        let close = match link.transport() {
+            Transport::Polling => POLLING_CLOSE,
+            _ => CLOSE_STEP,
+        };
+        let _ = tokio::time::timeout(close, link.close()).await;
         self.apply();
     }
 }

@@ -348,6 +348,7 @@ mod tests {
             cause: None,
             next_attempt_in: next.map(Duration::from_millis),
             recovered: false,
+            transport: (status == Status::Connected).then_some(relink::Transport::WebSocket),
             end: None,
         }
     }

@@ -16,7 +16,7 @@ use crate::core::reconnect::{Decision, Failure, Reconnect, Record, Settings};
 use crate::error::{AckError, EmitError, LinkError};
 use crate::outbox::{AckRequest, Acked, Body, Outgoing, ServerAck};
 use crate::policy::classify::{Class, classify, reason};
-use crate::state::{ConnectionState, EndReason, Reason, Status};
+use crate::state::{ConnectionState, EndReason, Reason, Status, Transport};
 use bytes::Bytes;
 use relink_proto::Payload;
 use relink_proto::acks::AckTable;
@@ -312,18 +312,22 @@ impl<W> Connection<W> {
             s.socket_id = None;
             s.next_attempt_in = None;
             s.recovered = false;
+            s.transport = None;
         });
         self.phase = Phase::Attempt;
         self.deadline = now.checked_add(self.setup.connect_timeout);
     }
 
-    /// The link is open (dialled, WebSocket upgraded): the handshakes start. `auth` is the
-    /// CONNECT payload (it may hold the token: it goes into the session and nowhere else).
-    pub(crate) fn link_open(&mut self, auth: Option<String>) {
+    /// The link is open (dialled, WebSocket upgraded or polling session open): the
+    /// handshakes start. `auth` is the CONNECT payload (it may hold the token: it goes into
+    /// the session and nowhere else); `transport` is what carries the link.
+    pub(crate) fn link_open(&mut self, auth: Option<String>, transport: Transport) {
         if self.phase != Phase::Attempt {
             return;
         }
         self.generation += 1;
+        // Published with the connection.
+        self.state.transport = Some(transport);
         let recovery = match (&self.pid, &self.offset) {
             (Some(pid), Some(offset)) if self.setup.recovery => Some(Recovery {
                 pid: pid.clone(),
@@ -344,6 +348,21 @@ impl<W> Connection<W> {
                 .max_message_size
                 .max(relink_proto::session::DEFAULT_MAX_EARLY_BYTES),
         }));
+    }
+
+    /// The link's transport changed (long-polling upgraded to WebSocket): published at
+    /// once while connected, else with the connection.
+    pub(crate) fn transport_changed(&mut self, transport: Transport) {
+        if !matches!(self.phase, Phase::Attempt | Phase::Connected)
+            || self.state.transport == Some(transport)
+        {
+            return;
+        }
+        if self.phase == Phase::Connected {
+            self.publish(|s| s.transport = Some(transport));
+        } else {
+            self.state.transport = Some(transport);
+        }
     }
 
     /// A text frame arrived.
@@ -398,6 +417,7 @@ impl<W> Connection<W> {
         }
         let was_connected = self.phase == Phase::Connected;
         self.session = None;
+        self.state.transport = None;
         self.deadline = None;
         let kind = reason(&error);
         if was_connected {
@@ -417,9 +437,12 @@ impl<W> Connection<W> {
         let message = error.to_string();
         let cause = Some(Arc::new(error.clone()));
         let mut class = classify(&error);
-        // Plain text where TLS answered before is more likely a gateway mid-deploy than a
-        // wrong URL: retried like any transient failure.
-        if error == LinkError::NotTls && self.reconnect.trying().0 == Status::Reconnecting {
+        // Plain text (or a certificate refused) where TLS worked before is more likely a
+        // gateway mid-deploy or a captive portal than a wrong setup: retried like any
+        // transient failure.
+        if matches!(error, LinkError::NotTls | LinkError::Certificate { .. })
+            && self.reconnect.trying().0 == Status::Reconnecting
+        {
             class = Class::Transient { retry_after: None };
         }
         let failure = Failure {
@@ -741,6 +764,7 @@ impl<W> Connection<W> {
             s.status = status;
             s.socket_id = None;
             s.next_attempt_in = None;
+            s.transport = None;
             s.end = Some(end);
         });
     }

@@ -37,7 +37,7 @@ use super::reconnect::{Record, Settings, Severity};
 use crate::error::{AckError, LinkError};
 use crate::outbox::{AckRequest, Acked, Body, Outbox, Outgoing, ServerAck};
 use crate::policy::backoff::Backoff;
-use crate::state::Status;
+use crate::state::{Status, Transport};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use relink_proto::Payload;
@@ -163,6 +163,7 @@ struct World {
     outage_streak: u32,
     last_seq: u64,
     last_status: Status,
+    last_transport: Option<Transport>,
     shutdown: bool,
     recovered: usize,
     acks_ok: usize,
@@ -171,6 +172,8 @@ struct World {
     /// The next CONNECT is refused once.
     reject_next: bool,
     dropped_for_reader: usize,
+    /// Connected states published with the transport changed (a polling link upgraded).
+    upgrades: usize,
 }
 
 fn fail(seed: u64, step: usize, what: String) -> String {
@@ -256,6 +259,7 @@ impl World {
             outage_streak: 0,
             last_seq: 0,
             last_status: Status::Connecting,
+            last_transport: None,
             shutdown: false,
             recovered: 0,
             acks_ok: 0,
@@ -263,6 +267,7 @@ impl World {
             goodbye_seen: false,
             reject_next: false,
             dropped_for_reader: 0,
+            upgrades: 0,
         }
     }
 
@@ -302,8 +307,14 @@ impl World {
             80..82 => self.answer_ask(),
             82..84 => self.drop_link(false),
             84..85 => {
-                if let Some(link) = self.server.link.as_mut() {
-                    link.half_open = true;
+                if self.rng.random_bool(0.5) {
+                    if let Some(link) = self.server.link.as_mut() {
+                        link.half_open = true;
+                    }
+                } else if self.link.is_some() {
+                    // A polling link upgrades (the driver tells the core what its link
+                    // says).
+                    self.core.transport_changed(Transport::WebSocket);
                 }
             }
             85..86 => {
@@ -773,7 +784,13 @@ impl World {
             PING_INTERVAL.as_millis(),
             PING_TIMEOUT.as_millis()
         ));
-        self.core.link_open(Some(r#"{"token":"t"}"#.into()));
+        let transport = if self.rng.random_bool(0.5) {
+            Transport::Polling
+        } else {
+            Transport::WebSocket
+        };
+        self.core
+            .link_open(Some(r#"{"token":"t"}"#.into()), transport);
     }
 
     fn apply(&mut self, seed: u64, step: usize) -> Result<(), String> {
@@ -797,8 +814,21 @@ impl World {
                             return fail(format!("wait {wait:?} beyond {bound:?}"));
                         }
                     }
+                    if state.transport.is_some() != (state.status == Status::Connected) {
+                        return fail(format!(
+                            "transport {:?} while {:?}",
+                            state.transport, state.status
+                        ));
+                    }
+                    if state.status == Status::Connected
+                        && self.last_status == Status::Connected
+                        && self.last_transport != state.transport
+                    {
+                        self.upgrades += 1;
+                    }
                     self.last_seq = state.seq;
                     self.last_status = state.status;
+                    self.last_transport = state.transport;
                 }
                 Output::Log(record) => self.record(&record, seed, step)?,
                 Output::Note(super::connection::Note::Abandoned { frames }) => {
@@ -1062,6 +1092,7 @@ struct Tally {
     failed: usize,
     answers: usize,
     dropped_for_reader: usize,
+    upgrades: usize,
 }
 
 impl World {
@@ -1079,6 +1110,7 @@ impl World {
         t.failed += usize::from(self.last_status == Status::Failed);
         t.answers += self.server.answers;
         t.dropped_for_reader += self.dropped_for_reader;
+        t.upgrades += self.upgrades;
     }
 }
 
@@ -1142,6 +1174,7 @@ fn the_whole_client_keeps_its_promises_under_any_mix_of_faults() {
             tally.failed,
             tally.answers,
             tally.dropped_for_reader,
+            tally.upgrades,
         ];
         assert!(
             reached.iter().all(|&n| n > 0),

@@ -20,15 +20,14 @@ pub enum Class {
     ServerDisconnect,
 }
 
-/// Engine.IO error codes that mean "this client is configured wrong".
-const ENGINE_TRANSPORT_UNKNOWN: u8 = 0;
-const ENGINE_UNSUPPORTED_PROTOCOL: u8 = 5;
+use relink_proto::engine::EngineError;
 
 /// Classifies a failure.
 pub fn classify(error: &LinkError) -> Class {
     let transient = Class::Transient { retry_after: None };
     match error {
         LinkError::Network(_)
+        | LinkError::Proxy { .. }
         | LinkError::Tls(_)
         | LinkError::ConnectTimeout(_)
         | LinkError::TransportClose
@@ -38,10 +37,13 @@ pub fn classify(error: &LinkError) -> Class {
         LinkError::Http {
             status,
             retry_after,
-            engine_code,
-        } => match (*status, *engine_code) {
+            ..
+        } => match (*status, error.engine_error()) {
             (401 | 403, _) => Class::Unauthorized,
-            (_, Some(ENGINE_TRANSPORT_UNKNOWN | ENGINE_UNSUPPORTED_PROTOCOL)) => Class::Fatal,
+            // This client is configured wrong: retrying cannot help.
+            (_, Some(EngineError::TransportUnknown | EngineError::UnsupportedProtocolVersion)) => {
+                Class::Fatal
+            }
             (429 | 503, _) => Class::Transient {
                 retry_after: *retry_after,
             },
@@ -60,11 +62,35 @@ pub fn classify(error: &LinkError) -> Class {
         LinkError::InvalidUrl(_)
         | LinkError::EmptyToken
         | LinkError::NotTls
+        | LinkError::Certificate { .. }
+        | LinkError::ProxyAuth { .. }
         | LinkError::UnknownNamespace { .. } => Class::Fatal,
         // A gateway mid-deploy may answer 404 for a moment; if it goes on, the outage's
         // ERROR says where.
         LinkError::NotFound { .. } | LinkError::NoUpgrade { .. } => transient,
         LinkError::AuthProvider(_) => transient,
+    }
+}
+
+/// Whether a failed dial means "not this transport" rather than "not now": a 400 without
+/// an engine.io code or with code 0 (`Transport unknown`; engine.io answers a WebSocket
+/// upgrade for a transport it does not allow with a bare 400 on the raw socket, and a
+/// gateway that refuses WebSocket does the same), an upgrade answered with a plain 200 or
+/// a 404, or the connection closed before the upgrade was answered (something in between
+/// that strips `Upgrade`). The next allowed transport is tried at once. A transient failure (503,
+/// refused, a timeout) never is: the server is down for every transport alike.
+pub fn refuses_transport(error: &LinkError) -> bool {
+    match error {
+        LinkError::Http {
+            status,
+            engine_code,
+            ..
+        } => match engine_code {
+            None => matches!(status, 200 | 400),
+            Some(_) => error.engine_error() == Some(EngineError::TransportUnknown),
+        },
+        LinkError::NotFound { .. } | LinkError::NoUpgrade { .. } => true,
+        _ => false,
     }
 }
 
@@ -74,6 +100,9 @@ pub fn reason(error: &LinkError) -> Reason {
         LinkError::Network(_) => Reason::Network,
         LinkError::Tls(_) => Reason::Tls,
         LinkError::NotTls => Reason::NotTls,
+        LinkError::Certificate { .. } => Reason::Certificate,
+        LinkError::Proxy { .. } => Reason::Proxy,
+        LinkError::ProxyAuth { .. } => Reason::ProxyAuth,
         LinkError::NotFound { .. } => Reason::HttpError,
         LinkError::NoUpgrade { .. } => Reason::TransportError,
         LinkError::UnknownNamespace { .. } => Reason::InvalidNamespace,
@@ -109,6 +138,40 @@ mod tests {
     }
 
     #[test]
+    fn only_a_refused_transport_falls_back() {
+        for e in [
+            http(400, None, Some(0)),
+            http(400, None, None),
+            http(200, None, None),
+            LinkError::NotFound {
+                path: "/socket.io/".into(),
+            },
+            LinkError::NoUpgrade {
+                path: "/socket.io/".into(),
+            },
+        ] {
+            assert!(refuses_transport(&e), "{e:?}");
+        }
+        for e in [
+            http(503, Some(3), None),
+            http(429, None, None),
+            http(400, None, Some(1)),
+            http(400, None, Some(5)),
+            http(401, None, None),
+            LinkError::Network("refused".into()),
+            LinkError::ConnectTimeout(Duration::from_secs(20)),
+            LinkError::TransportClose,
+            LinkError::NotTls,
+            LinkError::ProxyAuth {
+                proxy: "p:3128".into(),
+                sent_credentials: false,
+            },
+        ] {
+            assert!(!refuses_transport(&e), "{e:?}");
+        }
+    }
+
+    #[test]
     fn transient_failures_are_retried() {
         for e in [
             LinkError::Network("refused".into()),
@@ -123,6 +186,10 @@ mod tests {
             http(404, None, None),
             http(400, None, Some(3)),
             LinkError::AuthProvider("offline".into()),
+            LinkError::Proxy {
+                proxy: "p:3128".into(),
+                message: "refused".into(),
+            },
             LinkError::NotFound { path: "/x/".into() },
             LinkError::NoUpgrade { path: "/x/".into() },
         ] {
@@ -138,6 +205,14 @@ mod tests {
     fn a_server_without_tls_and_an_unknown_namespace_are_configuration() {
         for e in [
             LinkError::NotTls,
+            LinkError::Certificate {
+                server: "h:443".into(),
+                problem: "unknown issuer".into(),
+            },
+            LinkError::ProxyAuth {
+                proxy: "p:3128".into(),
+                sent_credentials: true,
+            },
             LinkError::UnknownNamespace {
                 namespace: "/x".into(),
             },

@@ -1,43 +1,36 @@
-//! Dialling the WebSocket: tokio-tungstenite over TCP, rustls for `wss://`.
+//! The WebSocket transport: tokio-tungstenite over a stream from [`crate::net`].
 //!
 //! HTTP errors on the upgrade keep their status and `Retry-After`: a gateway answering 503
 //! says how long it expects to be down, and a browser client never gets to see that.
 
 use crate::error::LinkError;
-use std::sync::Arc;
+use crate::net::{Net, Stream, Target};
 use std::time::{Duration, SystemTime};
-use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, http};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-/// The WebSocket the supervisor owns.
-pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// An open WebSocket.
+pub(crate) type Ws = WebSocketStream<Stream>;
 
 /// tungstenite's read buffer (its default is 128 KiB).
 const READ_BUFFER: usize = 16 << 10;
 
-/// Opens the WebSocket to the configured endpoint (TCP, TLS, upgrade).
-/// What dialling needs: the WebSocket URL, TLS, the message bound, extra headers.
-pub(crate) struct DialSettings<'a> {
-    pub(crate) url: &'a url::Url,
-    pub(crate) tls: &'a Arc<rustls::ClientConfig>,
-    pub(crate) max_message_size: usize,
-    /// Extra handshake headers (values may be secrets: never logged).
-    pub(crate) headers: &'a [(http::HeaderName, http::HeaderValue)],
-}
-
-pub(crate) async fn dial(config: DialSettings<'_>) -> Result<Ws, LinkError> {
-    let mut request = config
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(map_error)?;
-    for (name, value) in config.headers {
+/// Opens a WebSocket to `url` (`ws(s)://...&transport=websocket[&sid=...]`): TCP or a
+/// proxy tunnel, TLS, the upgrade. `headers` may hold secrets: never logged.
+pub(crate) async fn dial(
+    net: &Net,
+    url: &url::Url,
+    max_message_size: usize,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+) -> Result<Ws, LinkError> {
+    let mut request = url.as_str().into_client_request().map_err(map_error)?;
+    for (name, value) in headers {
         request.headers_mut().append(name.clone(), value.clone());
     }
+    let stream = net.connect(&Target::from_url(url)?).await?;
     // tungstenite zero-fills the free part of its read buffer before every read: 128 KiB
     // by default, on every wake-up of a client that keeps up with its server. 16 KiB still
     // takes ~250 small frames per read, and an idle client keeps 112 KiB less resident.
@@ -46,28 +39,23 @@ pub(crate) async fn dial(config: DialSettings<'_>) -> Result<Ws, LinkError> {
     // message (see `lane.rs`); the outbox bounds what waits.
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size));
-    let connector = Connector::Rustls(Arc::clone(config.tls));
-    let (ws, _response) = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        Some(ws_config),
-        true,
-        Some(connector),
-    )
-    .await
-    .map_err(|e| {
-        let path = || config.url.path().to_owned();
-        match e {
-            tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete) => {
-                LinkError::NoUpgrade { path: path() }
-            }
-            e => match map_error(e) {
-                LinkError::Http { status: 404, .. } => LinkError::NotFound { path: path() },
-                other => other,
-            },
-        }
-    })?;
+        .max_message_size(Some(max_message_size))
+        .max_frame_size(Some(max_message_size));
+    let (ws, _response) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
+            .await
+            .map_err(|e| {
+                let path = || url.path().to_owned();
+                match e {
+                    tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete) => {
+                        LinkError::NoUpgrade { path: path() }
+                    }
+                    e => match map_error(e) {
+                        LinkError::Http { status: 404, .. } => LinkError::NotFound { path: path() },
+                        other => other,
+                    },
+                }
+            })?;
     Ok(ws)
 }
 
@@ -97,18 +85,29 @@ pub(crate) fn map_error(error: tungstenite::Error) -> LinkError {
 }
 
 fn http_error(response: &http::Response<Option<Vec<u8>>>) -> LinkError {
-    let retry_after = response
-        .headers()
+    status_error(
+        response.status().as_u16(),
+        response.headers(),
+        response.body().as_deref(),
+    )
+}
+
+/// An HTTP error status from the server or a gateway, with what it says about retrying
+/// (`Retry-After`) and engine.io's own error code (a JSON body `{"code":N}`).
+pub(crate) fn status_error(
+    status: u16,
+    headers: &http::HeaderMap,
+    body: Option<&[u8]>,
+) -> LinkError {
+    let retry_after = headers
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-    let engine_code = response
-        .body()
-        .as_deref()
+    let engine_code = body
         .and_then(|body| serde_json::from_slice::<EngineErrorBody>(body).ok())
         .and_then(|b| u8::try_from(b.code).ok());
     LinkError::Http {
-        status: response.status().as_u16(),
+        status,
         retry_after,
         engine_code,
     }

@@ -1,0 +1,504 @@
+//! Long-polling, the upgrade to WebSocket, the fallback when WebSocket is refused, proxies
+//! and TLS trust, against the official Node server.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+use relink::{Client, EndReason, Events, Incoming, Payload, Reason, Status, Transport};
+use relink_testkit::gateway::{Gateway, Mode};
+use relink_testkit::node::{NodeOptions, NodeServer};
+use relink_testkit::proxy::Proxy;
+use relink_testkit::tls::TlsFront;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{WAIT, until, until_status};
+
+async fn node(opts: NodeOptions) -> NodeServer {
+    NodeServer::start(opts)
+        .await
+        .expect("start the Node socket.io server (npm ci --prefix interop/node)")
+}
+
+fn polling_only() -> NodeOptions {
+    NodeOptions {
+        transports: Some(vec!["polling"]),
+        ..NodeOptions::default()
+    }
+}
+
+async fn next_event(events: &mut Events, name: &str) -> Payload {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Some(Incoming::Event(e)) if e.name() == name => return e.into_args(),
+                Some(_) => continue,
+                None => panic!("events ended before {name}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {name} event within {WAIT:?}"))
+}
+
+#[tokio::test]
+async fn a_polling_only_server_carries_events_acks_and_binary_both_ways() {
+    let server = node(polling_only()).await;
+    // The default transports: WebSocket is refused (HTTP 400), long-polling follows at once.
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    let state = until_status(&client, Status::Connected).await;
+    assert_eq!(state.transport, Some(Transport::Polling), "{state:?}");
+    assert_eq!(
+        state.attempt, 1,
+        "the fallback is part of the first attempt"
+    );
+    let welcome: Value = next_event(&mut events, "welcome")
+        .await
+        .first()
+        .unwrap()
+        .unwrap();
+    assert_eq!(welcome["id"], json!(state.socket_id.unwrap()));
+    // Events both ways.
+    client.emit("echo", ("plain", 1)).await.unwrap();
+    assert_eq!(
+        next_event(&mut events, "echo").await.as_json(),
+        r#"["plain",1]"#
+    );
+    // Acks both ways.
+    let ack = client.emit_with_ack("echo", "acked", WAIT).await.unwrap();
+    assert_eq!(ack.as_json(), r#"["acked"]"#);
+    client.emit("ask", ("question", 42)).await.unwrap();
+    let mut question = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Incoming::Event(e)) = events.next().await
+                && e.name() == "question"
+            {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(question.ack("answer"));
+    let asked: Value = next_event(&mut events, "asked")
+        .await
+        .first()
+        .unwrap()
+        .unwrap();
+    assert_eq!(asked, json!({"ok": true, "reply": ["answer"]}));
+    // Binary both ways (base64 in the payloads), with an ack and as an event.
+    let args = Payload::from_data([
+        relink::Data::from(vec![0u8, 1, 2, 255]),
+        relink::Data::from(json!({"n": 7})),
+        relink::Data::from(vec![0xabu8; 3000]),
+    ]);
+    let ack = client
+        .emit_with_ack("echo", args.clone(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(ack.to_data().unwrap(), args.to_data().unwrap());
+    client.emit("echo", args.clone()).await.unwrap();
+    let back = next_event(&mut events, "echo").await;
+    assert_eq!(back.to_data().unwrap(), args.to_data().unwrap());
+    // Many writes at once go out in POSTs, none lost, in order.
+    for i in 0..300 {
+        client.emit("echo", i).await.unwrap();
+    }
+    for i in 0..300 {
+        let n: (i32,) = next_event(&mut events, "echo").await.deserialize().unwrap();
+        assert_eq!(n.0, i);
+    }
+    client.disconnect().await;
+    assert_eq!(client.state().end, Some(EndReason::ClientDisconnect));
+}
+
+#[tokio::test]
+async fn over_polling_a_lost_session_reconnects_and_recovers_its_state() {
+    let mut server = node(NodeOptions {
+        recovery: true,
+        ..polling_only()
+    })
+    .await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .transports([Transport::Polling])
+        .backoff_initial(Duration::from_millis(50))
+        .backoff_max(Duration::from_millis(100))
+        .connect()
+        .unwrap();
+    client.emit("tick", (30, 40)).await.unwrap();
+    let (mut ticks, mut connects, mut dropped) = (Vec::new(), 0, false);
+    loop {
+        match tokio::time::timeout(WAIT, events.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Incoming::Connected { recovered, .. } => {
+                connects += 1;
+                assert_eq!(recovered, connects > 1, "the second connection recovers");
+            }
+            Incoming::Event(e) if e.name() == "tick" => {
+                let (n,): (u32,) = e.args().deserialize().unwrap();
+                ticks.push(n);
+                if n == 10 && !dropped {
+                    dropped = true;
+                    server.disconnect_all().await.unwrap();
+                }
+            }
+            Incoming::Event(e) if e.name() == "tick-done" => break,
+            _ => {}
+        }
+    }
+    assert_eq!(connects, 2);
+    assert_eq!(
+        ticks,
+        (1..=30).collect::<Vec<_>>(),
+        "every tick once, in order"
+    );
+    assert_eq!(client.state().transport, Some(Transport::Polling));
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn polling_upgrades_to_websocket_with_nothing_lost_or_reordered() {
+    let server = node(NodeOptions::default()).await;
+    // The upgrade's WebSocket is held back, so the switch happens while emits and echoes
+    // flow over long-polling.
+    let gateway = Gateway::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
+        .await
+        .unwrap();
+    gateway.set_mode(Mode::DelayWebSocket(Duration::from_millis(300)));
+    let (client, mut events) = Client::builder(gateway.url())
+        .token("secret")
+        .transports([Transport::Polling, Transport::WebSocket])
+        // Read once all is sent: every echo must fit.
+        .event_buffer(MAX_EMITS as usize + 10)
+        .connect()
+        .unwrap();
+    let mut changes = client.state_changes();
+    // Emits flow from before the connection, through the switch, until well after it.
+    // Bounded in count and time; the upgrade comes after ~300 ms.
+    const MAX_EMITS: u32 = 40_000;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut sent = 0u32;
+    let mut upgraded_at = None;
+    while sent < MAX_EMITS && tokio::time::Instant::now() < deadline {
+        client.emit("echo", sent).await.unwrap();
+        sent += 1;
+        if upgraded_at.is_none() && client.state().transport == Some(Transport::WebSocket) {
+            upgraded_at = Some(sent);
+        }
+        if upgraded_at.is_some_and(|at| sent >= at + 200) {
+            break;
+        }
+        if sent.is_multiple_of(20) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let upgraded_at = upgraded_at.expect("upgraded while emitting");
+    assert!(
+        upgraded_at > 50,
+        "emits flowed over polling first: {upgraded_at}"
+    );
+    for i in 0..sent {
+        let (n,): (u32,) = next_event(&mut events, "echo").await.deserialize().unwrap();
+        assert_eq!(n, i, "in order, none lost (upgraded after {upgraded_at})");
+    }
+    // The states said polling, then WebSocket, on the same connection.
+    let mut transports = Vec::new();
+    while let Ok(state) = changes.try_recv() {
+        if state.status == Status::Connected {
+            transports.push(state.transport);
+        }
+    }
+    assert_eq!(
+        transports,
+        vec![Some(Transport::Polling), Some(Transport::WebSocket)]
+    );
+    let ack = client.emit_with_ack("echo", "after", WAIT).await.unwrap();
+    assert_eq!(ack.as_json(), r#"["after"]"#);
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn websocket_refused_on_the_way_falls_back_and_the_reconnect_starts_with_polling() {
+    let mut server = node(NodeOptions::default()).await;
+    let gateway = Gateway::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
+        .await
+        .unwrap();
+    gateway.set_mode(Mode::RefuseWebSocket);
+    let (client, _events) = Client::builder(gateway.url())
+        .token("secret")
+        .backoff_initial(Duration::from_millis(50))
+        .backoff_max(Duration::from_millis(100))
+        .connect()
+        .unwrap();
+    let first = until_status(&client, Status::Connected).await;
+    assert_eq!(first.transport, Some(Transport::Polling));
+    let ack = client.emit_with_ack("echo", 1, WAIT).await.unwrap();
+    assert_eq!(ack.as_json(), "[1]");
+    server.disconnect_all().await.unwrap();
+    until(&client, |s| {
+        s.status == Status::Connected && s.seq > first.seq + 1
+    })
+    .await;
+    let ack = client.emit_with_ack("echo", 2, WAIT).await.unwrap();
+    assert_eq!(ack.as_json(), "[2]");
+    assert_eq!(client.state().transport, Some(Transport::Polling));
+    // Upgrade probes (with a session id) may be tried each time; a first dial over
+    // WebSocket only once: the reconnect went straight to long-polling.
+    let dials: Vec<String> = gateway
+        .refused_upgrades()
+        .into_iter()
+        .filter(|line| !line.contains("sid="))
+        .collect();
+    assert_eq!(dials.len(), 1, "{dials:?}");
+    assert!(dials[0].contains("transport=websocket"), "{dials:?}");
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn a_transient_failure_never_falls_back() {
+    let server = node(NodeOptions::default()).await;
+    let gateway = Gateway::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
+        .await
+        .unwrap();
+    gateway.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
+    let (client, _events) = Client::builder(gateway.url())
+        .token("secret")
+        .backoff_initial(Duration::from_millis(20))
+        .backoff_max(Duration::from_millis(40))
+        .connect()
+        .unwrap();
+    until(&client, |s| s.attempt >= 3).await;
+    // One request per attempt: a 503 is the server's state, not the transport's.
+    let stats = gateway.stats();
+    assert!(
+        stats.status_answers <= u64::from(client.state().attempt),
+        "{stats:?} after {} attempts",
+        client.state().attempt
+    );
+    gateway.set_mode(Mode::Forward);
+    let state = until_status(&client, Status::Connected).await;
+    assert_eq!(state.transport, Some(Transport::WebSocket));
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn both_transports_tunnel_through_an_authenticating_proxy() {
+    let server = node(NodeOptions::default()).await;
+    let proxy = Proxy::start(Some(("alice", "pa55word"))).await.unwrap();
+    for transports in [vec![Transport::WebSocket], vec![Transport::Polling]] {
+        let before = proxy.stats().tunnels;
+        let (client, _events) = Client::builder(server.url())
+            .token("secret")
+            .proxy(proxy.url_with("alice", "pa55word"))
+            .transports(transports.clone())
+            .connect()
+            .unwrap();
+        let state = until_status(&client, Status::Connected).await;
+        assert_eq!(state.transport, Some(transports[0]));
+        let ack = client
+            .emit_with_ack("echo", "tunnelled", WAIT)
+            .await
+            .unwrap();
+        assert_eq!(ack.as_json(), r#"["tunnelled"]"#);
+        assert!(proxy.stats().tunnels > before, "{:?}", proxy.stats());
+        client.disconnect().await;
+    }
+    assert_eq!(proxy.stats().auth_failures, 0);
+}
+
+#[tokio::test]
+async fn a_proxy_that_refuses_the_credentials_fails_at_once_and_never_shows_them() {
+    let server = node(NodeOptions::default()).await;
+    let proxy = Proxy::start(Some(("alice", "pa55word"))).await.unwrap();
+    for (url, sent) in [
+        (proxy.url_with("alice", "wr0ng-s3cret"), true),
+        (proxy.url(), false),
+    ] {
+        let builder = Client::builder(server.url()).token("secret").proxy(&url);
+        assert!(!format!("{builder:?}").contains("s3cret"));
+        let (client, _events) = builder.connect().unwrap();
+        let state = until(&client, |s| s.status.is_terminal()).await;
+        assert_eq!(state.status, Status::Failed);
+        assert_eq!(state.end, Some(EndReason::Configuration));
+        assert_eq!(state.reason, Some(Reason::ProxyAuth));
+        assert_eq!(state.attempt, 1, "a 407 is not retried");
+        let error = state.last_error.clone().unwrap();
+        assert!(error.contains("407"), "{error}");
+        assert!(
+            !error.contains("s3cret") && !error.contains("alice"),
+            "{error}"
+        );
+        if sent {
+            assert!(error.contains("refused the credentials"), "{error}");
+        } else {
+            assert!(error.contains("requires credentials"), "{error}");
+        }
+        assert!(!format!("{state:?}").contains("s3cret"));
+    }
+    assert_eq!(proxy.stats().tunnels, 0);
+    assert_eq!(proxy.stats().auth_failures, 2);
+}
+
+#[tokio::test]
+async fn no_proxy_connects_directly() {
+    let server = node(NodeOptions::default()).await;
+    let proxy = Proxy::start(None).await.unwrap();
+    let (client, _events) = Client::builder(server.url())
+        .token("secret")
+        .proxy(proxy.url())
+        .no_proxy()
+        .connect()
+        .unwrap();
+    until_status(&client, Status::Connected).await;
+    assert_eq!(proxy.stats().tunnels, 0);
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn an_unusable_proxy_url_is_refused_when_building() {
+    for url in [
+        "https://user:s3cret@proxy:443",
+        "ftp://proxy",
+        "not a url s3cret",
+    ] {
+        let error = Client::builder("http://127.0.0.1:9")
+            .token("secret")
+            .proxy(url)
+            .validate()
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("proxy"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_from_a_private_ca_is_trusted_only_when_configured() {
+    let server = node(NodeOptions::default()).await;
+    let front = TlsFront::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
+        .await
+        .unwrap();
+    // The default trust (the system's store) does not know the private CA.
+    let (client, _events) = Client::builder(front.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    let state = until(&client, |s| s.status.is_terminal()).await;
+    assert_eq!(state.end, Some(EndReason::Configuration), "{state:?}");
+    assert_eq!(state.reason, Some(Reason::Certificate));
+    let error = state.last_error.unwrap();
+    assert!(
+        error.contains("certificate of localhost:") && error.contains("SSL_CERT_FILE"),
+        "{error}"
+    );
+    // Trusted through a configuration that names it, over both transports.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(front.ca_der().clone()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tls = Arc::new(tls);
+    for transports in [vec![Transport::WebSocket], vec![Transport::Polling]] {
+        let (client, _events) = Client::builder(front.url())
+            .token("secret")
+            .tls_config(Arc::clone(&tls))
+            .transports(transports)
+            .connect()
+            .unwrap();
+        until_status(&client, Status::Connected).await;
+        let ack = client.emit_with_ack("echo", "tls", WAIT).await.unwrap();
+        assert_eq!(ack.as_json(), r#"["tls"]"#);
+        client.disconnect().await;
+    }
+}
+
+#[tokio::test]
+async fn posts_stay_within_the_servers_max_payload() {
+    // engine.io closes a session whose POST is larger than maxHttpBufferSize.
+    let server = node(NodeOptions {
+        max_payload: Some(4000),
+        ..polling_only()
+    })
+    .await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .transports([Transport::Polling])
+        .event_buffer(1000)
+        .connect()
+        .unwrap();
+    until_status(&client, Status::Connected).await;
+    let mut changes = client.state_changes();
+    let text = "x".repeat(900);
+    // Written while a POST is in flight, so they wait and go out batched.
+    for i in 0..60 {
+        client.emit("echo", (i, &text)).await.unwrap();
+    }
+    for i in 0..60 {
+        let (n, back): (i32, String) = next_event(&mut events, "echo").await.deserialize().unwrap();
+        assert_eq!((n, back.len()), (i, 900));
+    }
+    assert!(
+        changes.try_recv().is_err(),
+        "the session never dropped: {:?}",
+        client.state()
+    );
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn a_hostile_polling_server_is_a_protocol_error_not_a_panic_or_a_hog() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Answers every request with 200 and a body: far too large, then garbage.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        for body in [vec![b'4'; 200_000], b"0{\"sid\":\x1e\xff".to_vec()] {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 4096];
+            let _ = socket.read(&mut head).await;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.write_all(&body).await;
+        }
+    });
+    let (client, _events) = Client::builder(format!("http://127.0.0.1:{port}"))
+        .token("secret")
+        .transports([Transport::Polling])
+        .max_message_size(64 * 1024)
+        .backoff_initial(Duration::from_millis(10))
+        .backoff_max(Duration::from_millis(20))
+        .connect()
+        .unwrap();
+    let first = until(&client, |s| s.last_error.is_some()).await;
+    assert_eq!(first.reason, Some(Reason::ParseError), "{first:?}");
+    assert!(
+        first
+            .last_error
+            .unwrap()
+            .contains("larger than max_message_size"),
+        "{:?}",
+        client.state()
+    );
+    let second = until(&client, |s| s.attempt >= 3).await;
+    assert_eq!(second.reason, Some(Reason::ParseError), "{second:?}");
+    client.disconnect().await;
+    server.await.unwrap();
+}
