@@ -11,7 +11,7 @@
 // Protocol with the parent process:
 //   - once listening, exactly one line is printed on stdout: {"port":12345}
 //   - then every stdin line is a JSON command, answered by exactly one JSON line on stdout
-//     ({"cmd":"stats"}, {"cmd":"disconnect-all"}, {"cmd":"close"})
+//     ({"cmd":"stats"}, {"cmd":"disconnect-all"}, {"cmd":"disconnects"}, {"cmd":"close"})
 //   - the process exits when stdin closes (so a dead parent never leaves it running),
 //     on SIGTERM/SIGINT, or after {"cmd":"close"}
 //   - nothing else is ever printed on stdout; logs go to stderr with --verbose only.
@@ -130,6 +130,9 @@ if (opts.maxPayload !== undefined) serverOptions.maxHttpBufferSize = opts.maxPay
 const httpServer = createServer();
 const io = new Server(httpServer, serverOptions);
 
+// Why each socket left, in order (the "disconnects" command).
+const disconnects = [];
+
 // "count" bookkeeping, shared by all namespaces: id -> times seen.
 const seen = new Map();
 let received = 0;
@@ -186,7 +189,10 @@ function setupNamespace(nsp) {
   nsp.use(authMiddleware);
   nsp.on("connection", (socket) => {
     log("connection", nsp.name, socket.id, "recovered:", socket.recovered, "transport:", socket.conn.transport.name);
-    socket.on("disconnect", (reason) => log("disconnect", nsp.name, socket.id, reason));
+    socket.on("disconnect", (reason) => {
+      disconnects.push(reason);
+      log("disconnect", nsp.name, socket.id, reason);
+    });
 
     on(socket, "echo", (...raw) => {
       const { args, ack } = splitAck(raw);
@@ -324,6 +330,8 @@ function handleCommand(cmd) {
       for (const client of clients) client.close(true);
       return { ok: true, closed: clients.length };
     }
+    case "disconnects":
+      return { ok: true, reasons: disconnects };
     case "close":
       return null;
     default:

@@ -1,6 +1,7 @@
 // socket.io-client 4.8 on Node: the same figures as the Rust clients, against the same server.
 //
-// Usage: node client.mjs URL '{"emit":[[n,size],...],"receive":[[n,size],...],"acks":n,"warmup":n}'
+// Usage: node client.mjs URL '{"emit":[[n,size],...],"receive":[[n,size],...],"acks":n,"warmup":n,
+//                              "transports":["websocket"]}'
 // Prints exactly one JSON line on stdout:
 //   {"emit":[msgs_per_s,...],"receive":[msgs_per_s,...],"ack_us":[rtt,...]}
 // socket.io-client is resolved from interop/node/node_modules (pinned there, installed with
@@ -24,7 +25,7 @@ const guard = setTimeout(() => {
 function connect() {
   return new Promise((resolve, reject) => {
     const socket = io(url, {
-      transports: ["websocket"],
+      transports: config.transports ?? ["websocket"],
       auth: { token: TOKEN },
       reconnection: false,
       forceNew: true,

@@ -88,6 +88,11 @@ pub enum Mode {
     /// text, no engine.io code: a gateway's refusal) and counted in
     /// [`GatewayStats::websocket_refusals`]; any other request is forwarded.
     RefuseWebSocket,
+    /// Forward everything, but strip `Upgrade` (and `Connection`, `Sec-WebSocket-*`) from
+    /// WebSocket upgrade requests, as a proxy that does not know WebSocket does: the
+    /// server sees a plain GET for `transport=websocket` (engine.io answers 400,
+    /// `Bad request`). Counted like [`Mode::RefuseWebSocket`].
+    StripUpgrade,
     /// Forward everything, but hold each WebSocket upgrade this long first (a slow path
     /// for WebSocket: long-polling's upgrade then happens while data flows).
     DelayWebSocket(Duration),
@@ -396,7 +401,7 @@ async fn handle_conn(
     let counters = &shared.counters;
     match mode {
         Mode::Forward => forward(client, Vec::new(), upstream, counters, rx, born).await,
-        Mode::RefuseWebSocket | Mode::DelayWebSocket(_) => {
+        Mode::RefuseWebSocket | Mode::DelayWebSocket(_) | Mode::StripUpgrade => {
             let mut client = client;
             let Some(head) = read_head(&mut client).await else {
                 return;
@@ -406,6 +411,11 @@ async fn handle_conn(
             if let (Mode::DelayWebSocket(delay), true) = (&mode, upgrade) {
                 tokio::time::sleep(*delay).await;
                 forward(client, head, upstream, counters, rx, born).await;
+            } else if let (Mode::StripUpgrade, true) = (&mode, upgrade) {
+                let line = lower.split("\r\n").next().unwrap_or_default().to_owned();
+                lock(&shared.refused).push(line);
+                counters.websocket_refusals.fetch_add(1, Ordering::Relaxed);
+                forward(client, strip_upgrade(&head), upstream, counters, rx, born).await;
             } else if upgrade {
                 let line = lower.split("\r\n").next().unwrap_or_default().to_owned();
                 lock(&shared.refused).push(line);
@@ -437,6 +447,29 @@ async fn handle_conn(
             abort(client);
         }
     }
+}
+
+/// The request head without what makes it a WebSocket upgrade, closing after the answer.
+fn strip_upgrade(head: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut out = String::new();
+    for (i, line) in head.split("\r\n").enumerate() {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let websocket =
+            name == "upgrade" || name == "connection" || name.starts_with("sec-websocket-");
+        if i == 0 || !websocket {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out.push_str(rest);
+    out.into_bytes()
 }
 
 /// Close `stream` with a TCP reset.

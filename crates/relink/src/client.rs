@@ -482,10 +482,17 @@ impl Client {
     /// attachment) larger than the server's `maxPayload`.
     fn too_large(&self, name: &str, args: &Payload) -> Option<(usize, u64)> {
         // Header, quotes and brackets of the encoded frame are well under 32 bytes.
+        let base64 = self.inner.shared.base64_attachments.load(Ordering::Relaxed);
         let largest_attachment = args
             .attachments()
             .iter()
-            .map(|a| a.len())
+            .map(|a| {
+                if base64 {
+                    relink_proto::polling::binary_len(a)
+                } else {
+                    a.len()
+                }
+            })
             .max()
             .unwrap_or(0);
         let size = (name.len() + args.as_json().len() + 32).max(largest_attachment);

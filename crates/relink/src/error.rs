@@ -39,7 +39,17 @@ pub enum LinkError {
         /// What went wrong.
         message: String,
     },
-    /// The proxy asked for credentials (HTTP 407).
+    /// The proxy's scheme cannot be used (from the environment: `https://`, `socks4://`).
+    #[error(
+        "proxy {proxy}: scheme {scheme} is not supported: use http://, socks5:// or socks5h://"
+    )]
+    ProxyUnsupported {
+        /// `host:port` of the proxy (never its credentials).
+        proxy: String,
+        /// The scheme.
+        scheme: String,
+    },
+    /// The proxy asked for credentials (HTTP 407, or SOCKS authentication), or refused them.
     #[error("{}", proxy_auth(proxy, *sent_credentials))]
     ProxyAuth {
         /// `host:port` of the proxy (never its credentials).
@@ -147,10 +157,10 @@ impl LinkError {
 
 fn proxy_auth(proxy: &str, sent_credentials: bool) -> String {
     if sent_credentials {
-        format!("the proxy {proxy} refused the credentials in the proxy URL (HTTP 407)")
+        format!("the proxy {proxy} refused the credentials in the proxy URL")
     } else {
         format!(
-            "the proxy {proxy} requires credentials (HTTP 407): put them in the proxy URL, http://user:password@{proxy}"
+            "the proxy {proxy} requires credentials: put them in the proxy URL, scheme://user:password@{proxy}"
         )
     }
 }

@@ -177,6 +177,9 @@ pub(crate) struct Shared {
     /// The transport that worked last: tried first on the next attempt, in this run and
     /// the next.
     pub(crate) preferred: Preferred,
+    /// The link is long-polling: attachments travel base64-encoded, a third larger, and
+    /// must fit the server's `maxPayload` so.
+    pub(crate) base64_attachments: AtomicBool,
     /// An emitter wrote to the socket without flushing: the supervisor flushes.
     pub(crate) unflushed: AtomicBool,
 }
@@ -236,6 +239,7 @@ impl Shared {
             space: Notify::new(),
             max_payload: AtomicU64::new(u64::MAX),
             preferred: Preferred(AtomicU8::new(0)),
+            base64_attachments: AtomicBool::new(false),
         }
     }
 

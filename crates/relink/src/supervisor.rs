@@ -24,8 +24,9 @@ use tracing::{error, info};
 /// How long each step of a clean close may take (emits accepted before `disconnect()`,
 /// then DISCONNECT and the WebSocket close): each is attempted whatever the one before did.
 const CLOSE_STEP: Duration = Duration::from_millis(30);
-/// Long-polling's close is a POST round trip carrying what the steps before queued.
-const POLLING_CLOSE: Duration = Duration::from_millis(250);
+/// Long-polling's close is up to two POST round trips (the one in flight, then what the
+/// steps before queued, DISCONNECT and `1` included).
+const POLLING_CLOSE: Duration = Duration::from_secs(1);
 /// "Never" for a timer that has nothing to wait for (re-armed when it has).
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 
@@ -241,6 +242,9 @@ impl Supervisor {
     /// The transport that worked is tried first next time: long-polling after a fallback,
     /// WebSocket again after an upgrade.
     fn remember(&self, transport: Transport) {
+        self.shared
+            .base64_attachments
+            .store(transport == Transport::Polling, Ordering::Relaxed);
         let before = self.shared.preferred.swap(transport);
         if transport == Transport::Polling
             && before != Some(transport)
@@ -295,6 +299,12 @@ impl Supervisor {
         let mut shutdown = self.shutdown.clone();
         tokio::pin!(timer, flush_timer);
         while matches!(self.core.phase(), Phase::Attempt | Phase::Connected) {
+            // Long-polling upgrades underneath (also while nothing arrives): the state says so.
+            if transport == Transport::Polling && link.transport() != transport {
+                transport = link.transport();
+                self.remember(transport);
+                self.core.transport_changed(transport);
+            }
             self.apply();
             // Deadlines and emits are looked at every round, so a flood of inbound frames
             // cannot starve them (the select below prefers frames).
@@ -332,15 +342,7 @@ impl Supervisor {
                     self.goodbye(&link).await;
                     break;
                 }
-                frame = link.next() => {
-                    self.read(&link, frame);
-                    // Long-polling upgrades underneath: the state says so.
-                    if transport == Transport::Polling && link.transport() != transport {
-                        transport = link.transport();
-                        self.remember(transport);
-                        self.core.transport_changed(transport);
-                    }
-                }
+                frame = link.next() => self.read(&link, frame),
                 () = self.shared.wake.notified() => {}
                 () = &mut timer => {
                     self.core.handle_timeout(now());

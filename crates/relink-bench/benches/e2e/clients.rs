@@ -43,8 +43,24 @@ pub struct RelinkClient {
 impl RelinkClient {
     /// Connects and waits for the namespace.
     pub async fn connect(url: &str) -> RelinkClient {
+        Self::connect_over(
+            url,
+            &[relink::Transport::WebSocket, relink::Transport::Polling],
+        )
+        .await
+    }
+
+    /// Connects over these transports and waits for the namespace.
+    ///
+    /// The event buffer holds a whole flood (the other clients hand events to callbacks
+    /// inline and never drop one): relink drops what comes past it rather than stall the
+    /// connection, and a dropped event would fail the figure (see `flood`).
+    pub async fn connect_over(url: &str, transports: &[relink::Transport]) -> RelinkClient {
         let (client, events) = relink::Client::builder(url)
             .token(TOKEN)
+            .transports(transports.iter().copied())
+            .event_buffer(1 << 17)
+            .max_buffered_bytes(512 << 20)
             .connect()
             .expect("valid relink configuration");
         client.wait_connected().await.expect("relink connects");
@@ -93,6 +109,9 @@ impl BenchClient for RelinkClient {
         while got < n {
             match self.events.next().await {
                 Some(Incoming::Event(event)) if event.name() == "flood" => got += 1,
+                Some(Incoming::Lagged { missed }) => {
+                    panic!("relink dropped {missed} flood events: the reader fell behind")
+                }
                 Some(_) => {}
                 None => panic!("relink client ended during the flood"),
             }
@@ -245,7 +264,7 @@ impl RawClient {
 // ---------------------------------------------------------------------------------------------
 // rust_socketio 0.6, async client
 
-/// rust_socketio's async client over WebSocket only (no polling handshake first).
+/// rust_socketio's async client over one transport (no handshake over another first).
 pub struct RsioClient {
     client: rust_socketio::asynchronous::Client,
     flood_count: Arc<AtomicU64>,
@@ -256,8 +275,14 @@ pub struct RsioClient {
 }
 
 impl RsioClient {
-    /// Connects and waits for the namespace (rust_socketio refuses emits before that).
+    /// Connects over WebSocket and waits for the namespace (rust_socketio refuses emits
+    /// before that).
     pub async fn connect(url: &str) -> RsioClient {
+        Self::connect_over(url, rust_socketio::TransportType::Websocket).await
+    }
+
+    /// Connects over `transport` and waits for the namespace.
+    pub async fn connect_over(url: &str, transport: rust_socketio::TransportType) -> RsioClient {
         use rust_socketio::asynchronous::ClientBuilder;
         let connected = Arc::new(Notify::new());
         let flood_count = Arc::new(AtomicU64::new(0));
@@ -284,7 +309,7 @@ impl RsioClient {
             }
         };
         let client = ClientBuilder::new(url)
-            .transport_type(rust_socketio::TransportType::Websocket)
+            .transport_type(transport)
             .auth(serde_json::json!({ "token": TOKEN }))
             .reconnect(false)
             .on(rust_socketio::Event::Connect, on_connect)

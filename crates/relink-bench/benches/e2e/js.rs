@@ -46,6 +46,7 @@ pub fn run(
     receive: &[(u64, u64)],
     warmup: u64,
     acks: u64,
+    transports: &[&str],
 ) -> Option<JsResult> {
     let node = std::env::var("RELINK_NODE").unwrap_or_else(|_| "node".into());
     let config = serde_json::json!({
@@ -53,6 +54,7 @@ pub fn run(
         "receive": receive,
         "warmup": warmup,
         "acks": acks,
+        "transports": transports,
     });
     let mut child = Command::new(node)
         .arg(script())

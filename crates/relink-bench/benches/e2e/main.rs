@@ -54,6 +54,29 @@ struct Params {
 }
 
 impl Params {
+    /// The long-polling figures: smaller counts (every figure is HTTP round trips).
+    fn polling() -> Params {
+        if std::env::var_os("RELINK_BENCH_QUICK").is_some() {
+            Params {
+                rounds: 1,
+                emit: [(1_000, 64), (200, 4096)],
+                receive: [(1_000, 64), (200, 4096)],
+                ack_warmup: 10,
+                acks: 100,
+                memory: [0, 0],
+            }
+        } else {
+            Params {
+                rounds: 3,
+                emit: [(20_000, 64), (5_000, 4096)],
+                receive: [(20_000, 64), (5_000, 4096)],
+                ack_warmup: 50,
+                acks: 500,
+                memory: [0, 0],
+            }
+        }
+    }
+
     fn new() -> Params {
         if std::env::var_os("RELINK_BENCH_QUICK").is_some() {
             Params {
@@ -141,9 +164,17 @@ async fn ack_figure<C: BenchClient>(client: &mut C, warmup: u64, n: u64) -> Vec<
     samples
 }
 
-async fn run_figures<C: BenchClient>(name: &str, client: &mut C, p: &Params, into: &mut Measured) {
+/// Every figure (`only`: just that part: `emit`, `receive` or `ack`).
+async fn run_figures<C: BenchClient>(
+    name: &str,
+    client: &mut C,
+    p: &Params,
+    into: &mut Measured,
+    only: Option<&str>,
+) {
+    let left_out = |part: &str| skipped(part) || only.is_some_and(|o| o != part);
     for (slot, &(n, size)) in p.emit.iter().enumerate() {
-        if skipped("emit") {
+        if left_out("emit") {
             break;
         }
         if let Some(rate) = timed(name, emit_figure(client, n, size)).await {
@@ -151,14 +182,14 @@ async fn run_figures<C: BenchClient>(name: &str, client: &mut C, p: &Params, int
         }
     }
     for (slot, &(n, size)) in p.receive.iter().enumerate() {
-        if skipped("receive") {
+        if left_out("receive") {
             break;
         }
         if let Some(rate) = timed(name, receive_figure(client, n, size)).await {
             into.receive[slot].push(rate);
         }
     }
-    if skipped("ack") {
+    if left_out("ack") {
         return;
     }
     if let Some(samples) = timed(name, ack_figure(client, p.ack_warmup, p.acks)).await {
@@ -185,9 +216,14 @@ fn end_to_end(p: &Params) -> (Vec<Measured>, Option<String>) {
                     if js_missing.is_some() {
                         continue;
                     }
-                    if let Some(r) =
-                        js::run(&server.url(), &p.emit, &p.receive, p.ack_warmup, p.acks)
-                    {
+                    if let Some(r) = js::run(
+                        &server.url(),
+                        &p.emit,
+                        &p.receive,
+                        p.ack_warmup,
+                        p.acks,
+                        &["websocket"],
+                    ) {
                         for (slot, rate) in r.emit.into_iter().enumerate().take(2) {
                             into.emit[slot].push(rate);
                         }
@@ -207,15 +243,15 @@ fn end_to_end(p: &Params) -> (Vec<Measured>, Option<String>) {
                         match name.as_str() {
                             "relink" => {
                                 let mut c = RelinkClient::connect(&url).await;
-                                run_figures("relink", &mut c, &params, &mut out).await;
+                                run_figures("relink", &mut c, &params, &mut out, None).await;
                             }
                             "raw" => {
                                 let mut c = RawClient::connect(&ws_url).await;
-                                run_figures("raw", &mut c, &params, &mut out).await;
+                                run_figures("raw", &mut c, &params, &mut out, None).await;
                             }
                             _ => {
                                 let mut c = RsioClient::connect(&url).await;
-                                run_figures("rust_socketio", &mut c, &params, &mut out).await;
+                                run_figures("rust_socketio", &mut c, &params, &mut out, None).await;
                                 c.close().await;
                             }
                         }
@@ -247,6 +283,104 @@ fn end_to_end(p: &Params) -> (Vec<Measured>, Option<String>) {
     (measured, js_missing)
 }
 
+/// Long-polling: relink, rust_socketio and socket.io-client each on polling only, against
+/// the official Node server configured `transports: ["polling"]` (the bench server speaks
+/// WebSocket only). The raw column stays empty: there is no raw polling client.
+fn polling_end_to_end(p: &Params) -> (Vec<Measured>, Option<String>) {
+    use relink_testkit::node::{NodeOptions, NodeServer};
+    let runtime = runtime();
+    let server = runtime
+        .block_on(NodeServer::start(NodeOptions {
+            transports: Some(vec!["polling"]),
+            ..NodeOptions::default()
+        }))
+        .expect("start the Node server (npm ci --prefix interop/node)");
+    let url = server.url();
+    let js_missing = js::unavailable();
+    let mut measured = vec![Measured::default(); KINDS.len()];
+    let kinds = [0usize, 2, 3];
+    for round in 0..p.rounds {
+        for k in 0..kinds.len() {
+            let kind = kinds[(round + k) % kinds.len()];
+            if !selected(KINDS[kind]) {
+                continue;
+            }
+            let started = Instant::now();
+            let into = &mut measured[kind];
+            if kind == 3 {
+                if js_missing.is_some() {
+                    continue;
+                }
+                let r = js::run(
+                    &url,
+                    &p.emit,
+                    &p.receive,
+                    p.ack_warmup,
+                    p.acks,
+                    &["polling"],
+                );
+                if let Some(r) = r {
+                    for (slot, rate) in r.emit.into_iter().enumerate().take(2) {
+                        into.emit[slot].push(rate);
+                    }
+                    for (slot, rate) in r.receive.into_iter().enumerate().take(2) {
+                        into.receive[slot].push(rate);
+                    }
+                    into.ack_us.extend(r.ack_us);
+                }
+            } else {
+                // Each part on a connection of its own: a client that fails one (an error,
+                // a panic in its driver) is still measured on the others.
+                for part in ["emit", "receive", "ack"] {
+                    let (url, params) = (url.clone(), p.clone());
+                    let task = runtime.spawn(async move {
+                        let mut out = Measured::default();
+                        if kind == 0 {
+                            let polling = [relink::Transport::Polling];
+                            let mut c = RelinkClient::connect_over(&url, &polling).await;
+                            run_figures("relink (polling)", &mut c, &params, &mut out, Some(part))
+                                .await;
+                        } else {
+                            let polling = rust_socketio::TransportType::Polling;
+                            let mut c = RsioClient::connect_over(&url, polling).await;
+                            let name = "rust_socketio (polling)";
+                            run_figures(name, &mut c, &params, &mut out, Some(part)).await;
+                            c.close().await;
+                        }
+                        out
+                    });
+                    let abort = task.abort_handle();
+                    let result = runtime
+                        .block_on(async { tokio::time::timeout(DRIVER_TIMEOUT, task).await });
+                    match result {
+                        Ok(Ok(out)) => into.merge(out),
+                        Ok(Err(e)) => {
+                            eprintln!("{} (polling) {part}: driver failed: {e}", KINDS[kind]);
+                        }
+                        Err(_) => {
+                            abort.abort();
+                            eprintln!(
+                                "{} (polling) {part}: no result in {DRIVER_TIMEOUT:?}",
+                                KINDS[kind]
+                            );
+                        }
+                    }
+                }
+            }
+            eprintln!(
+                "polling round {}/{}: {} done in {:.1} s",
+                round + 1,
+                p.rounds,
+                KINDS[kind],
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    runtime.block_on(server.stop());
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    (measured, js_missing)
+}
+
 /// `RELINK_BENCH_ONLY=relink,raw`: measure only these kinds (for working on one client).
 fn selected(kind: &str) -> bool {
     match std::env::var("RELINK_BENCH_ONLY") {
@@ -255,7 +389,7 @@ fn selected(kind: &str) -> bool {
     }
 }
 
-/// `RELINK_BENCH_SKIP=codec,memory,emit,receive,ack`: leave figures out (for working on the
+/// `RELINK_BENCH_SKIP=codec,memory,emit,receive,ack,polling`: leave figures out (for working on the
 /// others).
 fn skipped(part: &str) -> bool {
     std::env::var("RELINK_BENCH_SKIP").is_ok_and(|s| s.split(',').any(|p| p.trim() == part))
@@ -292,6 +426,8 @@ struct Row {
     vs_raw: Option<f64>,
     /// Target on how far ahead of rust_socketio relink is (a factor ≥ 1).
     ahead: Option<f64>,
+    /// Target on how far ahead of socket.io-client relink is.
+    ahead_js: Option<f64>,
 }
 
 fn fmt_value(value: Option<f64>, unit: &str) -> String {
@@ -332,8 +468,16 @@ impl Row {
                 Better::Lower => format!("≤ {t:.2}× raw"),
             });
         }
-        if let Some(t) = self.ahead {
-            parts.push(format!("≥ {t:.0}× ahead of rust_socketio"));
+        match (self.ahead, self.ahead_js) {
+            (Some(t), Some(j)) if t == j => parts.push(format!("≥ {t:.0}× ahead of both")),
+            (t, j) => {
+                if let Some(t) = t {
+                    parts.push(format!("≥ {t:.0}× ahead of rust_socketio"));
+                }
+                if let Some(j) = j {
+                    parts.push(format!("≥ {j:.0}× ahead of socket.io-client"));
+                }
+            }
         }
         if parts.is_empty() {
             "—".into()
@@ -357,9 +501,12 @@ impl Row {
                 return "MISSED";
             }
         }
-        if let Some(t) = self.ahead {
+        for (target, peer) in [(self.ahead, 2), (self.ahead_js, 3)] {
+            let Some(t) = target else {
+                continue;
+            };
             checked = true;
-            match self.ahead_of(2) {
+            match self.ahead_of(peer) {
                 None => return "n/a",
                 Some(a) if a < t => return "MISSED",
                 Some(_) => {}
@@ -454,6 +601,17 @@ fn main() {
     eprintln!("end-to-end: {} rounds against the bench server", p.rounds);
     let (m, js_missing) = end_to_end(&p);
 
+    let pp = Params::polling();
+    let polling = if skipped("polling") {
+        None
+    } else {
+        eprintln!(
+            "long-polling: {} rounds against the Node server (polling only)",
+            pp.rounds
+        );
+        Some(polling_end_to_end(&pp))
+    };
+
     eprintln!("memory: {:?} idle clients", p.memory);
     let mut memory = Vec::new();
     for n in p.memory {
@@ -474,6 +632,7 @@ fn main() {
             better: Better::Lower,
             vs_raw: Some(1.5),
             ahead: c.rust_socketio.map(|_| 3.0),
+            ahead_js: None,
         });
     }
     let per_kind = |f: &dyn Fn(&Measured) -> Option<f64>| -> [Option<f64>; 4] {
@@ -487,6 +646,7 @@ fn main() {
             better: Better::Higher,
             vs_raw: Some(0.9),
             ahead: Some(2.0),
+            ahead_js: None,
         });
     }
     for (slot, &(n, size)) in p.receive.iter().enumerate() {
@@ -497,6 +657,7 @@ fn main() {
             better: Better::Higher,
             vs_raw: Some(0.9),
             ahead: Some(2.0),
+            ahead_js: None,
         });
     }
     rows.push(Row {
@@ -506,6 +667,7 @@ fn main() {
         better: Better::Lower,
         vs_raw: Some(1.2),
         ahead: None,
+        ahead_js: None,
     });
     rows.push(Row {
         figure: "4. ack round trip p99".into(),
@@ -514,6 +676,7 @@ fn main() {
         better: Better::Lower,
         vs_raw: None,
         ahead: None,
+        ahead_js: None,
     });
     for (n, relink, raw) in memory {
         rows.push(Row {
@@ -523,6 +686,56 @@ fn main() {
             better: Better::Lower,
             vs_raw: Some(1.5),
             ahead: None,
+            ahead_js: None,
+        });
+    }
+
+    if let Some((pm, _)) = &polling {
+        let per_kind = |f: &dyn Fn(&Measured) -> Option<f64>| -> [Option<f64>; 4] {
+            [f(&pm[0]), None, f(&pm[2]), f(&pm[3])]
+        };
+        for (slot, &(n, size)) in pp.emit.iter().enumerate() {
+            rows.push(Row {
+                figure: format!("7. polling: emit {size} B × {n}"),
+                unit: "msg/s",
+                values: per_kind(&|k| median(&k.emit[slot])),
+                better: Better::Higher,
+                vs_raw: None,
+                ahead: Some(1.0),
+                ahead_js: Some(1.0),
+            });
+        }
+        for (slot, &(n, size)) in pp.receive.iter().enumerate() {
+            rows.push(Row {
+                figure: format!("7. polling: receive {size} B × {n}"),
+                unit: "msg/s",
+                values: per_kind(&|k| median(&k.receive[slot])),
+                better: Better::Higher,
+                vs_raw: None,
+                ahead: Some(1.0),
+                ahead_js: Some(1.0),
+            });
+        }
+        rows.push(Row {
+            figure: format!(
+                "7. polling: ack round trip p50 ({} × {})",
+                pp.rounds, pp.acks
+            ),
+            unit: "µs",
+            values: per_kind(&|k| percentile(&k.ack_us, 0.5)),
+            better: Better::Lower,
+            vs_raw: None,
+            ahead: Some(1.0),
+            ahead_js: Some(1.0),
+        });
+        rows.push(Row {
+            figure: "7. polling: ack round trip p99".into(),
+            unit: "µs",
+            values: per_kind(&|k| percentile(&k.ack_us, 0.99)),
+            better: Better::Lower,
+            vs_raw: None,
+            ahead: None,
+            ahead_js: None,
         });
     }
 
@@ -544,6 +757,12 @@ fn main() {
     );
     if let Some(why) = js_missing {
         println!("socket.io-client: not measured ({why}).");
+    }
+    if polling.is_some() {
+        println!(
+            "7. polling rows: every client on HTTP long-polling only, against the official Node server configured `transports: [\"polling\"]` ({} interleaved rounds; no raw polling client).",
+            pp.rounds
+        );
     }
     println!();
     print!("{}", relink_bench::fleet::outage_table());

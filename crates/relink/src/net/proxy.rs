@@ -16,13 +16,24 @@ use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use tokio::net::TcpStream;
 use tower_service::Service;
 
+/// Never shows the URL: it may hold a password.
+impl std::fmt::Debug for ProxyChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProxyChoice::Environment => "Environment",
+            ProxyChoice::Off => "Off",
+            ProxyChoice::Url(_) => "Url(<hidden>)",
+        })
+    }
+}
+
 /// The proxy rule of one client.
 pub(crate) struct Proxy {
     matcher: Option<Matcher>,
 }
 
 /// The proxy setting as the builder takes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) enum ProxyChoice {
     /// The environment's variables (the default).
     #[default]
@@ -53,7 +64,18 @@ impl Proxy {
                 if url.host_str().is_none_or(str::is_empty) {
                     return Err("the proxy URL has no host".into());
                 }
-                Some(Matcher::builder().all(raw.trim().to_owned()).build())
+                // url's normal form (percent-encoded userinfo, punycode host) is what the
+                // matcher's stricter parser accepts; checked below all the same, since a
+                // URL it cannot read would silently mean "no proxy".
+                let matcher = Matcher::builder().all(url.as_str().to_owned()).build();
+                let probe: http::Uri = "http://relink.invalid/".parse().map_err(|_| "")?;
+                if matcher.intercept(&probe).is_none() {
+                    return Err(
+                        "the proxy URL cannot be used (expected scheme://[user:password@]host:port)"
+                            .into(),
+                    );
+                }
+                Some(matcher)
             }
         };
         Ok(Proxy { matcher })
@@ -85,6 +107,7 @@ impl Route {
     /// A TCP stream to `target` through the proxy.
     pub(crate) async fn connect(&self, target: &Target) -> Result<TcpStream, LinkError> {
         let proxy = self.shown();
+        let credentials = self.0.basic_auth().is_some() || self.0.raw_auth().is_some();
         let failed = |message: String| LinkError::Proxy {
             proxy: proxy.clone(),
             message,
@@ -97,7 +120,9 @@ impl Route {
             })?;
         let mut inner = HttpConnector::new();
         inner.set_nodelay(true);
-        let uri = self.0.uri().clone();
+        // It dials the proxy, whose URI may say socks5://.
+        inner.enforce_http(false);
+        let uri = with_default_port(self.0.uri());
         match uri.scheme_str() {
             Some("socks5" | "socks5h") => {
                 let mut socks = SocksV5::new(uri.clone(), inner)
@@ -108,9 +133,16 @@ impl Route {
                 }
                 std::future::poll_fn(|cx| socks.poll_ready(cx))
                     .await
-                    .map_err(|e| failed(e.to_string()))?;
-                let io = socks.call(dst).await.map_err(|e| failed(e.to_string()))?;
-                Ok(io.into_inner())
+                    .map_err(|e| failed(with_causes(&e)))?;
+                match socks.call(dst).await {
+                    Ok(io) => Ok(io.into_inner()),
+                    // hyper-util does not export its SOCKS error type either.
+                    Err(e) if format!("{e:?}").contains("Auth(") => Err(LinkError::ProxyAuth {
+                        proxy,
+                        sent_credentials: credentials,
+                    }),
+                    Err(e) => Err(failed(with_causes(&e))),
+                }
             }
             Some("http") => {
                 let mut tunnel = Tunnel::new(uri, inner);
@@ -120,18 +152,31 @@ impl Route {
                 }
                 std::future::poll_fn(|cx| tunnel.poll_ready(cx))
                     .await
-                    .map_err(|e| failed(e.to_string()))?;
+                    .map_err(|e| failed(with_causes(&e)))?;
                 match tunnel.call(dst).await {
                     Ok(io) => Ok(io.into_inner()),
                     Err(e) => Err(tunnel_error(&e, &proxy, sent_credentials)),
                 }
             }
-            other => Err(failed(format!(
-                "proxy scheme {} is not supported: use http://, socks5:// or socks5h://",
-                other.unwrap_or("(none)")
-            ))),
+            other => Err(LinkError::ProxyUnsupported {
+                proxy,
+                scheme: other.unwrap_or_default().to_owned(),
+            }),
         }
     }
+}
+
+/// The proxy's URI with the port its scheme implies when it names none (1080 for SOCKS,
+/// as curl does; hyper-util would dial 80).
+fn with_default_port(uri: &http::Uri) -> http::Uri {
+    let socks = matches!(uri.scheme_str(), Some("socks5" | "socks5h"));
+    if !socks || uri.port_u16().is_some() {
+        return uri.clone();
+    }
+    let host = uri.host().unwrap_or_default();
+    format!("{}://{host}:1080/", uri.scheme_str().unwrap_or("socks5"))
+        .parse()
+        .unwrap_or_else(|_| uri.clone())
 }
 
 /// hyper-util does not export its tunnel error type; its variant names are what tell a 407
@@ -148,17 +193,70 @@ fn tunnel_error(
             sent_credentials,
         };
     }
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message = format!("{message}: {cause}");
-        source = cause.source();
-    }
+    let mut message = with_causes(error);
     if variant.starts_with("TunnelUnsuccessful") {
         message = "the proxy refused to open a tunnel to the server".into();
     }
     LinkError::Proxy {
         proxy: proxy.to_owned(),
         message,
+    }
+}
+
+/// An error and its causes, one after the other (hyper-util's errors say "failed to create
+/// underlying connection" and keep the why in their source).
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socks_proxies_default_to_port_1080() {
+        let uri = |s: &str| s.parse::<http::Uri>().expect("valid");
+        assert_eq!(
+            with_default_port(&uri("socks5h://proxy/")).to_string(),
+            "socks5h://proxy:1080/"
+        );
+        assert_eq!(
+            with_default_port(&uri("socks5://proxy:9050/")).to_string(),
+            "socks5://proxy:9050/"
+        );
+        assert_eq!(
+            with_default_port(&uri("http://proxy/")).to_string(),
+            "http://proxy/"
+        );
+    }
+
+    #[test]
+    fn a_proxy_url_is_refused_unless_it_can_be_used_and_never_echoed() {
+        for ok in [
+            "http://proxy:3128",
+            "http://us%20er:p@ss^w|rd@proxy:3128",
+            "socks5h://u:p@proxy",
+        ] {
+            assert!(Proxy::new(&ProxyChoice::Url(ok.into())).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://u:s3cret@proxy:443",
+            "socks4://u:s3cret@proxy",
+            "http://",
+            "s3cret",
+        ] {
+            let error = Proxy::new(&ProxyChoice::Url(bad.into())).err().expect(bad);
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+        assert_eq!(
+            format!("{:?}", ProxyChoice::Url("http://u:s3cret@p:1".into())),
+            "Url(<hidden>)"
+        );
     }
 }

@@ -64,6 +64,7 @@ pub fn classify(error: &LinkError) -> Class {
         | LinkError::NotTls
         | LinkError::Certificate { .. }
         | LinkError::ProxyAuth { .. }
+        | LinkError::ProxyUnsupported { .. }
         | LinkError::UnknownNamespace { .. } => Class::Fatal,
         // A gateway mid-deploy may answer 404 for a moment; if it goes on, the outage's
         // ERROR says where.
@@ -72,23 +73,15 @@ pub fn classify(error: &LinkError) -> Class {
     }
 }
 
-/// Whether a failed dial means "not this transport" rather than "not now": a 400 without
-/// an engine.io code or with code 0 (`Transport unknown`; engine.io answers a WebSocket
-/// upgrade for a transport it does not allow with a bare 400 on the raw socket, and a
-/// gateway that refuses WebSocket does the same), an upgrade answered with a plain 200 or
-/// a 404, or the connection closed before the upgrade was answered (something in between
-/// that strips `Upgrade`). The next allowed transport is tried at once. A transient failure (503,
+/// Whether a failed dial means "not this transport" rather than "not now": a 400 (engine.io
+/// answers `Transport unknown` for a transport it does not allow, often as a bare 400 on the
+/// raw socket, and `Bad request` for a WebSocket request whose `Upgrade` a proxy stripped;
+/// a gateway that refuses WebSocket answers 400 too), an upgrade answered with a plain 200
+/// or a 404, or the connection closed before the upgrade was answered. The next allowed transport is tried at once. A transient failure (503,
 /// refused, a timeout) never is: the server is down for every transport alike.
 pub fn refuses_transport(error: &LinkError) -> bool {
     match error {
-        LinkError::Http {
-            status,
-            engine_code,
-            ..
-        } => match engine_code {
-            None => matches!(status, 200 | 400),
-            Some(_) => error.engine_error() == Some(EngineError::TransportUnknown),
-        },
+        LinkError::Http { status, .. } => matches!(status, 200 | 400),
         LinkError::NotFound { .. } | LinkError::NoUpgrade { .. } => true,
         _ => false,
     }
@@ -103,6 +96,7 @@ pub fn reason(error: &LinkError) -> Reason {
         LinkError::Certificate { .. } => Reason::Certificate,
         LinkError::Proxy { .. } => Reason::Proxy,
         LinkError::ProxyAuth { .. } => Reason::ProxyAuth,
+        LinkError::ProxyUnsupported { .. } => Reason::Proxy,
         LinkError::NotFound { .. } => Reason::HttpError,
         LinkError::NoUpgrade { .. } => Reason::TransportError,
         LinkError::UnknownNamespace { .. } => Reason::InvalidNamespace,
@@ -141,6 +135,7 @@ mod tests {
     fn only_a_refused_transport_falls_back() {
         for e in [
             http(400, None, Some(0)),
+            http(400, None, Some(3)),
             http(400, None, None),
             http(200, None, None),
             LinkError::NotFound {
@@ -155,9 +150,9 @@ mod tests {
         for e in [
             http(503, Some(3), None),
             http(429, None, None),
-            http(400, None, Some(1)),
-            http(400, None, Some(5)),
             http(401, None, None),
+            http(403, None, Some(4)),
+            http(502, None, None),
             LinkError::Network("refused".into()),
             LinkError::ConnectTimeout(Duration::from_secs(20)),
             LinkError::TransportClose,

@@ -54,6 +54,24 @@ pub(crate) async fn exchange(
         .map_err(|e| LinkError::InvalidUrl(e.to_string()))?;
     let response = client.request(request).await.map_err(client_error)?;
     let (parts, body) = response.into_parts();
+    if parts.status != http::StatusCode::OK {
+        // An error page says nothing we need past its first bytes (engine.io's JSON is
+        // short); a gateway's large one is not worth waiting for.
+        let mut head = Vec::new();
+        let mut body = std::pin::pin!(body);
+        while head.len() < ERROR_BODY
+            && let Some(Ok(frame)) = body.frame().await
+        {
+            if let Ok(data) = frame.into_data() {
+                head.extend_from_slice(&data);
+            }
+        }
+        return Err(status_error(
+            parts.status.as_u16(),
+            &parts.headers,
+            Some(&head),
+        ));
+    }
     let body = Limited::new(body, limit)
         .collect()
         .await
@@ -67,15 +85,11 @@ pub(crate) async fn exchange(
             }
         })?
         .to_bytes();
-    if parts.status != http::StatusCode::OK {
-        return Err(status_error(
-            parts.status.as_u16(),
-            &parts.headers,
-            Some(&body),
-        ));
-    }
     Ok(body)
 }
+
+/// How much of an error response's body is read.
+const ERROR_BODY: usize = 4096;
 
 /// What hyper's error was: a dial failure is ours, classified already.
 fn client_error(error: hyper_util::client::legacy::Error) -> LinkError {

@@ -13,7 +13,7 @@ pub(crate) mod websocket;
 
 use crate::error::LinkError;
 use crate::net::Net;
-use crate::policy::classify::refuses_transport;
+use crate::policy::classify::{Class, classify, refuses_transport};
 pub(crate) use crate::state::Transport;
 use futures_util::{SinkExt, StreamExt};
 use polling::Polling;
@@ -154,12 +154,12 @@ pub(crate) async fn dial(settings: &DialSettings<'_>, first: Transport) -> Resul
             }
         };
         // A Socket.IO server answers a handshake at once; a fallback that hangs after a
-        // refusal is a path without Socket.IO, and the refusal says so better.
+        // refusal is most often a path without Socket.IO (see `telling` below).
         let opened = match &refused {
             None => open.await,
-            Some(first) => tokio::time::timeout(FALLBACK_OPEN, open)
+            Some(_) => tokio::time::timeout(FALLBACK_OPEN, open)
                 .await
-                .unwrap_or_else(|_| Err(LinkError::clone(first))),
+                .unwrap_or(Err(LinkError::ConnectTimeout(FALLBACK_OPEN))),
         };
         match opened {
             Ok(wire) => return Ok(wire),
@@ -167,25 +167,30 @@ pub(crate) async fn dial(settings: &DialSettings<'_>, first: Transport) -> Resul
                 tracing::debug!(%error, transport = %transport, "transport refused: trying the next");
                 refused = Some(error);
             }
-            // A fallback that fails without saying why (the connection closed, garbage)
-            // says less than the refusal before it: a server that is not Socket.IO at this
-            // path answers the upgrade 404 and drops the polling request.
-            Err(error) => {
-                let vague = matches!(
-                    error,
-                    LinkError::TransportClose
-                        | LinkError::Network(_)
-                        | LinkError::Protocol(_)
-                        | LinkError::WebSocket(_)
-                );
-                return Err(match refused {
-                    Some(first) if vague => first,
-                    _ => error,
-                });
-            }
+            Err(error) => return Err(telling(refused, error)),
         }
     }
     Err(refused.unwrap_or_else(|| LinkError::InvalidUrl("no transport allowed".into())))
+}
+
+/// Which error to report when the fallback failed too. One that fails without saying why
+/// (closed, timed out, garbage) says less than the refusal before it: a server that is not
+/// Socket.IO at this path answers the upgrade 404 and never answers the polling request.
+/// But a refusal that would end the client (`Transport unknown` for the first transport)
+/// never stands in for a fallback that failed for a reason worth retrying.
+fn telling(refused: Option<LinkError>, fallback: LinkError) -> LinkError {
+    let vague = matches!(
+        fallback,
+        LinkError::TransportClose
+            | LinkError::Network(_)
+            | LinkError::Protocol(_)
+            | LinkError::WebSocket(_)
+            | LinkError::ConnectTimeout(_)
+    );
+    match refused {
+        Some(first) if vague && classify(&first) != Class::Fatal => first,
+        _ => fallback,
+    }
 }
 
 /// The WebSocket URL turned into `transport`'s: `http(s)` for polling.
@@ -218,6 +223,33 @@ pub(crate) fn url_for(ws_url: &url::Url, transport: Transport) -> url::Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_telling_error_is_reported_when_the_fallback_fails_too() {
+        let not_found = LinkError::NotFound { path: "/x/".into() };
+        let unknown = LinkError::Http {
+            status: 400,
+            retry_after: None,
+            engine_code: Some(0),
+        };
+        let timeout = LinkError::ConnectTimeout(FALLBACK_OPEN);
+        // A path without Socket.IO: the 404 says more than a polling request left hanging.
+        assert_eq!(telling(Some(not_found.clone()), timeout.clone()), not_found);
+        assert_eq!(
+            telling(Some(not_found.clone()), LinkError::TransportClose),
+            not_found
+        );
+        // A fallback that says why is reported as it is.
+        let busy = LinkError::Http {
+            status: 503,
+            retry_after: None,
+            engine_code: None,
+        };
+        assert_eq!(telling(Some(not_found), busy.clone()), busy);
+        // `Transport unknown` would end the client: a slow fallback is retried instead.
+        assert_eq!(telling(Some(unknown), timeout.clone()), timeout);
+        assert_eq!(telling(None, timeout.clone()), timeout);
+    }
 
     #[test]
     fn polling_urls_keep_the_path_and_query() {

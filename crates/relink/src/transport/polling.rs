@@ -77,6 +77,8 @@ pub(crate) struct Polling {
     post: Option<Pending<Bytes>>,
     /// Frames written, not in a POST yet.
     unsent: VecDeque<Message>,
+    /// Their size in a payload.
+    unsent_bytes: usize,
     /// `1` (close) is queued: no new GET.
     closing: bool,
     upgrade: Upgrade,
@@ -84,6 +86,9 @@ pub(crate) struct Polling {
     failed: Option<LinkError>,
     /// The failure was reported: the stream has ended.
     ended: bool,
+    /// The upgrade is done and the reader has not been told: the next read yields an
+    /// empty pong (ignored as a frame), so the driver looks at the transport at once.
+    announce: bool,
 }
 
 /// The handshake: a GET whose answer is the OPEN packet. The OPEN is handed over as the
@@ -140,10 +145,12 @@ pub(crate) async fn open(open: Open<'_>) -> Result<Polling, LinkError> {
         get: None,
         post: None,
         unsent: VecDeque::new(),
+        unsent_bytes: 0,
         closing: false,
         upgrade,
         failed: None,
         ended: false,
+        announce: false,
     })
 }
 
@@ -177,6 +184,15 @@ async fn probe(
         .unwrap_or(Err(LinkError::ConnectTimeout(timeout)))
 }
 
+/// A frame's size in a payload (separator included).
+fn payload_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => payload::text_len(text.as_str()),
+        Message::Binary(bytes) => payload::binary_len(bytes),
+        _ => 0,
+    }
+}
+
 fn into_message(frame: Frame) -> Message {
     match frame {
         Frame::Text(text) => Message::text(text),
@@ -193,7 +209,7 @@ impl Polling {
     /// The WebSocket, once it carries everything and every frame polling received has
     /// been handed over.
     pub(crate) fn take_upgraded(&mut self) -> Option<Ws> {
-        if !self.inbound.is_empty() || !self.upgraded() {
+        if !self.inbound.is_empty() || !self.upgraded() || self.announce {
             return None;
         }
         match std::mem::replace(&mut self.upgrade, Upgrade::Off) {
@@ -267,6 +283,7 @@ impl Polling {
                 let mut queue = VecDeque::with_capacity(self.unsent.len() + 1);
                 queue.push_back(Message::text("5"));
                 queue.extend(self.unsent.drain(..));
+                self.unsent_bytes = 0;
                 self.upgrade = Upgrade::Switching(ws, queue);
                 true
             }
@@ -300,6 +317,7 @@ impl Polling {
                             return false;
                         };
                         self.upgrade = Upgrade::Done(ws);
+                        self.announce = true;
                         tracing::debug!("upgraded from long-polling to WebSocket");
                         true
                     }
@@ -312,14 +330,11 @@ impl Polling {
     fn start_post(&mut self) -> Pending<Bytes> {
         let mut body = Vec::new();
         while let Some(front) = self.unsent.front() {
-            let len = match front {
-                Message::Text(text) => payload::text_len(text.as_str()),
-                Message::Binary(bytes) => payload::binary_len(bytes),
-                _ => 0,
-            };
+            let len = payload_len(front);
             if !body.is_empty() && body.len() + len > self.max_payload {
                 break;
             }
+            self.unsent_bytes = self.unsent_bytes.saturating_sub(len);
             match self.unsent.pop_front() {
                 Some(Message::Text(text)) => payload::push_text(&mut body, text.as_str()),
                 Some(Message::Binary(bytes)) => payload::push_binary(&mut body, &bytes),
@@ -363,6 +378,9 @@ impl Polling {
                 self.ended = true;
                 return Poll::Ready(Some(Err(error)));
             }
+            if std::mem::take(&mut self.announce) {
+                return Poll::Ready(Some(Ok(Message::Pong(Bytes::new()))));
+            }
             if let Upgrade::Done(ws) = &mut self.upgrade {
                 return ws
                     .poll_next_unpin(cx)
@@ -397,11 +415,31 @@ impl Polling {
         }
     }
 
-    /// Always ready: what is written waits for the next POST (the outbox bounds it).
+    /// Ready while what waits for a POST is less than one POST's worth (the server's
+    /// `maxPayload`); beyond that, not until the POST in flight is answered, so emits wait
+    /// in the bounded outbox as they do behind a full WebSocket.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
-        match &mut self.upgrade {
-            Upgrade::Done(ws) => ws.poll_ready_unpin(cx).map_err(map_error),
-            _ => Poll::Ready(Ok(())),
+        if let Some(error) = &self.failed {
+            return Poll::Ready(Err(error.clone()));
+        }
+        if self.ended {
+            return Poll::Ready(Err(LinkError::TransportClose));
+        }
+        if let Upgrade::Done(ws) = &mut self.upgrade {
+            return ws.poll_ready_unpin(cx).map_err(map_error);
+        }
+        if self.unsent_bytes < self.max_payload {
+            return Poll::Ready(Ok(()));
+        }
+        // The POST in flight (polled here with this caller's waker) makes room.
+        self.drive(cx);
+        if let Some(error) = &self.failed {
+            return Poll::Ready(Err(error.clone()));
+        }
+        if self.unsent_bytes < self.max_payload || matches!(self.upgrade, Upgrade::Done(_)) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
         }
     }
 
@@ -413,6 +451,7 @@ impl Polling {
                 Ok(())
             }
             _ => {
+                self.unsent_bytes += payload_len(&message);
                 self.unsent.push_back(message);
                 Ok(())
             }
@@ -428,22 +467,35 @@ impl Polling {
         }
     }
 
-    /// Sends `1` (close) after what waits, and waits until it is posted.
+    /// Sends `1` (close) after what waits, and waits until it is posted. An upgrade not
+    /// yet switching is given up: leaving does not wait for a pause.
     pub(crate) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        if !self.closing {
+            match std::mem::replace(&mut self.upgrade, Upgrade::Off) {
+                // Frames written since the pause began are in `unsent`: they go by POST.
+                Upgrade::Probing(_) | Upgrade::Pausing(_) => {}
+                other => self.upgrade = other,
+            }
+        }
+        self.drive(cx);
         if let Upgrade::Done(ws) = &mut self.upgrade {
             return ws.poll_close_unpin(cx).map_err(map_error);
         }
-        if !self.closing && self.polling() {
-            self.closing = true;
-            self.unsent.push_back(Message::text("1"));
-        }
-        self.drive(cx);
         if let Some(error) = self.failed.take() {
             return Poll::Ready(Err(error));
         }
-        if self.post.is_none() && self.unsent.is_empty() && self.polling() {
+        // `1` goes in a POST of its own, once all before it is posted: engine.io handles a
+        // payload's close at once but a Socket.IO packet on the next tick, so a DISCONNECT
+        // in the same POST would be overtaken and the server would see "transport close".
+        if !self.closing && self.polling() && self.post.is_none() && self.unsent.is_empty() {
+            self.closing = true;
+            self.start_send(Message::text("1"))?;
+            self.drive(cx);
+        }
+        if self.closing && self.post.is_none() && self.unsent.is_empty() && self.polling() {
             return Poll::Ready(Ok(()));
         }
+        // Switching: its WebSocket writes registered this waker; polling: the POST did.
         Poll::Pending
     }
 }
