@@ -4,11 +4,14 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use relink::{Client, Data, EndReason, Events, Incoming, Payload, Status};
+mod support;
+
+use relink::{Client, Data, EndReason, Incoming, Payload, Status};
 use relink_testkit::gateway::Gateway;
 use relink_testkit::node::{NodeOptions, NodeServer};
 use serde_json::{Value, json};
 use std::time::Duration;
+use support::next_event;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -16,21 +19,6 @@ async fn node(opts: NodeOptions) -> NodeServer {
     NodeServer::start(opts)
         .await
         .expect("start the Node socket.io server (npm ci --prefix interop/node)")
-}
-
-/// The next event named `name`, skipping others; panics after WAIT.
-async fn next_event(events: &mut Events, name: &str) -> Payload {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match events.next().await {
-                Some(Incoming::Event(e)) if e.name() == name => return e.into_args(),
-                Some(_) => continue,
-                None => panic!("events ended before {name}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {name} event within {WAIT:?}"))
 }
 
 async fn connected(client: &Client) {

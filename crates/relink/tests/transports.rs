@@ -5,7 +5,7 @@
 
 mod support;
 
-use relink::{Client, EndReason, Events, Incoming, Payload, Reason, Status, Transport};
+use relink::{Client, EndReason, Incoming, Payload, Reason, Status, Transport};
 use relink_testkit::gateway::{Gateway, Mode};
 use relink_testkit::node::{NodeOptions, NodeServer};
 use relink_testkit::proxy::Proxy;
@@ -13,7 +13,7 @@ use relink_testkit::tls::TlsFront;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{WAIT, until, until_status};
+use support::{WAIT, next_event, until, until_status};
 
 async fn node(opts: NodeOptions) -> NodeServer {
     NodeServer::start(opts)
@@ -26,20 +26,6 @@ fn polling_only() -> NodeOptions {
         transports: Some(vec!["polling"]),
         ..NodeOptions::default()
     }
-}
-
-async fn next_event(events: &mut Events, name: &str) -> Payload {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match events.next().await {
-                Some(Incoming::Event(e)) if e.name() == name => return e.into_args(),
-                Some(_) => continue,
-                None => panic!("events ended before {name}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {name} event within {WAIT:?}"))
 }
 
 #[tokio::test]

@@ -12,6 +12,21 @@ use tracing_subscriber::layer::{Context, Layer};
 /// How long any single expectation may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The next event named `name`, skipping others; fails the test after [`WAIT`].
+pub async fn next_event(events: &mut relink::Events, name: &str) -> relink::Payload {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Some(relink::Incoming::Event(e)) if e.name() == name => return e.into_args(),
+                Some(_) => continue,
+                None => panic!("events ended before {name}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {name} event within {WAIT:?}"))
+}
+
 /// Waits until the client reaches `status`, failing the test after [`WAIT`].
 pub async fn until_status(client: &Client, status: Status) -> ConnectionState {
     until(client, |s| s.status == status).await
