@@ -59,7 +59,7 @@ impl RelinkClient {
         let (client, events) = relink::Client::builder(url)
             .token(TOKEN)
             .transports(transports.iter().copied())
-            .event_buffer(1 << 17)
+            .event_buffer(1 << 19)
             .max_buffered_bytes(512 << 20)
             .connect()
             .expect("valid relink configuration");
