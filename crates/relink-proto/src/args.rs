@@ -7,6 +7,8 @@
 //! arguments built ahead of time.
 
 use crate::Payload;
+use crate::packet::{self, PacketKind};
+use crate::session::EncodedEvent;
 use serde::Serialize;
 use serde::ser::{Impossible, Serializer};
 
@@ -15,6 +17,16 @@ use serde::ser::{Impossible, Serializer};
 pub trait IntoArgs {
     /// The arguments as a payload.
     fn into_args(self) -> Result<Payload, serde_json::Error>;
+
+    /// Event `name` for `namespace` with these arguments, encoded as its frame. A
+    /// `Serialize` value is written straight into the frame, in one pass; a [`Payload`] is
+    /// copied into it.
+    fn into_event(self, namespace: &str, name: &str) -> Result<EncodedEvent, serde_json::Error>
+    where
+        Self: Sized,
+    {
+        Ok(EncodedEvent::new(namespace, name, &self.into_args()?))
+    }
 }
 
 impl IntoArgs for Payload {
@@ -27,11 +39,47 @@ impl<T: Serialize> IntoArgs for T {
     fn into_args(self) -> Result<Payload, serde_json::Error> {
         match shape(&self) {
             Shape::Unit => Ok(Payload::new()),
-            // A tuple serializes as the JSON array that is the argument list.
-            Shape::Tuple => Payload::from_json_array(&serde_json::to_string(&self)?, Vec::new())
-                .map_err(|e| serde::ser::Error::custom(e.to_string())),
+            // A tuple serializes as the JSON array that is the argument list, compact, as
+            // the wire has it: nothing to check or re-join.
+            Shape::Tuple => Ok(Payload::from_wire(
+                serde_json::to_string(&self)?,
+                Vec::new(),
+            )),
             Shape::Other => Payload::json(&self),
         }
+    }
+
+    fn into_event(self, namespace: &str, name: &str) -> Result<EncodedEvent, serde_json::Error> {
+        // Room for a small event's arguments: no regrowth for the common case.
+        let mut header = String::with_capacity(128 + namespace.len() + name.len());
+        header.push('4');
+        packet::encode_header(&mut header, PacketKind::Event, 0, namespace, None);
+        header.push('[');
+        packet::push_json_string(&mut header, name);
+        let mut out = header.into_bytes();
+        match shape(&self) {
+            Shape::Unit => out.push(b']'),
+            Shape::Tuple => {
+                // `42["name"` then `[a,b]`: the tuple's opening bracket becomes the comma
+                // after the name, its closing one closes the event.
+                let at = out.len();
+                serde_json::to_writer(&mut out, &self)?;
+                if out.len() == at + 2 {
+                    out.truncate(at);
+                    out.push(b']');
+                } else {
+                    out[at] = b',';
+                }
+            }
+            Shape::Other => {
+                out.push(b',');
+                serde_json::to_writer(&mut out, &self)?;
+                out.push(b']');
+            }
+        }
+        // serde_json writes UTF-8 only.
+        let text = String::from_utf8(out).map_err(serde::ser::Error::custom)?;
+        Ok(EncodedEvent::from_text(text))
     }
 }
 
@@ -185,6 +233,31 @@ impl Serializer for ShapeOf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_written_in_one_pass_is_the_event_encoded_from_its_payload() {
+        fn same<T: Serialize + Clone>(value: T) {
+            for ns in ["/", "/admin"] {
+                for name in ["move", "with \"quotes\""] {
+                    let direct = value.clone().into_event(ns, name).expect("encodes");
+                    let via =
+                        EncodedEvent::new(ns, name, &value.clone().into_args().expect("args"));
+                    assert_eq!(direct.text(), via.text());
+                    let args = value.clone().into_args().expect("args");
+                    assert_eq!(direct.args().as_json(), args.as_json());
+                }
+            }
+        }
+        same(());
+        same((1, "two", [3, 4]));
+        same((7,));
+        same([1, 2]);
+        same([0u8; 0]);
+        same("one");
+        same(vec![1, 2, 3]);
+        same(serde_json::json!({"a": [1, {"b": null}]}));
+        same(Some(5));
+    }
 
     fn json(args: impl IntoArgs) -> String {
         args.into_args().expect("serializable").as_json().to_owned()

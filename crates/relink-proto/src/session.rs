@@ -239,9 +239,27 @@ impl EncodedEvent {
         }
     }
 
+    /// A frame written elsewhere in this crate (no attachments).
+    pub(crate) fn from_text(text: String) -> Self {
+        EncodedEvent {
+            text,
+            attachments: Vec::new(),
+        }
+    }
+
     /// The text frame.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The arguments again, read back from the frame (to hand an emit that could not be
+    /// sent back to its caller; not for the hot path).
+    pub fn args(&self) -> Payload {
+        let start = self.text.find('[').unwrap_or(self.text.len());
+        let items: Vec<&serde_json::value::RawValue> =
+            serde_json::from_str(&self.text[start..]).unwrap_or_default();
+        let json = crate::packet::join_array(items.get(1..).unwrap_or_default());
+        Payload::from_wire(json, self.attachments.clone())
     }
 
     /// The binary attachments, sent after the text frame.

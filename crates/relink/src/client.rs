@@ -27,6 +27,24 @@ fn arguments(event: &str, args: impl IntoArgs) -> Result<Payload, EmitError> {
     })
 }
 
+/// Event `event` encoded as its frame, in the caller's task (a `Serialize` value in one
+/// pass, straight into the frame).
+fn encoded(namespace: &str, event: &str, args: impl IntoArgs) -> Result<EncodedEvent, EmitError> {
+    args.into_event(namespace, event)
+        .map_err(|e| EmitError::InvalidArgs {
+            event: event.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// The arguments of an emit that is handed back (read back from its frame).
+fn handed_back(item: &Outgoing) -> Payload {
+    match &item.body {
+        Body::Encoded(event) | Body::Volatile(event) => event.args(),
+        Body::Acked(acked) => acked.args.clone(),
+    }
+}
+
 /// A plain emit for the outbox.
 fn queued(event: EncodedEvent) -> Outgoing {
     Outgoing {
@@ -324,26 +342,31 @@ impl Client {
     /// back with [`EmitError::OutboxFull`] when the outbox is at its bound.
     pub async fn emit(&self, event: impl AsRef<str>, args: impl IntoArgs) -> Result<(), EmitError> {
         let name = event.as_ref();
-        let args = arguments(name, args)?;
-        let Some(item) = self.write_or_encode(name, &args, None)? else {
+        let event = encoded(&self.inner.namespace, name, args)?;
+        let Some(item) = self.write_or_queue(name, event, None)? else {
             return Ok(());
         };
         let item = queued(item);
         self.enqueue(item, true)
             .await
             .map(drop)
-            .map_err(|rejected| rejected.1.into_error(name.to_owned(), args))
+            .map_err(|rejected| {
+                let args = handed_back(&rejected.0);
+                rejected.1.into_error(name.to_owned(), args)
+            })
     }
 
     /// Like [`Client::emit`] but never waits: a full outbox is an error even while connected.
     pub fn try_emit(&self, event: impl AsRef<str>, args: impl IntoArgs) -> Result<(), EmitError> {
         let name = event.as_ref();
-        let args = arguments(name, args)?;
-        let Some(item) = self.write_or_encode(name, &args, None)? else {
+        let event = encoded(&self.inner.namespace, name, args)?;
+        let Some(item) = self.write_or_queue(name, event, None)? else {
             return Ok(());
         };
-        self.push(queued(item))
-            .map_err(|rejected| rejected.1.into_error(name.to_owned(), args))
+        self.push(queued(item)).map_err(|rejected| {
+            let args = handed_back(&rejected.0);
+            rejected.1.into_error(name.to_owned(), args)
+        })
     }
 
     /// Emits only on the connection there is right now: `Ok(true)` when written or queued
@@ -357,12 +380,12 @@ impl Client {
         args: impl IntoArgs,
     ) -> Result<bool, EmitError> {
         let name = event.as_ref();
-        let args = arguments(name, args)?;
+        let event = encoded(&self.inner.namespace, name, args)?;
         // The connection it is for: written on it or dropped, never on a later one.
         let Some(on) = self.inner.shared.lock().link.clone() else {
             return Ok(false);
         };
-        let Some(event) = self.write_or_encode(name, &args, Some(&on))? else {
+        let Some(event) = self.write_or_queue(name, event, Some(&on))? else {
             return Ok(true);
         };
         let mut queue = self.inner.shared.lock();
@@ -382,7 +405,10 @@ impl Client {
                 Ok(true)
             }
             Err(rejected) => match rejected.1 {
-                FullInfo::Closed => Err(rejected.1.into_error(name.to_owned(), args)),
+                FullInfo::Closed => {
+                    let args = handed_back(&rejected.0);
+                    Err(rejected.1.into_error(name.to_owned(), args))
+                }
                 FullInfo::TooBig { .. } | FullInfo::Full { .. } => Ok(false),
             },
         }
@@ -425,7 +451,7 @@ impl Client {
     ) -> Result<impl Future<Output = Result<Payload, AckError>> + Send + 'static, EmitError> {
         let name = event.into();
         let args = arguments(&name, args)?;
-        if let Some((size, limit)) = self.too_large(&name, &args) {
+        if let Some((size, limit)) = self.too_large_args(&name, &args) {
             return Err(EmitError::TooLarge {
                 event: name,
                 payload: args,
@@ -478,13 +504,23 @@ impl Client {
         })
     }
 
-    /// The frame's size and the server's limit, when `args` would make a frame (or an
-    /// attachment) larger than the server's `maxPayload`.
-    fn too_large(&self, name: &str, args: &Payload) -> Option<(usize, u64)> {
-        // Header, quotes and brackets of the encoded frame are well under 32 bytes.
-        let base64 = self.inner.shared.base64_attachments.load(Ordering::Relaxed);
-        let largest_attachment = args
-            .attachments()
+    /// The frame's size and the server's limit, when `event` is larger than the server's
+    /// `maxPayload`: its text frame, or an attachment (as base64 over long-polling).
+    fn too_large(&self, event: &EncodedEvent) -> Option<(usize, u64)> {
+        self.over_limit(event.text().len(), event.attachments())
+    }
+
+    /// [`Client::too_large`] for an acked emit, whose frame the connection task writes (the
+    /// ack id is the connection's): estimated, header and brackets being well under 32
+    /// bytes.
+    fn too_large_args(&self, name: &str, args: &Payload) -> Option<(usize, u64)> {
+        self.over_limit(name.len() + args.as_json().len() + 32, args.attachments())
+    }
+
+    fn over_limit(&self, text: usize, attachments: &[bytes::Bytes]) -> Option<(usize, u64)> {
+        let shared = &self.inner.shared;
+        let base64 = shared.base64_attachments.load(Ordering::Relaxed);
+        let largest_attachment = attachments
             .iter()
             .map(|a| {
                 if base64 {
@@ -495,40 +531,29 @@ impl Client {
             })
             .max()
             .unwrap_or(0);
-        let size = (name.len() + args.as_json().len() + 32).max(largest_attachment);
-        let max = self.inner.shared.max_payload.load(Ordering::Relaxed);
+        let size = text.max(largest_attachment);
+        let max = shared.max_payload.load(Ordering::Relaxed);
         (size as u64 > max).then_some((size, max))
     }
 
-    /// Encodes a plain emit here, in the caller's task, and writes it to the socket when
-    /// nothing waits before it (`Ok(None)`); otherwise returns it for the outbox. With
-    /// `only_on`, it is written directly only on that connection.
-    fn write_or_encode(
+    /// Writes a plain emit to the socket here, in the caller's task, when nothing waits
+    /// before it (`Ok(None)`); otherwise returns it for the outbox. With `only_on`, it is
+    /// written directly only on that connection.
+    fn write_or_queue(
         &self,
         name: &str,
-        args: &Payload,
+        event: EncodedEvent,
         only_on: Option<&Link>,
     ) -> Result<Option<EncodedEvent>, EmitError> {
-        if let Some((size, limit)) = self.too_large(name, args) {
+        if let Some((size, limit)) = self.too_large(&event) {
             return Err(EmitError::TooLarge {
                 event: name.to_owned(),
-                payload: args.clone(),
+                payload: event.args(),
                 size,
                 limit,
             });
         }
-        let event = EncodedEvent::new(&self.inner.namespace, name, args);
         let shared = &self.inner.shared;
-        let max = shared.max_payload.load(Ordering::Relaxed);
-        if event.text().len() as u64 > max {
-            // The estimate above leaves out the namespace; the frame is what counts.
-            return Err(EmitError::TooLarge {
-                event: name.to_owned(),
-                payload: args.clone(),
-                size: event.text().len(),
-                limit: max,
-            });
-        }
         let queue = shared.lock();
         let direct = queue
             .direct_link()

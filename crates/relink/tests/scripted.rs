@@ -1481,6 +1481,14 @@ async fn emits_accepted_before_disconnect_go_out_before_the_goodbye() {
         Err(e @ EmitError::Closed { .. }) => assert_eq!(e.into_payload(), Some(payload)),
         other => panic!("expected Closed, got {other:?}"),
     }
+    // Arguments written straight into a frame come back as the arguments they were.
+    match client.try_emit("late", ("after", 2, [3])) {
+        Err(e @ EmitError::Closed { .. }) => assert_eq!(
+            e.into_payload().map(|p| p.as_json().to_owned()),
+            Some(r#"["after",2,[3]]"#.to_owned())
+        ),
+        other => panic!("expected Closed, got {other:?}"),
+    }
 }
 
 #[tokio::test]

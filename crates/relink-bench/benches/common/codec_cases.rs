@@ -175,6 +175,14 @@ pub fn relink_encode(session: &mut Session, case: &Case, data: Option<Data>) -> 
     Some(text)
 }
 
+/// relink's plain emit of `Serialize` arguments: written straight into the frame (what
+/// `Client::emit("chat", (args,))` does in the caller's task).
+pub fn relink_encode_one_pass(case: &Case) -> Option<String> {
+    use relink_proto::IntoArgs;
+    let event = (&case.args[0],).into_event("/", case.event).ok()?;
+    Some(event.into_parts().0)
+}
+
 /// The floor of decoding: validating the JSON.
 pub fn floor_decode(case: &Case) -> bool {
     serde_json::from_str::<serde::de::IgnoredAny>(case.json()).is_ok()

@@ -141,16 +141,39 @@ fn encode_benches(case: &'static Case) -> Vec<Option<Box<dyn Bench>>> {
     ]
 }
 
+/// A plain emit's one-pass encoding against the same floor (JSON events only: binary
+/// arguments and acks go through a `Payload`).
+fn one_pass_benches(case: &'static Case) -> Vec<Option<Box<dyn Bench>>> {
+    vec![
+        Some(bench(
+            || (),
+            move |()| {
+                black_box(codec_cases::relink_encode_one_pass(black_box(case)));
+            },
+        )),
+        None,
+        Some(bench(
+            || (),
+            move |()| {
+                black_box(codec_cases::floor_encode(black_box(case)));
+            },
+        )),
+    ]
+}
+
 /// The codec rows.
 pub fn figures() -> Vec<CodecRow> {
     // The cases live for the whole run; leaking them lets the closures borrow them freely.
     let cases: &'static [Case] = Vec::leak(codec_cases::cases());
     let mut rows = Vec::new();
-    for op in ["decode", "encode"] {
+    for op in ["decode", "encode", "emit-encode"] {
         for case in cases {
+            let one_pass = case.ack_id.is_none() && case.data.is_none();
             let mut benches = match op {
                 "decode" => decode_benches(case),
-                _ => encode_benches(case),
+                "encode" => encode_benches(case),
+                _ if one_pass => one_pass_benches(case),
+                _ => continue,
             };
             let ns = interleaved(&mut benches);
             rows.push(CodecRow {
