@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn an_event_written_in_one_pass_is_the_event_encoded_from_its_payload() {
         fn same<T: Serialize + Clone>(value: T) {
-            for ns in ["/", "/admin"] {
+            for ns in ["/", "/admin", "/room[1]"] {
                 for name in ["move", "with \"quotes\""] {
                     let direct = value.clone().into_event(ns, name).expect("encodes");
                     let via =

@@ -43,6 +43,9 @@ pub struct SessionConfig {
     pub max_packet_bytes: usize,
     /// Most bytes of events (names, arguments, attachments) held before the CONNECT reply.
     pub max_early_bytes: usize,
+    /// Attachments travel base64-encoded (HTTP long-polling): each must fit the server's
+    /// `maxPayload` as base64, a third larger.
+    pub base64_attachments: bool,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -55,6 +58,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("max_attachments", &self.max_attachments)
             .field("max_packet_bytes", &self.max_packet_bytes)
             .field("max_early_bytes", &self.max_early_bytes)
+            .field("base64_attachments", &self.base64_attachments)
             .finish()
     }
 }
@@ -68,6 +72,7 @@ impl Default for SessionConfig {
             max_attachments: DEFAULT_MAX_ATTACHMENTS,
             max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
             max_early_bytes: DEFAULT_MAX_EARLY_BYTES,
+            base64_attachments: false,
         }
     }
 }
@@ -255,9 +260,14 @@ impl EncodedEvent {
     /// The arguments again, read back from the frame (to hand an emit that could not be
     /// sent back to its caller; not for the hot path).
     pub fn args(&self) -> Payload {
-        let start = self.text.find('[').unwrap_or(self.text.len());
+        // After the header: a namespace may hold a `[` of its own.
+        let json = self
+            .text
+            .get(1..)
+            .and_then(|packet| packet::Header::decode(packet).ok())
+            .map_or("", |header| header.rest);
         let items: Vec<&serde_json::value::RawValue> =
-            serde_json::from_str(&self.text[start..]).unwrap_or_default();
+            serde_json::from_str(json).unwrap_or_default();
         let json = crate::packet::join_array(items.get(1..).unwrap_or_default());
         Payload::from_wire(json, self.attachments.clone())
     }
@@ -717,8 +727,16 @@ impl Session {
     fn queue(&mut self, event: EncodedEvent) -> Result<(), Box<(SendError, EncodedEvent)>> {
         let max = self.open.as_ref().map_or(u64::MAX, |o| o.max_payload);
         let too_large = |size: usize| (size as u64) > max;
+        let base64 = self.config.base64_attachments;
+        let attachment_size = |a: &Bytes| {
+            if base64 {
+                crate::polling::binary_len(a)
+            } else {
+                a.len()
+            }
+        };
         let biggest = std::iter::once(event.text.len())
-            .chain(event.attachments.iter().map(Bytes::len))
+            .chain(event.attachments.iter().map(attachment_size))
             .find(|&size| too_large(size));
         if let Some(size) = biggest {
             return Err(Box::new((SendError::TooLarge { size, max }, event)));

@@ -152,13 +152,26 @@ async fn over_polling_a_lost_session_reconnects_and_recovers_its_state() {
 
 #[tokio::test]
 async fn polling_upgrades_to_websocket_with_nothing_lost_or_reordered() {
-    let server = node(NodeOptions::default()).await;
+    // Small frames; then a small maxPayload and frames of 400 bytes, so what is written
+    // during the pause outgrows a POST's worth (writes must not wait for a POST then).
+    upgrade_while_emitting(None, 0).await;
+    upgrade_while_emitting(Some(3_000), 400).await;
+}
+
+async fn upgrade_while_emitting(max_payload: Option<u64>, pad: usize) {
+    let server = node(NodeOptions {
+        max_payload,
+        ..NodeOptions::default()
+    })
+    .await;
     // The upgrade's WebSocket is held back, so the switch happens while emits and echoes
     // flow over long-polling.
     let gateway = Gateway::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
         .await
         .unwrap();
     gateway.set_mode(Mode::DelayWebSocket(Duration::from_millis(300)));
+    // Bounded in count and time; the upgrade comes after ~300 ms.
+    const MAX_EMITS: u32 = 40_000;
     let (client, mut events) = Client::builder(gateway.url())
         .token("secret")
         .transports([Transport::Polling, Transport::WebSocket])
@@ -167,14 +180,13 @@ async fn polling_upgrades_to_websocket_with_nothing_lost_or_reordered() {
         .connect()
         .unwrap();
     let mut changes = client.state_changes();
+    let pad = "p".repeat(pad);
     // Emits flow from before the connection, through the switch, until well after it.
-    // Bounded in count and time; the upgrade comes after ~300 ms.
-    const MAX_EMITS: u32 = 40_000;
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut sent = 0u32;
     let mut upgraded_at = None;
     while sent < MAX_EMITS && tokio::time::Instant::now() < deadline {
-        client.emit("echo", sent).await.unwrap();
+        client.emit("echo", (sent, &pad)).await.unwrap();
         sent += 1;
         if upgraded_at.is_none() && client.state().transport == Some(Transport::WebSocket) {
             upgraded_at = Some(sent);
@@ -192,7 +204,7 @@ async fn polling_upgrades_to_websocket_with_nothing_lost_or_reordered() {
         "emits flowed over polling first: {upgraded_at}"
     );
     for i in 0..sent {
-        let (n,): (u32,) = next_event(&mut events, "echo").await.deserialize().unwrap();
+        let (n, _): (u32, String) = next_event(&mut events, "echo").await.deserialize().unwrap();
         assert_eq!(n, i, "in order, none lost (upgraded after {upgraded_at})");
     }
     // The states said polling, then WebSocket, on the same connection.

@@ -425,6 +425,31 @@ fn emits_need_a_connection_and_respect_max_payload() {
 }
 
 #[test]
+fn over_polling_an_attachment_must_fit_max_payload_as_base64() {
+    // OPEN says maxPayload 100: 90 bytes fit raw, not as the 122 of base64.
+    let t0 = Instant::now();
+    let blob = Payload::from_data([crate::binary::Data::from(vec![1u8; 90])]);
+    let mut ws = connected(SessionConfig::default(), t0);
+    assert_eq!(ws.emit("e", &blob, None), Ok(()));
+    let mut polling = connected(
+        SessionConfig {
+            base64_attachments: true,
+            ..SessionConfig::default()
+        },
+        t0,
+    );
+    assert!(matches!(
+        polling.emit("e", &blob, None),
+        Err(SendError::TooLarge {
+            size: 122,
+            max: 100
+        })
+    ));
+    let fits = Payload::from_data([crate::binary::Data::from(vec![1u8; 70])]);
+    assert_eq!(polling.emit("e", &fits, None), Ok(()));
+}
+
+#[test]
 fn encoded_events_are_sent_as_encoded_or_handed_back() {
     let t0 = Instant::now();
     let config = SessionConfig {

@@ -347,6 +347,8 @@ impl<W> Connection<W> {
                 .setup
                 .max_message_size
                 .max(relink_proto::session::DEFAULT_MAX_EARLY_BYTES),
+            // Kept after an upgrade: stricter than WebSocket needs, never too lax.
+            base64_attachments: transport == Transport::Polling,
         }));
     }
 

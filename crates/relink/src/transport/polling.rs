@@ -436,7 +436,9 @@ impl Polling {
         if let Some(error) = &self.failed {
             return Poll::Ready(Err(error.clone()));
         }
-        if self.unsent_bytes < self.max_payload || matches!(self.upgrade, Upgrade::Done(_)) {
+        // Only a POST in flight is sure to wake this caller. Without one, polling is paused
+        // for the upgrade (what waits goes to the WebSocket) or a POST has just started.
+        if self.unsent_bytes < self.max_payload || self.post.is_none() {
             Poll::Ready(Ok(()))
         } else {
             Poll::Pending
