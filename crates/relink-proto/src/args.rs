@@ -27,6 +27,15 @@ pub trait IntoArgs {
     {
         Ok(EncodedEvent::new(namespace, name, &self.into_args()?))
     }
+
+    /// The answer to the server's event `id` in `namespace` with these arguments, encoded
+    /// as its frame; like [`IntoArgs::into_event`], in one pass for a `Serialize` value.
+    fn into_ack(self, namespace: &str, id: u64) -> Result<EncodedEvent, serde_json::Error>
+    where
+        Self: Sized,
+    {
+        Ok(EncodedEvent::ack(namespace, id, &self.into_args()?))
+    }
 }
 
 impl IntoArgs for Payload {
@@ -78,6 +87,25 @@ impl<T: Serialize> IntoArgs for T {
             }
         }
         // serde_json writes UTF-8 only.
+        let text = String::from_utf8(out).map_err(serde::ser::Error::custom)?;
+        Ok(EncodedEvent::from_text(text))
+    }
+
+    fn into_ack(self, namespace: &str, id: u64) -> Result<EncodedEvent, serde_json::Error> {
+        let mut header = String::with_capacity(128 + namespace.len());
+        header.push('4');
+        packet::encode_header(&mut header, PacketKind::Ack, 0, namespace, Some(id));
+        let mut out = header.into_bytes();
+        match shape(&self) {
+            Shape::Unit => out.extend_from_slice(b"[]"),
+            // A tuple serializes as the argument list itself.
+            Shape::Tuple => serde_json::to_writer(&mut out, &self)?,
+            Shape::Other => {
+                out.push(b'[');
+                serde_json::to_writer(&mut out, &self)?;
+                out.push(b']');
+            }
+        }
         let text = String::from_utf8(out).map_err(serde::ser::Error::custom)?;
         Ok(EncodedEvent::from_text(text))
     }
@@ -245,6 +273,8 @@ mod tests {
                     assert_eq!(direct.text(), via.text());
                     let args = value.clone().into_args().expect("args");
                     assert_eq!(direct.args().as_json(), args.as_json());
+                    let ack = value.clone().into_ack(ns, 12).expect("encodes");
+                    assert_eq!(ack.text(), EncodedEvent::ack(ns, 12, &args).text());
                 }
             }
         }

@@ -244,6 +244,14 @@ impl EncodedEvent {
         }
     }
 
+    /// The answer to the server's event `id` in `namespace`, carrying `args`.
+    pub fn ack(namespace: &str, id: u64, args: &Payload) -> Self {
+        EncodedEvent {
+            text: packet::frame(namespace, None, args, Some(id)),
+            attachments: args.attachments().to_vec(),
+        }
+    }
+
     /// A frame written elsewhere in this crate (no attachments).
     pub(crate) fn from_text(text: String) -> Self {
         EncodedEvent {

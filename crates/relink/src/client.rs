@@ -185,10 +185,10 @@ impl Client {
 
     fn start(config: Config) -> Result<(Client, Events), BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        let shared = Arc::new(Shared::new(Outbox::new(
-            config.outbox_packets,
-            config.outbox_bytes,
-        )));
+        let shared = Arc::new(Shared::new(
+            Outbox::new(config.outbox_packets, config.outbox_bytes),
+            &config.namespace,
+        ));
         let namespace = config.namespace.clone();
         let handlers = Arc::new(Handlers::new(runtime.clone(), config.event_buffer));
         // Registered on the builder: in place before any event can arrive.

@@ -129,20 +129,22 @@ impl Event {
         if self.ack.is_none() {
             return false;
         }
-        let args = match args.into_args() {
-            Ok(args) => args,
-            Err(e) => {
-                tracing::warn!(event = %self.name, error = %e, "ack not sent: its arguments are not JSON");
-                return false;
-            }
-        };
         let Some(acker) = self.ack.take() else {
             return false;
         };
+        // Encoded here, in one pass for a `Serialize` answer: the connection task only
+        // writes it.
+        let frame = match args.into_ack(&acker.shared.namespace, acker.id) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::warn!(event = %self.name, error = %e, "ack not sent: its arguments are not JSON");
+                self.ack = Some(acker);
+                return false;
+            }
+        };
         acker.shared.lock().acks_out.push_back(ServerAck {
             generation: acker.generation,
-            id: acker.id,
-            args,
+            frame,
         });
         acker.shared.wake.notify_one();
         true

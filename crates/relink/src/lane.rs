@@ -174,6 +174,8 @@ pub(crate) struct Shared {
     pub(crate) space: Notify,
     /// The server's `maxPayload`, once known.
     pub(crate) max_payload: AtomicU64,
+    /// The namespace, for answers to the server's events encoded by the tasks that give them.
+    pub(crate) namespace: Arc<str>,
     /// The transport that worked last: tried first on the next attempt, in this run and
     /// the next.
     pub(crate) preferred: Preferred,
@@ -224,7 +226,7 @@ impl std::task::Wake for WakeSupervisor {
 
 impl Shared {
     /// Nothing queued, not connected, the server's limit not known yet.
-    pub(crate) fn new(outbox: Outbox) -> Self {
+    pub(crate) fn new(outbox: Outbox, namespace: &str) -> Self {
         Shared {
             queue: Mutex::new(Queue {
                 outbox,
@@ -238,6 +240,7 @@ impl Shared {
             task: AtomicWaker::new(),
             space: Notify::new(),
             max_payload: AtomicU64::new(u64::MAX),
+            namespace: Arc::from(namespace),
             preferred: Preferred(AtomicU8::new(0)),
             base64_attachments: AtomicBool::new(false),
         }

@@ -80,10 +80,8 @@ impl<W> Outgoing<W> {
 pub(crate) struct ServerAck {
     /// The connection the event came on: an answer for an older one is discarded.
     pub(crate) generation: u64,
-    /// The server's ack id.
-    pub(crate) id: u64,
-    /// The answer.
-    pub(crate) args: Payload,
+    /// The answer, encoded by the task that gave it (its ack id included).
+    pub(crate) frame: EncodedEvent,
 }
 
 /// The queue and its bounds.

@@ -175,11 +175,15 @@ pub fn relink_encode(session: &mut Session, case: &Case, data: Option<Data>) -> 
     Some(text)
 }
 
-/// relink's plain emit of `Serialize` arguments: written straight into the frame (what
-/// `Client::emit("chat", (args,))` does in the caller's task).
+/// relink's plain emit, or answer, of `Serialize` arguments: written straight into the
+/// frame (what `Client::emit("chat", (args,))` and `Event::ack((args,))` do in the caller's
+/// task).
 pub fn relink_encode_one_pass(case: &Case) -> Option<String> {
     use relink_proto::IntoArgs;
-    let event = (&case.args[0],).into_event("/", case.event).ok()?;
+    let event = match case.ack_id {
+        Some(id) => (&case.args[0],).into_ack("/", id).ok()?,
+        None => (&case.args[0],).into_event("/", case.event).ok()?,
+    };
     Some(event.into_parts().0)
 }
 

@@ -141,8 +141,8 @@ fn encode_benches(case: &'static Case) -> Vec<Option<Box<dyn Bench>>> {
     ]
 }
 
-/// A plain emit's one-pass encoding against the same floor (JSON events only: binary
-/// arguments and acks go through a `Payload`).
+/// A plain emit's or an answer's one-pass encoding against the same floor (JSON only:
+/// binary arguments go through a `Payload`).
 fn one_pass_benches(case: &'static Case) -> Vec<Option<Box<dyn Bench>>> {
     vec![
         Some(bench(
@@ -166,9 +166,9 @@ pub fn figures() -> Vec<CodecRow> {
     // The cases live for the whole run; leaking them lets the closures borrow them freely.
     let cases: &'static [Case] = Vec::leak(codec_cases::cases());
     let mut rows = Vec::new();
-    for op in ["decode", "encode", "emit-encode"] {
+    for op in ["decode", "encode", "one-pass encode"] {
         for case in cases {
-            let one_pass = case.ack_id.is_none() && case.data.is_none();
+            let one_pass = case.data.is_none();
             let mut benches = match op {
                 "decode" => decode_benches(case),
                 "encode" => encode_benches(case),

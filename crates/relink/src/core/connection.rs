@@ -653,10 +653,10 @@ impl<W> Connection<W> {
         }
         if let Some(session) = self.session.as_mut()
             && session.state() == SessionState::Connected
-            && let Err(e) = session.ack(ack.id, &ack.args)
+            && let Err(e) = session.send_encoded(ack.frame)
         {
             self.outputs.push_back(Output::Note(Note::AckNotSent {
-                error: e.to_string(),
+                error: e.0.to_string(),
             }));
         }
     }

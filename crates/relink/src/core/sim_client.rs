@@ -651,8 +651,7 @@ impl World {
         while let Some((generation, id, n)) = self.asks_to_answer.pop() {
             self.answers_out.push(ServerAck {
                 generation,
-                id,
-                args: Payload::json(&n).expect("json"),
+                frame: EncodedEvent::ack("/", id, &Payload::json(&n).expect("json")),
             });
         }
     }
