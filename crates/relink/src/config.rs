@@ -353,15 +353,32 @@ impl ClientBuilder {
 
     /// The transports to use, in the order to try them (default `[WebSocket, Polling]`).
     ///
-    /// - `[WebSocket, Polling]`: WebSocket first; when it is refused as a transport (HTTP
-    ///   400 `Transport unknown`, an upgrade answered 200 or 404, a connection closed before
-    ///   the upgrade was answered: something in between strips `Upgrade`), long-polling at
-    ///   once, upgraded to WebSocket when the server offers it. The transport that worked
-    ///   is tried first on the next reconnect. A failure that is not about the transport
-    ///   (503, refused, a timeout) never falls back.
+    /// - `[WebSocket, Polling]`: WebSocket first; when it is refused as a transport (an
+    ///   HTTP 400, which is what engine.io answers when a proxy stripped `Upgrade` or the
+    ///   server does not allow WebSocket; an upgrade answered 200 or 404; a connection
+    ///   closed before the upgrade was answered), long-polling at once, upgraded to
+    ///   WebSocket when the server offers it. The transport that worked is tried first on
+    ///   the next reconnect. A failure that is not about the transport (503, refused, a
+    ///   timeout) never falls back.
     /// - `[Polling, WebSocket]`: long-polling first, upgraded when offered (socket.io-client's
     ///   default).
     /// - `[WebSocket]` or `[Polling]`: that transport only (polling never upgrades).
+    ///
+    /// [`ConnectionState::transport`](crate::ConnectionState::transport) says which one
+    /// carries the connection.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use relink::{Client, Transport};
+    /// // A network whose proxy breaks WebSocket: long-polling only.
+    /// let (client, _events) = Client::builder("https://example.com")
+    ///     .token("s3cret")
+    ///     .transports([Transport::Polling])
+    ///     .connect()?;
+    /// client.wait_connected().await.ok();
+    /// assert_eq!(client.state().transport, Some(Transport::Polling));
+    /// # Ok(()) }
+    /// ```
     pub fn transports(mut self, transports: impl IntoIterator<Item = Transport>) -> Self {
         self.transports = transports.into_iter().collect();
         self
@@ -373,7 +390,20 @@ impl ClientBuilder {
     /// shown: it may hold a password.
     ///
     /// Without this, `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (lower case
-    /// too) are honoured, as curl reads them.
+    /// too) are honoured, as curl reads them. A proxy that wants other credentials ends the
+    /// client with [`LinkError::ProxyAuth`](crate::LinkError::ProxyAuth); a URL that cannot
+    /// be used fails [`ClientBuilder::connect`] with [`BuildError::InvalidSetting`].
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let password = std::env::var("PROXY_PASSWORD")?;
+    /// let (client, _events) = relink::Client::builder("https://example.com")
+    ///     .token("s3cret")
+    ///     .proxy(format!("http://me:{password}@proxy.internal:3128"))
+    ///     .connect()?;
+    /// # drop(client);
+    /// # Ok(()) }
+    /// ```
     pub fn proxy(mut self, url: impl Into<String>) -> Self {
         self.proxy = ProxyChoice::Url(url.into());
         self
