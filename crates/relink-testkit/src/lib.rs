@@ -8,6 +8,7 @@
 //! - [`tls`]: a TLS front whose certificate comes from a private CA.
 //! - [`peer`]: a scripted in-process Socket.IO/WebSocket server that a test drives frame by frame.
 
+mod accept;
 pub mod gateway;
 pub mod node;
 pub mod peer;

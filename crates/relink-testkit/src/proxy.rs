@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// Largest request head read.
 const MAX_HEAD: usize = 16 * 1024;
@@ -57,7 +57,10 @@ impl Proxy {
         let addr = listener.local_addr()?;
         let expected = credentials.map(|(user, pass)| STANDARD.encode(format!("{user}:{pass}")));
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(accept(listener, expected, Arc::clone(&counters)));
+        let shared = Arc::clone(&counters);
+        let task = tokio::spawn(crate::accept::each(listener, move |stream| {
+            serve(stream, expected.clone(), Arc::clone(&shared))
+        }));
         Ok(Proxy {
             addr,
             counters,
@@ -88,22 +91,6 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-async fn accept(listener: TcpListener, expected: Option<String>, counters: Arc<Counters>) {
-    // Owned here: aborting the accept loop drops the set, which aborts every tunnel.
-    let mut tunnels = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tunnels.spawn(serve(stream, expected.clone(), Arc::clone(&counters)));
-                }
-                Err(_) => return,
-            },
-            Some(_) = tunnels.join_next(), if !tunnels.is_empty() => {}
-        }
     }
 }
 

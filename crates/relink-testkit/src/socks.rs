@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// What the proxy did, see [`Socks5::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,7 +53,13 @@ impl Socks5 {
         let addr = listener.local_addr()?;
         let credentials = credentials.map(|(u, p)| (u.to_owned(), p.to_owned()));
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(accept(listener, credentials, Arc::clone(&counters)));
+        let shared = Arc::clone(&counters);
+        let task = tokio::spawn(crate::accept::each(listener, move |stream| {
+            let (credentials, counters) = (credentials.clone(), Arc::clone(&shared));
+            async move {
+                let _ = serve(stream, credentials, counters).await;
+            }
+        }));
         Ok(Socks5 {
             addr,
             counters,
@@ -84,24 +90,6 @@ impl Socks5 {
 impl Drop for Socks5 {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-async fn accept(listener: TcpListener, credentials: Credentials, counters: Arc<Counters>) {
-    let mut tunnels = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let (credentials, counters) = (credentials.clone(), Arc::clone(&counters));
-                    tunnels.spawn(async move {
-                        let _ = serve(stream, credentials, counters).await;
-                    });
-                }
-                Err(_) => return,
-            },
-            Some(_) = tunnels.join_next(), if !tunnels.is_empty() => {}
-        }
     }
 }
 

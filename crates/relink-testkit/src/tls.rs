@@ -13,7 +13,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 /// A running TLS front.
@@ -71,7 +71,9 @@ impl TlsFront {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let task = tokio::spawn(accept(listener, acceptor, upstream));
+        let task = tokio::spawn(crate::accept::each(listener, move |stream| {
+            serve(stream, acceptor.clone(), upstream)
+        }));
         Ok(TlsFront {
             addr,
             ca_pem: ca.as_ref().pem(),
@@ -99,21 +101,6 @@ impl TlsFront {
 impl Drop for TlsFront {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-async fn accept(listener: TcpListener, acceptor: TlsAcceptor, upstream: SocketAddr) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    conns.spawn(serve(stream, acceptor.clone(), upstream));
-                }
-                Err(_) => return,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
     }
 }
 

@@ -11,7 +11,7 @@ use relink_testkit::gateway::Gateway;
 use relink_testkit::node::{NodeOptions, NodeServer};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::next_event;
+use support::{next_event, next_whole_event};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -135,17 +135,7 @@ async fn acks_both_ways() {
         .emit("ask", Payload::json("question").unwrap().with(&42).unwrap())
         .await
         .unwrap();
-    let mut question = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(Incoming::Event(e)) = events.next().await
-                && e.name() == "question"
-            {
-                return e;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let mut question = next_whole_event(&mut events, "question").await;
     assert!(question.wants_ack());
     assert_eq!(question.args().as_json(), "[42]");
     assert!(question.ack(Payload::json("answer").unwrap()));

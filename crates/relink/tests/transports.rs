@@ -13,7 +13,7 @@ use relink_testkit::tls::TlsFront;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{WAIT, next_event, until, until_status};
+use support::{WAIT, next_event, next_whole_event, until, until_status};
 
 async fn node(opts: NodeOptions) -> NodeServer {
     NodeServer::start(opts)
@@ -58,17 +58,7 @@ async fn a_polling_only_server_carries_events_acks_and_binary_both_ways() {
     let ack = client.emit_with_ack("echo", "acked", WAIT).await.unwrap();
     assert_eq!(ack.as_json(), r#"["acked"]"#);
     client.emit("ask", ("question", 42)).await.unwrap();
-    let mut question = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(Incoming::Event(e)) = events.next().await
-                && e.name() == "question"
-            {
-                return e;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let mut question = next_whole_event(&mut events, "question").await;
     assert!(question.ack("answer"));
     let asked: Value = next_event(&mut events, "asked")
         .await

@@ -43,12 +43,15 @@ fn build_default() -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// The rustls error inside an IO error, if that is what it is.
+pub(crate) fn rustls_error(io: &std::io::Error) -> Option<&rustls::Error> {
+    io.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
 /// What a failed TLS handshake means, in words a user can act on.
 pub(crate) fn tls_error(io: &std::io::Error, target: &Target) -> LinkError {
-    let tls = io
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    match tls {
+    match rustls_error(io) {
         Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
             LinkError::NotTls
         }

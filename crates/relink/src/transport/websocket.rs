@@ -64,19 +64,12 @@ pub(crate) fn map_error(error: tungstenite::Error) -> LinkError {
     use tungstenite::Error as E;
     match error {
         E::Http(response) => http_error(&response),
-        E::Io(io) => {
-            let tls = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .cloned();
-            match tls {
-                Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
-                    LinkError::NotTls
-                }
-                Some(tls) => LinkError::Tls(tls.to_string()),
-                None => LinkError::Network(io.to_string()),
-            }
-        }
+        // The TLS handshake is over by now (`net` did it, and named its failures): a rustls
+        // error here broke an established stream.
+        E::Io(io) => match crate::net::trust::rustls_error(&io) {
+            Some(tls) => LinkError::Tls(tls.to_string()),
+            None => LinkError::Network(io.to_string()),
+        },
         E::Tls(tls) => LinkError::Tls(tls.to_string()),
         E::Url(url) => LinkError::InvalidUrl(url.to_string()),
         E::ConnectionClosed | E::AlreadyClosed => LinkError::TransportClose,

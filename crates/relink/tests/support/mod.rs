@@ -12,12 +12,19 @@ use tracing_subscriber::layer::{Context, Layer};
 /// How long any single expectation may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// The next event named `name`, skipping others; fails the test after [`WAIT`].
+/// The arguments of the next event named `name`, skipping others; fails the test after
+/// [`WAIT`].
 pub async fn next_event(events: &mut relink::Events, name: &str) -> relink::Payload {
+    next_whole_event(events, name).await.into_args()
+}
+
+/// The next event named `name` itself (to answer it), skipping others; fails the test
+/// after [`WAIT`].
+pub async fn next_whole_event(events: &mut relink::Events, name: &str) -> relink::Event {
     tokio::time::timeout(WAIT, async {
         loop {
             match events.next().await {
-                Some(relink::Incoming::Event(e)) if e.name() == name => return e.into_args(),
+                Some(relink::Incoming::Event(e)) if e.name() == name => return e,
                 Some(_) => continue,
                 None => panic!("events ended before {name}"),
             }
