@@ -13,6 +13,7 @@
 //! - [`acks`]: ack-id allocation and the pending table with deadlines.
 
 pub mod acks;
+mod arena;
 pub mod args;
 pub mod binary;
 pub mod engine;

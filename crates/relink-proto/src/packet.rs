@@ -390,34 +390,66 @@ fn decode_data(kind: PacketKind, rest: &str) -> Result<PacketData, DecodeError> 
             let (name, args) = decode_event_parts(kind, rest)?;
             Ok(PacketData::Event {
                 name: name.into_owned(),
-                args,
+                args: args.to_array(),
             })
         }
-        PacketKind::Ack | PacketKind::BinaryAck => {
-            let raw: &RawValue = parse(rest).map_err(|_| shape("an array"))?;
-            let text = raw.get();
-            if !text.starts_with('[') {
-                return Err(shape("an array"));
-            }
-            Ok(PacketData::Ack {
-                args: text.to_owned(),
-            })
-        }
+        PacketKind::Ack | PacketKind::BinaryAck => Ok(PacketData::Ack {
+            args: decode_ack_args(kind, rest)?.to_owned(),
+        }),
     }
 }
 
-/// An event's name (borrowed unless it had escapes) and its arguments as a JSON array.
+/// An ack's arguments: a JSON array text, validated, as it appears in `rest`.
+pub(crate) fn decode_ack_args(kind: PacketKind, rest: &str) -> Result<&str, DecodeError> {
+    let shape = || DecodeError::Shape {
+        packet: kind.name(),
+        expected: "an array",
+    };
+    // Element by element: validating the array as one raw value would make serde_json
+    // allocate a stack for anything nested two deep (`[{...}]`, the usual answer).
+    let Elements = parse(rest).map_err(|_| shape())?;
+    // Validated: JSON whitespace, then the array, then whitespace.
+    Ok(rest.trim_matches([' ', '\t', '\n', '\r']))
+}
+
+/// A JSON array, only checked.
+struct Elements;
+
+impl<'de> serde::Deserialize<'de> for Elements {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Elements;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Elements)
+            }
+        }
+        deserializer.deserialize_seq(Visit)
+    }
+}
+
+/// An event's name (borrowed unless it had escapes) and its arguments as they appear in the
+/// frame.
 pub(crate) fn decode_event_parts(
     kind: PacketKind,
     rest: &str,
-) -> Result<(Cow<'_, str>, String), DecodeError> {
+) -> Result<(Cow<'_, str>, EventArgs<'_>), DecodeError> {
     let bad = || DecodeError::Shape {
         packet: kind.name(),
         expected: "an array starting with the event name",
     };
-    // One pass: the JSON is validated while the name and where the arguments start are
-    // noted; the arguments are then copied once, as received.
-    let EventShape { name, first_arg } = parse(rest).map_err(|_| bad())?;
+    // One pass: the JSON is validated while the name and where the arguments start and end
+    // are noted; nothing is copied here.
+    let EventShape { name, first, last } = parse(rest).map_err(|_| bad())?;
     let name = name.ok_or_else(bad)?;
     let name = match name.get() {
         quoted if quoted.len() >= 2 && quoted.starts_with('"') && !quoted.contains('\\') => {
@@ -425,14 +457,71 @@ pub(crate) fn decode_event_parts(
         }
         quoted => Cow::Owned(serde_json::from_str::<String>(quoted).map_err(|_| bad())?),
     };
-    Ok((name, args_from(rest, first_arg)))
+    Ok((name, EventArgs::new(rest, first, last)))
 }
 
-/// `["name", first, ...]`, validated in one pass: the name and the first argument as they
-/// appear in the text (borrowed), the rest only checked.
+/// An event's arguments inside the received text: everything from the first argument to the
+/// last, without the brackets around them (`1,{"a":2}` of `["name",1,{"a":2}]`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventArgs<'a> {
+    inner: &'a str,
+    last: Option<&'a RawValue>,
+}
+
+impl<'a> EventArgs<'a> {
+    /// `text` was validated as a whole; `first` and `last` borrow from it.
+    fn new(text: &'a str, first: Option<&'a RawValue>, last: Option<&'a RawValue>) -> Self {
+        let Some(first) = first else {
+            return EventArgs {
+                inner: "",
+                last: None,
+            };
+        };
+        let start = offset_in(text, first.get());
+        // From the first argument to the closing bracket, without the space before it.
+        let tail = text.get(start..).unwrap_or("").trim_end();
+        let inner = tail.strip_suffix(']').unwrap_or(tail).trim_end();
+        EventArgs { inner, last }
+    }
+
+    /// The arguments without their brackets.
+    pub(crate) fn inner(&self) -> &'a str {
+        self.inner
+    }
+
+    /// The arguments as a JSON array text, copied.
+    pub(crate) fn to_array(self) -> String {
+        let mut array = String::with_capacity(self.inner.len() + 2);
+        array.push('[');
+        array.push_str(self.inner);
+        array.push(']');
+        array
+    }
+
+    /// Removes the last argument if it is a JSON string, returning it (the offset that
+    /// connection state recovery appends to every event).
+    pub(crate) fn take_trailing_string(&mut self) -> Option<String> {
+        let last = self.last.filter(|last| last.get().starts_with('"'))?;
+        let offset: String = serde_json::from_str(last.get()).ok()?;
+        let cut = offset_in(self.inner, last.get());
+        let before = self.inner.get(..cut).unwrap_or("").trim_end();
+        self.inner = before.strip_suffix(',').unwrap_or(before).trim_end();
+        self.last = None;
+        Some(offset)
+    }
+}
+
+/// Where `part`, a slice of `text`, starts in it.
+fn offset_in(text: &str, part: &str) -> usize {
+    (part.as_ptr() as usize).saturating_sub(text.as_ptr() as usize)
+}
+
+/// `["name", first, ..., last]`, validated in one pass: the name and the first and last
+/// arguments as they appear in the text (borrowed).
 struct EventShape<'a> {
     name: Option<&'a RawValue>,
-    first_arg: Option<&'a RawValue>,
+    first: Option<&'a RawValue>,
+    last: Option<&'a RawValue>,
 }
 
 impl<'de> serde::Deserialize<'de> for EventShape<'de> {
@@ -450,30 +539,16 @@ impl<'de> serde::Deserialize<'de> for EventShape<'de> {
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
                 let name: Option<&'de RawValue> = seq.next_element()?;
-                let first_arg: Option<&'de RawValue> = seq.next_element()?;
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(EventShape { name, first_arg })
+                let first: Option<&'de RawValue> = seq.next_element()?;
+                let mut last = first;
+                while let Some(next) = seq.next_element::<&'de RawValue>()? {
+                    last = Some(next);
+                }
+                Ok(EventShape { name, first, last })
             }
         }
         deserializer.deserialize_seq(Visit)
     }
-}
-
-/// The arguments as a JSON array text: `[` and everything from the first argument to the
-/// closing bracket, copied once. `text` was validated as a whole, and `first` borrows from it.
-fn args_from(text: &str, first: Option<&RawValue>) -> String {
-    let Some(first) = first else {
-        return "[]".to_owned();
-    };
-    let start = (first.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
-    // From the first argument to the closing bracket, without the space before it.
-    let tail = text.get(start..).unwrap_or("]").trim_end();
-    let inner = tail.strip_suffix(']').unwrap_or(tail).trim_end();
-    let mut args = String::with_capacity(inner.len() + 2);
-    args.push('[');
-    args.push_str(inner);
-    args.push(']');
-    args
 }
 
 fn parse<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, DecodeError> {

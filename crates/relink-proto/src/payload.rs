@@ -3,6 +3,7 @@
 use crate::DecodeError;
 use crate::binary::{self, Data};
 use bytes::Bytes;
+use bytes_utils::Str;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
@@ -15,11 +16,47 @@ const INITIAL_CAPACITY: usize = 128;
 /// Arguments stay raw JSON text until somebody asks for them: an event nobody reads is never
 /// parsed into values. Binary attachments travel beside the JSON, referenced from it by
 /// `{"_placeholder":true,"num":N}` objects, exactly as on the wire.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// The arguments of a received event share memory with the events decoded around it (a
+/// chunk of 8 KiB at most, see `arena.rs`): cloning a received payload costs a reference
+/// count, and a payload kept for long keeps its chunk. Arguments over 1 KiB have memory of
+/// their own.
+#[derive(Clone)]
 pub struct Payload {
-    json: String,
+    json: Json,
     attachments: Vec<Bytes>,
 }
+
+/// The argument array's text: built here, or a slice of received memory.
+#[derive(Clone)]
+enum Json {
+    Owned(String),
+    Shared(Str),
+}
+
+impl Json {
+    fn as_str(&self) -> &str {
+        match self {
+            Json::Owned(text) => text,
+            Json::Shared(text) => text,
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            Json::Owned(text) => text,
+            Json::Shared(text) => text.to_string(),
+        }
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_json() == other.as_json() && self.attachments == other.attachments
+    }
+}
+
+impl Eq for Payload {}
 
 impl Default for Payload {
     fn default() -> Self {
@@ -30,7 +67,7 @@ impl Default for Payload {
 impl std::fmt::Debug for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Payload")
-            .field("json", &self.json)
+            .field("json", &self.as_json())
             .field("attachments", &self.attachments.len())
             .finish()
     }
@@ -43,7 +80,7 @@ impl Payload {
         let mut json = String::with_capacity(INITIAL_CAPACITY);
         json.push_str("[]");
         Payload {
-            json,
+            json: Json::Owned(json),
             attachments: Vec::new(),
         }
     }
@@ -52,7 +89,7 @@ impl Payload {
     pub fn json<T: Serialize + ?Sized>(arg: &T) -> Result<Self, serde_json::Error> {
         // A one-element array, serialized in one allocation.
         Ok(Payload {
-            json: serde_json::to_string(&[arg])?,
+            json: Json::Owned(serde_json::to_string(&[arg])?),
             attachments: Vec::new(),
         })
     }
@@ -70,7 +107,20 @@ impl Payload {
     ///
     /// The caller guarantees `json` is a valid JSON array (the packet decoder checked it).
     pub(crate) fn from_wire(json: String, attachments: Vec<Bytes>) -> Self {
-        Payload { json, attachments }
+        Payload {
+            json: Json::Owned(json),
+            attachments,
+        }
+    }
+
+    /// Wraps a JSON array text received from the wire, kept where it was decoded to.
+    ///
+    /// The caller guarantees `json` is a valid JSON array (the packet decoder checked it).
+    pub(crate) fn from_shared(json: Str, attachments: Vec<Bytes>) -> Self {
+        Payload {
+            json: Json::Shared(json),
+            attachments,
+        }
     }
 
     /// Parses a JSON array text, checking it, with its attachments.
@@ -78,7 +128,7 @@ impl Payload {
         let items: Vec<&serde_json::value::RawValue> =
             serde_json::from_str(json).map_err(|e| DecodeError::Json(e.to_string()))?;
         Ok(Payload {
-            json: crate::packet::join_array(&items),
+            json: Json::Owned(crate::packet::join_array(&items)),
             attachments,
         })
     }
@@ -86,7 +136,8 @@ impl Payload {
     /// Appends one JSON argument.
     pub fn push<T: Serialize + ?Sized>(&mut self, arg: &T) -> Result<(), serde_json::Error> {
         // Serialized straight into the array text, in place of its closing bracket.
-        let mut buf = std::mem::take(&mut self.json).into_bytes();
+        let json = std::mem::replace(&mut self.json, Json::Owned(String::new()));
+        let mut buf = json.into_string().into_bytes();
         // serde_json grows the buffer a few bytes at a time; start with room.
         buf.reserve(INITIAL_CAPACITY / 2);
         buf.pop();
@@ -100,11 +151,11 @@ impl Payload {
             buf.truncate(before);
         }
         buf.push(b']');
-        self.json = match String::from_utf8(buf) {
+        self.json = Json::Owned(match String::from_utf8(buf) {
             Ok(json) => json,
             // serde_json only writes UTF-8; were it ever not to, keep the text valid anyway.
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        };
+        });
         result
     }
 
@@ -138,7 +189,7 @@ impl Payload {
 
     /// The arguments as a JSON array text (binary as placeholders).
     pub fn as_json(&self) -> &str {
-        &self.json
+        self.json.as_str()
     }
 
     /// The binary attachments, in placeholder order.
@@ -148,17 +199,17 @@ impl Payload {
 
     /// Whether there are no arguments.
     pub fn is_empty(&self) -> bool {
-        self.json == "[]"
+        self.as_json() == "[]"
     }
 
     /// Deserializes the whole argument array, e.g. into `(String, u32)` or `Vec<Value>`.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(&self.json)
+        serde_json::from_str(self.as_json())
     }
 
     /// Deserializes the first argument (the common single-argument case).
     pub fn first<T: DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
-        let mut items: Vec<&serde_json::value::RawValue> = serde_json::from_str(&self.json)?;
+        let mut items: Vec<&serde_json::value::RawValue> = serde_json::from_str(self.as_json())?;
         if items.is_empty() {
             return Ok(None);
         }
@@ -168,7 +219,7 @@ impl Payload {
     /// The arguments as trees with binary reassembled in place of placeholders.
     pub fn to_data(&self) -> Result<Vec<Data>, DecodeError> {
         let value: serde_json::Value =
-            serde_json::from_str(&self.json).map_err(|e| DecodeError::Json(e.to_string()))?;
+            serde_json::from_str(self.as_json()).map_err(|e| DecodeError::Json(e.to_string()))?;
         match binary::reassemble(value, &self.attachments)? {
             Data::Array(items) => Ok(items),
             _ => Err(DecodeError::Shape {
@@ -180,7 +231,7 @@ impl Payload {
 
     /// Splits into the JSON array text and the attachments.
     pub fn into_parts(self) -> (String, Vec<Bytes>) {
-        (self.json, self.attachments)
+        (self.json.into_string(), self.attachments)
     }
 
     /// Removes the last argument if it is a JSON string, returning it.
@@ -188,11 +239,11 @@ impl Payload {
     /// Connection state recovery appends the server's offset this way; relink takes it out so
     /// user code sees the arguments the server's code emitted.
     pub(crate) fn pop_trailing_string(&mut self) -> Option<String> {
-        let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(&self.json).ok()?;
+        let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(self.as_json()).ok()?;
         let (last, rest) = items.split_last()?;
         let offset: String = serde_json::from_str(last.get()).ok()?;
         let json = crate::packet::join_array(rest);
-        self.json = json;
+        self.json = Json::Owned(json);
         Some(offset)
     }
 }

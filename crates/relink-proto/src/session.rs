@@ -5,6 +5,7 @@
 //! and what happened with [`Session::poll_event`]; sleep until [`Session::poll_timeout`].
 //! It answers pings itself and never reads a clock.
 
+use crate::arena::Arena;
 use crate::engine::{EnginePacket, OpenData};
 use crate::packet::{self, Header, PacketData, PacketKind};
 use crate::{DecodeError, Payload};
@@ -309,6 +310,8 @@ pub struct Session {
     /// Their bytes: names, arguments and attachments.
     early_bytes: usize,
     names: Names,
+    /// Where received arguments are copied to (see `arena.rs`).
+    arena: Arena,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SessionEvent>,
 }
@@ -335,6 +338,7 @@ impl Session {
             early: Vec::new(),
             early_bytes: 0,
             names: Names::default(),
+            arena: Arena::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -422,10 +426,30 @@ impl Session {
                     return Ok(());
                 }
                 if header.kind == PacketKind::Event {
-                    // The common case, without the owned name a `PacketData` would need.
-                    let (name, args) = packet::decode_event_parts(header.kind, header.rest)?;
+                    // The common case, without the owned name a `PacketData` would need, and
+                    // with the arguments copied once, into the arena.
+                    let (name, mut args) = packet::decode_event_parts(header.kind, header.rest)?;
                     let name = self.names.get(&name);
-                    self.handle_event(name, Payload::from_wire(args, Vec::new()), header.id)?;
+                    if self.state == SessionState::Connected {
+                        // Taken before the copy, so the arguments are copied without it.
+                        let offset = self
+                            .recovers(header.id)
+                            .then(|| args.take_trailing_string());
+                        let args = Payload::from_shared(self.arena.array(args.inner()), Vec::new());
+                        self.push_event(name, args, header.id, offset);
+                    } else {
+                        let args = Payload::from_shared(self.arena.array(args.inner()), Vec::new());
+                        self.handle_event(name, args, header.id)?;
+                    }
+                    return Ok(());
+                }
+                if header.kind == PacketKind::Ack && self.state == SessionState::Connected {
+                    let args = packet::decode_ack_args(header.kind, header.rest)?;
+                    let Some(id) = header.id else {
+                        return Err(DecodeError::AckId.into());
+                    };
+                    let args = Payload::from_shared(self.arena.copy(args), Vec::new());
+                    self.events.push_back(SessionEvent::Ack { id, args });
                     return Ok(());
                 }
                 let data = header.data()?;
@@ -562,7 +586,7 @@ impl Session {
                 });
                 self.early_bytes = 0;
                 for (name, args, ack_id) in std::mem::take(&mut self.early) {
-                    self.push_event(name, args, ack_id);
+                    self.push_event(name, args, ack_id, None);
                 }
             }
             (PacketKind::ConnectError, _) if self.state == SessionState::Connected => {
@@ -604,7 +628,7 @@ impl Session {
         id: Option<u64>,
     ) -> Result<(), ProtocolError> {
         match self.state {
-            SessionState::Connected => self.push_event(name, args, id),
+            SessionState::Connected => self.push_event(name, args, id, None),
             SessionState::AwaitConnect => {
                 // Recovery replays missed events here; a peer that never answers CONNECT
                 // must not make this grow without bound.
@@ -631,12 +655,25 @@ impl Session {
         Ok(())
     }
 
-    fn push_event(&mut self, name: Arc<str>, mut args: Payload, ack_id: Option<u64>) {
-        // Recovery-enabled servers append an offset to every event without an ack id.
-        let offset = if self.pid.is_some() && ack_id.is_none() {
-            args.pop_trailing_string()
-        } else {
-            None
+    /// Whether the server appends a recovery offset to an event with this ack id: servers
+    /// with connection state recovery do to every event without one.
+    fn recovers(&self, ack_id: Option<u64>) -> bool {
+        self.pid.is_some() && ack_id.is_none()
+    }
+
+    /// Queues an event for the application. `offset` is the recovery offset if the caller
+    /// already took it out of `args` (`Some`), or `None` to look for it here.
+    fn push_event(
+        &mut self,
+        name: Arc<str>,
+        mut args: Payload,
+        ack_id: Option<u64>,
+        offset: Option<Option<String>>,
+    ) {
+        let offset = match offset {
+            Some(taken) => taken,
+            None if self.recovers(ack_id) => args.pop_trailing_string(),
+            None => None,
         };
         self.events.push_back(SessionEvent::Event {
             name,

@@ -399,3 +399,67 @@ proptest! {
         }
     }
 }
+
+/// A session past the CONNECT reply; `pid` makes it one with connection state recovery.
+fn connected_session(pid: bool, now: Instant) -> Session {
+    let mut session = Session::new(SessionConfig::default());
+    let open = r#"0{"sid":"e1","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+    session.handle_text(open, now).unwrap();
+    let reply = if pid {
+        r#"40{"sid":"s1","pid":"p1"}"#
+    } else {
+        r#"40{"sid":"s1"}"#
+    };
+    session.handle_text(reply, now).unwrap();
+    while session.poll_event().is_some() {}
+    session
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// What the decoder hands the application is what the server sent, however the server
+    /// spaced it, with the recovery offset taken out exactly when the server adds one.
+    #[test]
+    fn received_events_keep_their_arguments(
+        args in vec(arb_payload_json(), 0..5),
+        offset in option::of("\\PC{0,8}"),
+        ack in option::of(0u64..1_000),
+        pretty in any::<bool>(),
+        ack_args in vec(arb_payload_json(), 0..3),
+    ) {
+        let now = Instant::now();
+        let mut session = connected_session(offset.is_some(), now);
+        let mut sent: Vec<Value> = vec![Value::from("ev")];
+        sent.extend(args.iter().cloned());
+        // Servers append the offset only to events without an ack id.
+        let appended = offset.filter(|_| ack.is_none());
+        if let Some(offset) = &appended {
+            sent.push(Value::from(offset.clone()));
+        }
+        let text = |value: &Value| if pretty {
+            serde_json::to_string_pretty(value).unwrap()
+        } else {
+            serde_json::to_string(value).unwrap()
+        };
+        let id = ack.map(|id| id.to_string()).unwrap_or_default();
+        session.handle_text(&format!("42{id}{}", text(&Value::Array(sent))), now).unwrap();
+        session.handle_text(&format!("437{}", text(&Value::Array(ack_args.clone()))), now).unwrap();
+        match session.poll_event() {
+            Some(SessionEvent::Event { name, args: got, ack_id, offset: got_offset }) => {
+                prop_assert_eq!(&*name, "ev");
+                prop_assert_eq!(got.deserialize::<Vec<Value>>().unwrap(), args);
+                prop_assert_eq!(ack_id, ack);
+                prop_assert_eq!(got_offset, appended);
+            }
+            other => prop_assert!(false, "got {:?}", other),
+        }
+        match session.poll_event() {
+            Some(SessionEvent::Ack { id, args: got }) => {
+                prop_assert_eq!(id, 7);
+                prop_assert_eq!(got.deserialize::<Vec<Value>>().unwrap(), ack_args);
+            }
+            other => prop_assert!(false, "got {:?}", other),
+        }
+    }
+}
