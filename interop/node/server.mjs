@@ -203,6 +203,13 @@ function setupNamespace(nsp) {
       }
     });
 
+    // The chat example: said to everyone in the namespace, the sender included.
+    on(socket, "chat", (...raw) => {
+      const { args, ack } = splitAck(raw);
+      nsp.emit("chat", ...args);
+      if (ack) ack();
+    });
+
     on(socket, "ask", (...raw) => {
       const { args, ack } = splitAck(raw);
       const [name, ...rest] = args;

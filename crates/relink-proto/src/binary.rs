@@ -12,6 +12,27 @@ use std::collections::BTreeMap;
 ///
 /// Use it to send or read arguments with attachments; plain JSON arguments are better served
 /// by [`crate::Payload::push`] and [`crate::Payload::deserialize`].
+///
+/// ```
+/// use relink_proto::{Payload, binary::Data};
+/// use std::collections::BTreeMap;
+///
+/// let mut file = BTreeMap::new();
+/// file.insert("name".to_owned(), Data::from("logo.png"));
+/// file.insert("bytes".to_owned(), Data::from(vec![0x89, b'P', b'N', b'G']));
+/// let args = Payload::from(Data::Object(file));
+/// // On the wire: a placeholder in the JSON, the bytes in a frame of their own.
+/// assert_eq!(
+///     args.as_json(),
+///     r#"[{"bytes":{"_placeholder":true,"num":0},"name":"logo.png"}]"#
+/// );
+/// assert_eq!(args.attachments().len(), 1);
+/// // Reading them back puts the bytes in place again.
+/// let Ok([Data::Object(back)]) = <[Data; 1]>::try_from(args.to_data().expect("valid")) else {
+///     panic!("one object");
+/// };
+/// assert_eq!(back["bytes"], Data::from(vec![0x89, b'P', b'N', b'G']));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Data {
     /// JSON `null`.

@@ -13,6 +13,18 @@ const INITIAL_CAPACITY: usize = 128;
 
 /// The arguments of an event or an acknowledgement.
 ///
+/// ```
+/// use relink_proto::Payload;
+///
+/// # fn main() -> Result<(), serde_json::Error> {
+/// let args = Payload::json("ada")?.with(&36)?;
+/// assert_eq!(args.as_json(), r#"["ada",36]"#);
+/// let (name, age): (String, u8) = args.deserialize()?;
+/// assert_eq!((name.as_str(), age), ("ada", 36));
+/// assert_eq!(args.first::<String>()?.as_deref(), Some("ada"));
+/// # Ok(()) }
+/// ```
+///
 /// Arguments stay raw JSON text until somebody asks for them: an event nobody reads is never
 /// parsed into values. Binary attachments travel beside the JSON, referenced from it by
 /// `{"_placeholder":true,"num":N}` objects, exactly as on the wire.

@@ -134,6 +134,31 @@ impl Inner {
 
 /// A Socket.IO client that keeps itself connected. Cheap to clone; the connection ends when
 /// the last clone is dropped or [`Client::disconnect`] is called.
+///
+/// ```
+/// use relink::Client;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = relink_testkit::node::NodeServer::start(Default::default()).await?;
+/// let url = "http://127.0.0.1:3000";
+/// # let url = server.url();
+/// let (client, _events) = Client::builder(url).token("secret").connect()?;
+///
+/// // Fire and forget: queued in the outbox while disconnected, sent in order.
+/// client.emit("echo", "hello").await?;
+/// // A tuple is the argument list; the server's answer comes back as a `Payload`.
+/// let reply = client
+///     .emit_with_ack("echo", ("sum", 2, 3), Duration::from_secs(5))
+///     .await?;
+/// let (what, a, b): (String, i32, i32) = reply.deserialize()?;
+/// assert_eq!((what.as_str(), a + b), ("sum", 5));
+///
+/// client.disconnect().await;
+/// # server.stop().await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,

@@ -64,6 +64,35 @@ impl Incoming {
 }
 
 /// An event from the server.
+///
+/// Its arguments stay JSON text until read ([`Event::args`]); if the server asked for an
+/// answer, [`Event::ack`] sends it.
+///
+/// ```
+/// use relink::{Client, Incoming};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = relink_testkit::node::NodeServer::start(Default::default()).await?;
+/// let url = "http://127.0.0.1:3000";
+/// # let url = server.url();
+/// let (client, mut events) = Client::builder(url).token("secret").connect()?;
+/// // The test server's "ask" sends us the event named first and waits for our answer.
+/// client.emit("ask", ("multiply", 6, 7)).await?;
+/// while let Some(incoming) = events.next().await {
+///     if let Incoming::Event(mut event) = incoming {
+///         if event.name() == "multiply" {
+///             let (a, b): (i64, i64) = event.args().deserialize()?;
+///             assert!(event.wants_ack());
+///             event.ack(a * b);
+///             break;
+///         }
+///     }
+/// }
+/// client.disconnect().await;
+/// # server.stop().await;
+/// # Ok(()) }
+/// ```
 pub struct Event {
     /// Shared with other events of the same name (the session keeps recent names).
     name: Arc<str>,
@@ -212,6 +241,34 @@ type Batch = (Vec<Incoming>, usize);
 /// items (and `max_buffered_bytes` of them) wait; what comes on top is dropped, and
 /// [`Incoming::Lagged`] says how much once there is room again. The connection itself
 /// never waits for the reader: it keeps answering the server's pings.
+///
+/// ```
+/// use relink::{Client, Incoming};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = relink_testkit::node::NodeServer::start(Default::default()).await?;
+/// let url = "http://127.0.0.1:3000";
+/// # let url = server.url();
+/// let (client, mut events) = Client::builder(url).token("secret").connect()?;
+/// client.emit("echo", "ping").await?;
+/// while let Some(incoming) = events.next().await {
+///     match incoming {
+///         Incoming::Connected { recovered, .. } => println!("connected (recovered: {recovered})"),
+///         Incoming::Event(event) if event.name() == "echo" => {
+///             assert_eq!(event.args().as_json(), r#"["ping"]"#);
+///             break;
+///         }
+///         Incoming::Event(event) => println!("{}: {}", event.name(), event.args().as_json()),
+///         Incoming::Disconnected { reason } => println!("link down ({reason}): reconnecting"),
+///         Incoming::Lagged { missed } => println!("{missed} events dropped: read faster"),
+///         _ => {}
+///     }
+/// }
+/// client.disconnect().await;
+/// # server.stop().await;
+/// # Ok(()) }
+/// ```
 pub struct Events {
     /// Batches of at most `min(event_buffer, EVENT_BATCH)` items.
     rx: mpsc::UnboundedReceiver<Batch>,

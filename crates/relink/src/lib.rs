@@ -9,7 +9,31 @@
 //! - Keeps emits made while disconnected in a bounded outbox; acks, retries and connection
 //!   state recovery so nothing promised is lost.
 //!
-//! Start with [`Client::builder`].
+//! Start with [`Client::builder`]:
+//!
+//! ```
+//! use relink::Client;
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = relink_testkit::node::NodeServer::start(Default::default()).await?;
+//! let url = "http://127.0.0.1:3000";
+//! # let url = server.url();
+//! let (client, _events) = Client::builder(url).token("secret").connect()?;
+//! // Waits for the connection (emits made before it are queued and sent once connected).
+//! let reply = client
+//!     .emit_with_ack("echo", ("hello", 1), Duration::from_secs(5))
+//!     .await?;
+//! assert_eq!(reply.as_json(), r#"["hello",1]"#);
+//! client.disconnect().await;
+//! # server.stop().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The examples in `crates/relink/examples/` run against the Node server of the interop
+//! tests: a chat client, a token read from a file before every attempt, Sentry with one
+//! event per outage.
 
 #![forbid(unsafe_code)]
 

@@ -178,6 +178,26 @@ impl std::fmt::Display for Transport {
 }
 
 /// A snapshot of the connection, published on every transition.
+///
+/// ```
+/// use relink::{Client, Status, Transport};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = relink_testkit::node::NodeServer::start(Default::default()).await?;
+/// let url = "http://127.0.0.1:3000";
+/// # let url = server.url();
+/// let (client, _events) = Client::builder(url).token("secret").connect()?;
+/// let mut states = client.watch_state();
+/// // The latest state; `wait_for` checks it, then every change after it.
+/// let state = states.wait_for(|s| s.status == Status::Connected).await?.clone();
+/// assert_eq!(state.transport, Some(Transport::WebSocket));
+/// println!("connected as {}", state.socket_id.as_deref().unwrap_or("?"));
+/// client.disconnect().await;
+/// assert_eq!(client.state().status, Status::Disconnected);
+/// # server.stop().await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConnectionState {
     /// Increases by one with every published transition: a listener that pairs a snapshot
