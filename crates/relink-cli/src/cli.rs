@@ -60,6 +60,10 @@ pub(crate) struct DaemonArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub(crate) log_format: LogFormat,
+    /// Serve the clients' metrics for Prometheus at http://ADDR/metrics; a port alone means
+    /// loopback (9184 is 127.0.0.1:9184).
+    #[arg(long, value_parser = crate::metrics::parse_addr, value_name = "ADDR")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +167,11 @@ pub(crate) struct ListenArgs {
     /// (`'["ok"]'`), or one JSON value sent as the only argument.
     #[arg(long, value_name = "JSON")]
     pub(crate) ack_with: Option<String>,
+    /// Serve the client's metrics for Prometheus at http://ADDR/metrics (connection attempts,
+    /// outages, reconnect delays, outbox depth, events and bytes); a port alone means
+    /// loopback (9184 is 127.0.0.1:9184).
+    #[arg(long, value_parser = crate::metrics::parse_addr, value_name = "ADDR")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@
 //! cannot drive the daemon, even through DNS rebinding. The methods are in [`crate::rpc`];
 //! the bounds on connections are in [`accept`].
 
-mod accept;
+pub(crate) mod accept;
 mod request_ids;
 
 use crate::cli::DaemonArgs;

@@ -10,6 +10,7 @@ mod emit;
 mod exit;
 mod listen;
 mod login;
+mod metrics;
 mod output;
 mod rpc;
 mod session;
@@ -50,6 +51,7 @@ fn run(cli: cli::Cli) -> Result<(), exit::CliError> {
             let Some((token, _telemetry)) = prepare(&args.connect, stop.as_mut()).await? else {
                 return Ok(());
             };
+            let _metrics = serve_metrics(args.metrics).await?;
             listen::run(args, token, stop).await
         }),
         cli::Command::Emit(args) => runtime.block_on(async {
@@ -67,7 +69,10 @@ fn run(cli: cli::Cli) -> Result<(), exit::CliError> {
         cli::Command::Daemon(args) => {
             let stop = stop();
             let _telemetry = telemetry::init(args.log_format, token::known_secrets(None));
-            runtime.block_on(daemon::run(args, stop))
+            runtime.block_on(async {
+                let _metrics = serve_metrics(args.metrics).await?;
+                daemon::run(args, stop).await
+            })
         }
         cli::Command::Login(args) => {
             let stop = stop();
@@ -77,6 +82,16 @@ fn run(cli: cli::Cli) -> Result<(), exit::CliError> {
     };
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
     result
+}
+
+/// `--metrics`, when given.
+async fn serve_metrics(
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<metrics::Serving>, exit::CliError> {
+    match addr {
+        Some(addr) => metrics::serve(addr).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// What a command that connects does first: reads the token (once: a token file may be a

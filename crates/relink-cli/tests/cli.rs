@@ -1406,3 +1406,127 @@ async fn ssl_cert_file_trusts_a_private_ca_and_without_it_the_certificate_is_nam
         "{error}"
     );
 }
+
+/// Reads `http://ADDR/metrics` (the Prometheus text format) into `series → value`, the
+/// series written as in the text (`name{label="value"}`).
+async fn scrape(url: &str) -> std::collections::HashMap<String, f64> {
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("not a metrics URL: {url}"));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: relink\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response),
+    )
+    .await
+    .expect("the scrape answers in time")
+    .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn listen_metrics_count_an_outage_its_attempts_and_the_traffic() {
+    let server = node().await;
+    let gateway = Gateway::start(format!("127.0.0.1:{}", server.port()).parse().unwrap())
+        .await
+        .unwrap();
+    let mut cmd = relink_with_token(&[
+        "listen",
+        &gateway.url(),
+        "--json",
+        "--stdin",
+        "--metrics",
+        "127.0.0.1:0",
+        "--backoff-initial",
+        "100ms",
+        "--backoff-max",
+        "300ms",
+    ]);
+    cmd.stdin(Stdio::piped());
+    let mut p = Relink::spawn(cmd, "relink listen --metrics");
+    let serving = p.err_until(|l| l.contains("serving metrics")).await;
+    let url = serving
+        .split("url=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no url in {serving:?}"))
+        .to_owned();
+    expect_connected_and_welcome(&mut p).await;
+    p.write_stdin("[\"echo\",\"hi\"]\n").await;
+    p.json_until(|v| v["type"] == "event" && v["name"] == "echo")
+        .await;
+
+    // An outage: the gateway answers 503 and drops the connection, for a few attempts.
+    gateway.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
+    gateway.reset_all();
+    for _ in 0..3 {
+        p.err_until(|l| l.contains("connection attempt failed"))
+            .await;
+    }
+    gateway.set_mode(Mode::Forward);
+    // Over once the new connection has held for the stable period.
+    p.err_until(|l| l.contains("connection recovered")).await;
+
+    let metrics = scrape(&url).await;
+    let get = |series: &str| metrics.get(series).copied().unwrap_or(0.0);
+    let seen = |what: &str| p.err_seen.iter().filter(|l| l.contains(what)).count() as f64;
+    let failed = seen("connection attempt failed");
+    let lost = seen("connection lost");
+    assert!(failed >= 3.0, "{}", p.context());
+    assert_eq!(
+        get("relink_connection_attempts_total{class=\"connected\"}"),
+        2.0,
+        "{metrics:?}"
+    );
+    assert_eq!(
+        get("relink_connection_attempts_total{class=\"transient\"}"),
+        failed,
+        "one per failed attempt logged: {metrics:?}"
+    );
+    assert_eq!(get("relink_outages_total"), 1.0, "{metrics:?}");
+    assert_eq!(
+        get("relink_outage_duration_seconds_count"),
+        1.0,
+        "{metrics:?}"
+    );
+    assert!(
+        get("relink_outage_duration_seconds_sum") > 0.0,
+        "{metrics:?}"
+    );
+    // Every WARN about the outage announced a wait.
+    assert_eq!(
+        get("relink_reconnect_delay_seconds_count"),
+        failed + lost,
+        "{metrics:?}"
+    );
+    assert_eq!(get("relink_events_sent_total"), 1.0, "{metrics:?}");
+    // Two welcomes (one per connection) and the echo.
+    assert_eq!(get("relink_events_received_total"), 3.0, "{metrics:?}");
+    assert!(get("relink_received_bytes_total") > 0.0, "{metrics:?}");
+    assert!(get("relink_sent_bytes_total") > 0.0, "{metrics:?}");
+    assert_eq!(get("relink_outbox_packets"), 0.0, "{metrics:?}");
+    assert_eq!(get("relink_acks_pending"), 0.0, "{metrics:?}");
+
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    gateway.shutdown().await;
+}

@@ -27,6 +27,7 @@
 
 use crate::core::connection::Connection;
 use crate::error::{AckError, EmitError, LinkError};
+use crate::metrics;
 use crate::outbox::{self, ServerAck};
 use crate::transport::{Transport, Wire};
 use futures_util::task::AtomicWaker;
@@ -105,7 +106,10 @@ impl Link {
             let mut ws = self.lock();
             std::task::ready!(ws.poll_ready(cx))?;
             match message.take() {
-                Some(message) => Poll::Ready(ws.start_send(message)),
+                Some(message) => {
+                    count_sent(&message);
+                    Poll::Ready(ws.start_send(message))
+                }
                 None => Poll::Ready(Ok(())),
             }
         })
@@ -142,13 +146,24 @@ impl Link {
         // Once ready, tungstenite accepts whole messages into its buffer (it only tries the
         // socket when the buffer is large, and keeps the message if the socket is full).
         let (text, attachments) = event.into_parts();
+        metrics::sent(Some(&text), text.len());
         ws.start_send(Message::text(text))
             .map_err(|_| TrySend::Failed)?;
         for bytes in attachments {
+            metrics::sent(None, bytes.len());
             ws.start_send(Message::binary(bytes))
                 .map_err(|_| TrySend::Failed)?;
         }
         Ok(())
+    }
+}
+
+/// Counts a frame going out (see `metrics.rs`).
+fn count_sent(message: &Message) {
+    match message {
+        Message::Text(text) => metrics::sent(Some(text.as_str()), text.len()),
+        Message::Binary(bytes) => metrics::sent(None, bytes.len()),
+        _ => {}
     }
 }
 

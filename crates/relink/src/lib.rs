@@ -45,6 +45,11 @@ mod error;
 mod events;
 mod handlers;
 mod lane;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+#[path = "metrics_off.rs"]
+mod metrics;
 mod net;
 mod outbox;
 /// The backoff, classification and escalation rules; public only for the benchmarks'

@@ -7,6 +7,7 @@
 //! Generic over `W`, what waits for an acked emit's answer: a oneshot sender in the client,
 //! a plain number in the simulation (see [`crate::core::connection`]).
 
+use crate::metrics;
 use relink_proto::Payload;
 use relink_proto::session::EncodedEvent;
 use std::collections::VecDeque;
@@ -94,6 +95,8 @@ pub(crate) struct Outbox<W> {
     next_seq: u64,
     /// The client is ending: nothing more is accepted.
     closed: bool,
+    /// This client's parts of `relink_outbox_packets` and `relink_outbox_bytes`.
+    shares: (metrics::Share, metrics::Share),
 }
 
 impl<W> Outbox<W> {
@@ -105,7 +108,17 @@ impl<W> Outbox<W> {
             max_bytes,
             next_seq: 0,
             closed: false,
+            shares: (
+                metrics::Share::new(metrics::OUTBOX_PACKETS),
+                metrics::Share::new(metrics::OUTBOX_BYTES),
+            ),
         }
+    }
+
+    /// Tells the metrics what is queued now.
+    fn report(&mut self) {
+        self.shares.0.set(self.queue.len());
+        self.shares.1.set(self.bytes);
     }
 
     /// Whether the client is ending (see [`Outbox::close`]).
@@ -134,6 +147,7 @@ impl<W> Outbox<W> {
             .retain(|item| !matches!(item.body, Body::Volatile(_)));
         if self.queue.len() != before {
             self.bytes = self.queue.iter().map(Outgoing::size).sum();
+            self.report();
         }
         self.requeue_front(requeue);
     }
@@ -165,6 +179,7 @@ impl<W> Outbox<W> {
         item.seq = seq;
         self.bytes += size;
         self.queue.push_back(item);
+        self.report();
         Ok(seq)
     }
 
@@ -173,6 +188,7 @@ impl<W> Outbox<W> {
         let index = self.queue.iter().position(|item| item.seq == seq)?;
         let item = self.queue.remove(index)?;
         self.bytes -= item.size();
+        self.report();
         Some(item)
     }
 
@@ -186,19 +202,23 @@ impl<W> Outbox<W> {
             self.bytes += item.size();
             self.queue.push_front(item);
         }
+        self.report();
     }
 
     /// Takes the oldest item.
     pub(crate) fn pop(&mut self) -> Option<Outgoing<W>> {
         let item = self.queue.pop_front()?;
         self.bytes -= item.size();
+        self.report();
         Some(item)
     }
 
     /// Takes everything.
     fn drain(&mut self) -> Vec<Outgoing<W>> {
         self.bytes = 0;
-        self.queue.drain(..).collect()
+        let items = self.queue.drain(..).collect();
+        self.report();
+        items
     }
 
     /// The byte bound.
@@ -343,5 +363,65 @@ mod tests {
         );
         let names: Vec<String> = std::iter::from_fn(|| o.pop()).map(|i| name(&i)).collect();
         assert_eq!(names, vec!["first", "second", "later"]);
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod metrics_tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    type Outbox = super::Outbox<()>;
+
+    fn item(outbox: &mut Outbox, arg: &str) -> Outgoing<()> {
+        let args = Payload::json(arg).expect("json");
+        Outgoing {
+            seq: outbox.next_seq(),
+            body: Body::Encoded(EncodedEvent::new("/", "e", &args)),
+        }
+    }
+
+    /// The gauges' values: the recorder hands out what changed since the last snapshot,
+    /// added to `seen`.
+    fn gauges(recorder: &DebuggingRecorder, seen: &mut (f64, f64)) -> (f64, f64) {
+        for (key, _, _, value) in recorder.snapshotter().snapshot().into_vec() {
+            if let DebugValue::Gauge(v) = value {
+                match key.key().name() {
+                    crate::metrics::OUTBOX_PACKETS => seen.0 += v.into_inner(),
+                    crate::metrics::OUTBOX_BYTES => seen.1 += v.into_inner(),
+                    _ => {}
+                }
+            }
+        }
+        *seen
+    }
+
+    #[test]
+    fn gauges_sum_every_outbox_and_forget_one_that_is_dropped() {
+        let recorder = DebuggingRecorder::new();
+        let mut seen = (0.0, 0.0);
+        ::metrics::with_local_recorder(&recorder, || {
+            let mut a = Outbox::new(10, 1 << 20);
+            let mut b = Outbox::new(10, 1 << 20);
+            let first = item(&mut a, "x");
+            let size = first.size() as f64;
+            a.push(first).expect("room");
+            let second = item(&mut a, "y");
+            a.push(second).expect("room");
+            let third = item(&mut b, "z");
+            b.push(third).expect("room");
+            assert_eq!(gauges(&recorder, &mut seen), (3.0, 3.0 * size));
+            a.pop().expect("queued");
+            assert_eq!(gauges(&recorder, &mut seen), (2.0, 2.0 * size));
+            let taken = b.close();
+            assert_eq!(taken.len(), 1);
+            assert_eq!(gauges(&recorder, &mut seen), (1.0, size));
+            b.requeue_front(taken);
+            assert_eq!(gauges(&recorder, &mut seen), (2.0, 2.0 * size));
+            // A client that ends takes its share back, whatever it still held.
+            drop(b);
+            drop(a);
+            assert_eq!(gauges(&recorder, &mut seen), (0.0, 0.0));
+        });
     }
 }

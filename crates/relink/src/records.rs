@@ -3,6 +3,7 @@
 
 use crate::core::connection::Note;
 use crate::core::reconnect::{Record, Severity};
+use crate::metrics;
 use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
@@ -99,10 +100,52 @@ pub(crate) fn log(record: &Record, url: &str, refreshable: bool) {
     }
 }
 
+/// What a record of the reconnect decisions means for the metrics: each failed attempt is
+/// one record (the outage's ERROR comes beside its attempt's, not instead of it).
+/// `in_outage` is the client's: an outage begins with its first failure (as the core
+/// measures it) and ends with the `Recovered` record.
+pub(crate) fn count(record: &Record, in_outage: &mut bool) {
+    let failure = !matches!(
+        record,
+        Record::KeepsFailing { .. } | Record::ServerDisconnected | Record::Recovered { .. }
+    );
+    if failure && !*in_outage {
+        *in_outage = true;
+        metrics::outage_began();
+    }
+    match record {
+        Record::ConnectionLost { delay, .. } => metrics::reconnect_delay(*delay),
+        Record::AttemptFailed {
+            connection_lost,
+            delay,
+            ..
+        } => {
+            // A connection lost before it held was counted as `connected` already.
+            if !connection_lost {
+                metrics::attempt("transient");
+            }
+            metrics::reconnect_delay(*delay);
+        }
+        Record::RetryingCredentials { .. } | Record::CredentialsRejectedAgain { .. } => {
+            metrics::attempt("unauthorized");
+        }
+        Record::Misconfigured { .. } => metrics::attempt("fatal"),
+        Record::GaveUp { attempts, .. } if *attempts > 0 => metrics::attempt("transient"),
+        Record::Recovered { outage, .. } => {
+            *in_outage = false;
+            metrics::outage_ended(*outage);
+        }
+        Record::KeepsFailing { .. } | Record::GaveUp { .. } | Record::ServerDisconnected => {}
+    }
+}
+
 /// Writes a note of the connection's; `namespace` is the one joined.
 pub(crate) fn note(note: &Note, namespace: &str) {
     match note {
-        Note::Connected { recovered } => info!(namespace = %namespace, recovered, "connected"),
+        Note::Connected { recovered } => {
+            metrics::attempt("connected");
+            info!(namespace = %namespace, recovered, "connected");
+        }
         Note::NotRecovered => info!("previous session not recovered: missed events are lost"),
         Note::EmitTooLarge { size, max } => {
             warn!(

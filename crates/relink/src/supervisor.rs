@@ -9,6 +9,7 @@ use crate::error::LinkError;
 use crate::events::{Deliveries, Incoming};
 use crate::handlers::Handlers;
 use crate::lane::{AckSender, Link, Shared, Until, Writer, sleep_until};
+use crate::metrics;
 use crate::records;
 use crate::state::ConnectionState;
 use crate::state::Transport;
@@ -71,6 +72,10 @@ pub(crate) struct Supervisor {
     /// This link's socket, while there is one.
     link: Option<Link>,
     writer: Writer,
+    /// This client's part of `relink_acks_pending`.
+    acks_pending: metrics::Share,
+    /// Whether an outage has begun and not ended, for `relink_outages_total`.
+    in_outage: bool,
 }
 
 impl Supervisor {
@@ -99,6 +104,8 @@ impl Supervisor {
             polling: Arc::default(),
             link: None,
             writer: Writer::new(),
+            acks_pending: metrics::Share::new(metrics::ACKS_PENDING),
+            in_outage: false,
         }
     }
 
@@ -187,18 +194,24 @@ impl Supervisor {
                     self.state_tx.send_replace(state.clone());
                     let _ = self.transitions.send(state);
                 }
-                Output::Log(record) => records::log(
-                    &record,
-                    &self.cfg.endpoint.display,
-                    self.cfg.token_provider.is_some(),
-                ),
+                Output::Log(record) => {
+                    records::count(&record, &mut self.in_outage);
+                    records::log(
+                        &record,
+                        &self.cfg.endpoint.display,
+                        self.cfg.token_provider.is_some(),
+                    );
+                }
                 Output::Note(note) => records::note(&note, &self.cfg.namespace),
                 Output::Deliver(delivery) => {
                     let incoming = match Incoming::new(delivery, &self.shared) {
-                        Incoming::Event(event) => match self.handlers.route(event) {
-                            Some(event) => Incoming::Event(event),
-                            None => continue,
-                        },
+                        Incoming::Event(event) => {
+                            metrics::events_received(1);
+                            match self.handlers.route(event) {
+                                Some(event) => Incoming::Event(event),
+                                None => continue,
+                            }
+                        }
                         other => other,
                     };
                     if self.events.push(incoming) {
@@ -217,6 +230,7 @@ impl Supervisor {
                 }
             }
         }
+        self.acks_pending.set(self.core.acks_in_flight());
         self.events.flush();
     }
 
@@ -364,8 +378,14 @@ impl Supervisor {
         let mut handled = 0;
         while let Some(frame) = next.take() {
             match frame {
-                Some(Ok(Message::Text(text))) => self.core.handle_text(text.as_str(), now),
-                Some(Ok(Message::Binary(bytes))) => self.core.handle_binary(bytes, now),
+                Some(Ok(Message::Text(text))) => {
+                    metrics::received(text.len());
+                    self.core.handle_text(text.as_str(), now);
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    metrics::received(bytes.len());
+                    self.core.handle_binary(bytes, now);
+                }
                 Some(Ok(Message::Close(_))) | None => {
                     self.core.handle_lost(LinkError::TransportClose, now);
                 }

@@ -368,6 +368,11 @@ impl<W> Connection<W> {
     }
 
     /// A text frame arrived.
+    /// Emits written and waiting for the server's ack.
+    pub(crate) fn acks_in_flight(&self) -> usize {
+        self.acks.len()
+    }
+
     pub(crate) fn handle_text(&mut self, frame: &str, now: Instant) {
         if let Some(session) = self.session.as_mut() {
             let result = session.handle_text(frame, now);

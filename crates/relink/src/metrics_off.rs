@@ -1,0 +1,26 @@
+//! The `metrics` feature is off: the same calls as `metrics.rs`, doing nothing.
+
+use std::time::Duration;
+
+pub(crate) fn attempt(_class: &'static str) {}
+pub(crate) fn outage_began() {}
+pub(crate) fn outage_ended(_outage: Duration) {}
+pub(crate) fn reconnect_delay(_delay: Duration) {}
+pub(crate) fn events_received(_n: u64) {}
+pub(crate) fn received(_bytes: usize) {}
+pub(crate) fn sent(_text: Option<&str>, _bytes: usize) {}
+
+#[derive(Debug)]
+pub(crate) struct Share;
+
+impl Share {
+    pub(crate) fn new(_gauge: &'static str) -> Self {
+        Share
+    }
+
+    pub(crate) fn set(&mut self, _value: usize) {}
+}
+
+pub(crate) const OUTBOX_PACKETS: &str = "";
+pub(crate) const OUTBOX_BYTES: &str = "";
+pub(crate) const ACKS_PENDING: &str = "";
