@@ -1,6 +1,7 @@
 //! `relink login URL` and `relink logout`.
 
 use crate::exit::CliError;
+use crate::session::{Kept, Removed};
 use crate::token::{MAX_TOKEN_FILE, Unfit, read_bounded};
 use std::future::Future;
 use std::io::IsTerminal;
@@ -24,8 +25,21 @@ pub(crate) async fn login(url: &str, stop: impl Future<Output = ()>) -> Result<(
     if token.is_empty() {
         return Err(CliError::Usage("token must not be empty".into()));
     }
-    let path = crate::session::store(url, token)?;
-    eprintln!("relink: session stored in {}", path.display());
+    let (path, kept) = crate::session::store(url, token)?;
+    let file = path.display();
+    match kept {
+        Kept::Keychain => eprintln!(
+            "relink: token stored in {}; the URL in {file}",
+            crate::keychain::name()
+        ),
+        Kept::File(None) => eprintln!(
+            "relink: token stored in {file} (readable by you only; {}=off)",
+            crate::keychain::KEYCHAIN_ENV
+        ),
+        Kept::File(Some(why)) => {
+            eprintln!("relink: {why}: token stored in {file} instead (readable by you only)");
+        }
+    }
     Ok(())
 }
 
@@ -77,12 +91,15 @@ impl Terminal {
     }
 }
 
-/// Removes the stored session.
+/// Removes the stored session, and its token from the keychain if it kept it.
 pub(crate) fn logout() -> Result<(), CliError> {
-    if crate::session::remove()? {
-        eprintln!("relink: session removed");
-    } else {
-        eprintln!("relink: no session stored");
+    match crate::session::remove()? {
+        Removed::Nothing => eprintln!("relink: no session stored"),
+        Removed::Session { keychain: false } => eprintln!("relink: session removed"),
+        Removed::Session { keychain: true } => eprintln!(
+            "relink: session removed, its token deleted from {}",
+            crate::keychain::name()
+        ),
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod daemon;
 mod demo;
 mod emit;
 mod exit;
+mod keychain;
 mod listen;
 mod login;
 mod metrics;

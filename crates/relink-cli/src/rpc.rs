@@ -264,7 +264,10 @@ impl Daemon {
 
     async fn connect_with_session(&self, params: &Params<'_>) -> Result<StateView, RpcError> {
         Fields::parse(params, &[])?;
-        let session = crate::session::load()
+        // The keychain may take a while (D-Bus): not on the runtime's threads.
+        let session = tokio::task::spawn_blocking(crate::session::load)
+            .await
+            .map_err(|e| RpcError::Session(format!("cannot read the stored session: {e}")))?
             .map_err(|e| RpcError::Session(e.to_string()))?
             .ok_or(RpcError::NoSession)?;
         // Stored after the daemon started, it is not among the secrets known at start.

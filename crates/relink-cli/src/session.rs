@@ -1,7 +1,9 @@
 //! The stored session: URL and token saved by `relink login`, used when none is given.
 //!
-//! The file lives under the user's config directory with mode 0600; the token inside is
-//! read back into a [`relink::Token`] and never printed.
+//! The file lives under the user's config directory with mode 0600. The token goes to the
+//! platform's keychain when there is one (see `keychain.rs`; the file then says so and holds
+//! only the URL), into the file otherwise; either way it is read back into a
+//! [`relink::Token`] and never printed.
 
 use crate::exit::CliError;
 use relink::Token;
@@ -20,7 +22,22 @@ pub(crate) struct Session {
 #[derive(Serialize, Deserialize)]
 struct SessionFile {
     url: String,
-    token: String,
+    /// The token, unless the keychain keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    /// Whether the keychain keeps the token (under the URL).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    keychain: bool,
+}
+
+/// Where [`store`] put the token.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// In the platform's keychain.
+    Keychain,
+    /// In the session file: the keychain was turned off (`None`) or could not be used
+    /// (why).
+    File(Option<String>),
 }
 
 /// Where the session file is.
@@ -33,12 +50,47 @@ pub(crate) fn path() -> Result<PathBuf, CliError> {
         .ok_or_else(|| CliError::Other("no home directory to keep the session in".into()))
 }
 
-/// Loads the stored session, if there is one.
+/// Loads the stored session, if there is one (asking the keychain for its token if it
+/// keeps it).
 pub(crate) fn load() -> Result<Option<Session>, CliError> {
-    load_from(&path()?)
+    let Some(file) = read(&path()?)? else {
+        return Ok(None);
+    };
+    let token = match file.token {
+        Some(token) => token,
+        None if file.keychain => match crate::keychain::load(&file.url) {
+            Ok(Some(token)) => {
+                // Known now, so scrubbed from error reports like a token from a file.
+                crate::telemetry::scrub_also(&token);
+                token
+            }
+            Ok(None) => {
+                return Err(CliError::Usage(format!(
+                    "the stored session's token is no longer in {}: run `relink login` again",
+                    crate::keychain::name()
+                )));
+            }
+            Err(e) => {
+                return Err(CliError::Other(format!(
+                    "cannot read the stored token: {e}"
+                )));
+            }
+        },
+        None => {
+            return Err(CliError::Other(format!(
+                "{} holds no token: run `relink login` again",
+                path()?.display()
+            )));
+        }
+    };
+    Ok(Some(Session {
+        url: file.url,
+        token: Token::new(token),
+    }))
 }
 
-fn load_from(path: &Path) -> Result<Option<Session>, CliError> {
+/// The session file, if there is one.
+fn read(path: &Path) -> Result<Option<SessionFile>, CliError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -49,38 +101,56 @@ fn load_from(path: &Path) -> Result<Option<Session>, CliError> {
             )));
         }
     };
-    let file: SessionFile = serde_json::from_str(&text).map_err(|_| {
+    serde_json::from_str(&text).map(Some).map_err(|_| {
         CliError::Other(format!(
             "{} is corrupt: run `relink login` again",
             path.display()
         ))
-    })?;
-    Ok(Some(Session {
-        url: file.url,
-        token: Token::new(file.token),
-    }))
+    })
 }
 
-/// The stored token as text, only for scrubbing error reports.
+/// The stored token as text, only for scrubbing error reports. A token in the keychain is
+/// not read for this (that could prompt to unlock it); [`load`] adds it once read.
 pub(crate) fn stored_secret() -> Option<String> {
-    let text = std::fs::read_to_string(path().ok()?).ok()?;
-    serde_json::from_str::<SessionFile>(&text)
-        .ok()
-        .map(|f| f.token.trim().to_owned())
+    let file = read(&path().ok()?).ok()??;
+    file.token.map(|token| token.trim().to_owned())
 }
 
-/// Stores URL and token, readable only by the user.
-pub(crate) fn store(url: &str, token: &str) -> Result<PathBuf, CliError> {
+/// Stores URL and token, the token in the keychain when there is one (unless
+/// `RELINK_KEYCHAIN=off`), else in the file, readable only by the user. A token the
+/// previous session kept in the keychain is removed.
+pub(crate) fn store(url: &str, token: &str) -> Result<(PathBuf, Kept), CliError> {
     let path = path()?;
-    store_at(&path, url, token)?;
-    Ok(path)
+    let previous = read(&path).ok().flatten();
+    let kept = if crate::keychain::turned_off() {
+        Kept::File(None)
+    } else {
+        match crate::keychain::store(url, token) {
+            Ok(()) => Kept::Keychain,
+            Err(why) => Kept::File(Some(why)),
+        }
+    };
+    let in_file = (kept != Kept::Keychain).then_some(token);
+    if let Err(e) = store_at(&path, url, in_file) {
+        if kept == Kept::Keychain {
+            let _ = crate::keychain::remove(url);
+        }
+        return Err(e);
+    }
+    if let Some(previous) = previous
+        && previous.keychain
+        && (previous.url != url || kept != Kept::Keychain)
+    {
+        let _ = crate::keychain::remove(&previous.url);
+    }
+    Ok((path, kept))
 }
 
 /// Writes the file whole, through a new file renamed over the old one, so that nothing at
 /// `path` is ever followed: a symbolic link there is refused (it could send the token to a
 /// file of the link maker's choosing and change that file's mode), and one planted between
 /// the check and the write is replaced by the rename, not written through.
-fn store_at(path: &Path, url: &str, token: &str) -> Result<(), CliError> {
+fn store_at(path: &Path, url: &str, token: Option<&str>) -> Result<(), CliError> {
     let io = |e: std::io::Error| CliError::Other(format!("cannot write {}: {e}", path.display()));
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
@@ -105,7 +175,8 @@ fn store_at(path: &Path, url: &str, token: &str) -> Result<(), CliError> {
     std::fs::create_dir_all(dir).map_err(io)?;
     let body = serde_json::to_string(&SessionFile {
         url: url.to_owned(),
-        token: token.to_owned(),
+        token: token.map(str::to_owned),
+        keychain: token.is_none(),
     })
     .map_err(|e| CliError::Other(e.to_string()))?;
     let file_name = path
@@ -135,15 +206,36 @@ fn store_at(path: &Path, url: &str, token: &str) -> Result<(), CliError> {
     stored.map_err(io)
 }
 
-/// Removes the stored session; returns whether there was one.
-pub(crate) fn remove() -> Result<bool, CliError> {
+/// What [`remove`] found.
+pub(crate) enum Removed {
+    /// No session was stored.
+    Nothing,
+    /// The file; `keychain` says whether the keychain held its token (now deleted).
+    Session { keychain: bool },
+}
+
+/// Removes the stored session, its token in the keychain included.
+pub(crate) fn remove() -> Result<Removed, CliError> {
     let path = path()?;
+    // A corrupt file is removed all the same.
+    let file = read(&path).ok().flatten();
     match std::fs::remove_file(&path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Removed::Nothing),
+        Err(e) => {
+            return Err(CliError::Other(format!(
+                "cannot remove {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    let Some(file) = file.filter(|file| file.keychain) else {
+        return Ok(Removed::Session { keychain: false });
+    };
+    match crate::keychain::remove(&file.url) {
+        Ok(_) => Ok(Removed::Session { keychain: true }),
         Err(e) => Err(CliError::Other(format!(
-            "cannot remove {}: {e}",
-            path.display()
+            "session file removed, but its token could not be deleted: {e}"
         ))),
     }
 }
@@ -156,7 +248,7 @@ mod tests {
     fn stores_with_mode_0600_and_loads_back() {
         let dir = std::env::temp_dir().join(format!("relink-session-{}", std::process::id()));
         let path = dir.join("nested").join("session.json");
-        store_at(&path, "http://127.0.0.1:1", "tok").expect("stored");
+        store_at(&path, "http://127.0.0.1:1", Some("tok")).expect("stored");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -166,13 +258,29 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let session = load_from(&path).expect("readable").expect("present");
-        assert_eq!(session.url, "http://127.0.0.1:1");
-        assert_eq!(session.token, Token::new("tok"));
+        let file = read(&path).expect("readable").expect("present");
+        assert_eq!(file.url, "http://127.0.0.1:1");
+        assert_eq!((file.token.as_deref(), file.keychain), (Some("tok"), false));
         std::fs::write(&path, "not json").expect("write");
-        assert!(load_from(&path).is_err());
+        assert!(read(&path).is_err());
         std::fs::remove_dir_all(&dir).expect("cleanup");
-        assert!(load_from(&path).expect("missing is fine").is_none());
+        assert!(read(&path).expect("missing is fine").is_none());
+    }
+
+    #[test]
+    fn a_token_kept_by_the_keychain_is_not_in_the_file() {
+        let dir = fresh_dir("keychain");
+        let path = dir.join("session.json");
+        store_at(&path, "http://127.0.0.1:3", None).expect("stored");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text, r#"{"url":"http://127.0.0.1:3","keychain":true}"#);
+        let file = read(&path).expect("readable").expect("present");
+        assert_eq!((file.token, file.keychain), (None, true));
+        // A file from before the keychain (no `keychain` field) still reads.
+        std::fs::write(&path, r#"{"url":"u","token":"t"}"#).expect("write");
+        let file = read(&path).expect("readable").expect("present");
+        assert_eq!((file.token.as_deref(), file.keychain), (Some("t"), false));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     /// A new directory of its own in the temp dir.
@@ -197,7 +305,7 @@ mod tests {
         let path = dir.join("session.json");
         std::os::unix::fs::symlink(&target, &path).expect("symlink");
 
-        let e = store_at(&path, "http://127.0.0.1:1", "tok-link").expect_err("refused");
+        let e = store_at(&path, "http://127.0.0.1:1", Some("tok-link")).expect_err("refused");
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).expect("read"), "precious");
         let mode = std::fs::metadata(&target)
@@ -222,14 +330,14 @@ mod tests {
         let path = dir.join("session.json");
         std::fs::write(&path, "old").expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("mode");
-        store_at(&path, "http://127.0.0.1:2", "tok-2").expect("stored");
+        store_at(&path, "http://127.0.0.1:2", Some("tok-2")).expect("stored");
         let mode = std::fs::metadata(&path)
             .expect("exists")
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let session = load_from(&path).expect("readable").expect("present");
-        assert_eq!(session.url, "http://127.0.0.1:2");
+        let file = read(&path).expect("readable").expect("present");
+        assert_eq!(file.url, "http://127.0.0.1:2");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

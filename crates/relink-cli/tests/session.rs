@@ -14,9 +14,23 @@ fn session_path(name: &str) -> PathBuf {
         .join("session.json")
 }
 
-/// Runs the binary to completion with `stdin` fed in; isolated from the caller's token.
+/// Runs the binary to completion with `stdin` fed in; isolated from the caller's token and
+/// keychain (`RELINK_KEYCHAIN=off`: a test must not write into the keychain of whoever
+/// runs it).
 fn run(args: &[&str], session: &PathBuf, stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relink"))
+    run_with(args, session, stdin, &[("RELINK_KEYCHAIN", Some("off"))])
+}
+
+/// [`run`] with `env` set (`None`: removed) instead of the keychain switch.
+fn run_with(args: &[&str], session: &PathBuf, stdin: &str, env: &[(&str, Option<&str>)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_relink"));
+    for (name, value) in env {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    let mut child = cmd
         .args(args)
         .env_remove("RELINK_TOKEN")
         .env_remove("RUST_LOG")
@@ -267,4 +281,136 @@ fn ctrl_c_at_the_login_prompt_gives_the_terminal_its_echo_back() {
     );
     assert!(!session.exists());
     drop(master);
+}
+
+/// The file's token, if it holds one.
+fn token_in(session: &PathBuf) -> Option<String> {
+    let text = std::fs::read_to_string(session).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["token"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn login_with_the_keychain_off_keeps_the_token_in_the_file_and_says_so() {
+    let session = session_path("keychain-off");
+    let out = run(&["login", "http://127.0.0.1:9"], &session, "tok-OFF-1\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("RELINK_KEYCHAIN=off"), "{stderr}");
+    assert!(!stderr.contains("tok-OFF-1"), "{stderr}");
+    assert_eq!(token_in(&session).as_deref(), Some("tok-OFF-1"));
+    let out = run(&["logout"], &session, "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "relink: session removed"
+    );
+    std::fs::remove_dir_all(session.parent().unwrap()).ok();
+}
+
+/// Without a session bus there is no Secret Service: the file keeps the token, and login
+/// says why.
+#[cfg(all(unix, not(target_os = "macos")))]
+#[test]
+fn login_without_a_keychain_falls_back_to_the_file_and_says_why() {
+    let session = session_path("no-keychain");
+    let no_bus = [
+        ("RELINK_KEYCHAIN", None),
+        (
+            "DBUS_SESSION_BUS_ADDRESS",
+            Some("unix:path=/nonexistent/relink-test-bus"),
+        ),
+    ];
+    let out = run_with(
+        &["login", "http://127.0.0.1:9"],
+        &session,
+        "tok-NOKC-2\n",
+        &no_bus,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Secret Service") && stderr.contains("instead"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("tok-NOKC-2"), "{stderr}");
+    assert_eq!(token_in(&session).as_deref(), Some("tok-NOKC-2"));
+    let out = run_with(&["logout"], &session, "", &no_bus);
+    assert!(out.status.success());
+    assert!(!session.exists());
+    std::fs::remove_dir_all(session.parent().unwrap()).ok();
+}
+
+/// The keychain path, against a real Secret Service. Skipped by default (CI machines have
+/// no desktop session); run it where one is unlocked, or in a throwaway one:
+///
+/// ```text
+/// dbus-run-session -- sh -c 'echo pw | gnome-keyring-daemon --unlock --components=secrets \
+///   && cargo test -p relink-cli --test session -- --ignored'
+/// ```
+#[tokio::test]
+#[ignore = "needs an unlocked Secret Service (see the doc comment)"]
+async fn login_keeps_the_token_in_the_keychain_and_logout_deletes_it() {
+    let server = NodeServer::start(NodeOptions {
+        token: "tok-KEYCHAIN-7".into(),
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let session = session_path("keychain");
+    let url = server.url();
+    let keychain = [("RELINK_KEYCHAIN", None)];
+    let out = run_with(&["login", &url], &session, "tok-KEYCHAIN-7\n", &keychain);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("token stored in the Secret Service keyring"),
+        "{stderr}"
+    );
+    let file = std::fs::read_to_string(&session).unwrap();
+    assert!(
+        !file.contains("tok-KEYCHAIN-7"),
+        "the file holds no token: {file}"
+    );
+    assert!(file.contains("\"keychain\":true"), "{file}");
+
+    let out = tokio::task::spawn_blocking({
+        let session = session.clone();
+        move || {
+            run_with(
+                &["emit", "echo", "\"from-keychain\"", "--ack"],
+                &session,
+                "",
+                &[("RELINK_KEYCHAIN", None)],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains(r#"["from-keychain"]"#), "{all}");
+    assert!(!all.contains("tok-KEYCHAIN-7"), "{all}");
+
+    let out = run_with(&["logout"], &session, "", &keychain);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains("deleted from the Secret Service keyring"),
+        "{stderr}"
+    );
+    // Logged in again with the keychain off, the old keychain entry is gone for good: a
+    // session file pointing at the keychain now fails with a clear message.
+    std::fs::create_dir_all(session.parent().unwrap()).unwrap();
+    std::fs::write(&session, format!(r#"{{"url":"{url}","keychain":true}}"#)).unwrap();
+    let out = run_with(&["emit", "echo", "1"], &session, "", &keychain);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no longer in the Secret Service keyring"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(session.parent().unwrap()).ok();
 }

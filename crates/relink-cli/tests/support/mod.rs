@@ -25,7 +25,8 @@ pub(crate) fn unique_path(tag: &str) -> PathBuf {
 }
 
 /// The binary with `args` and a clean, isolated environment: no inherited token, log
-/// filter or Sentry DSN, the stored session at `session_file`; stdout and stderr piped,
+/// filter or Sentry DSN, the stored session at `session_file` (its token in the file, not
+/// the keychain); stdout and stderr piped,
 /// killed when dropped.
 pub(crate) fn relink_command(args: &[&str], session_file: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_relink"));
@@ -43,6 +44,8 @@ pub(crate) fn relink_command(args: &[&str], session_file: &Path) -> Command {
         .env_remove("NO_PROXY")
         .env_remove("no_proxy")
         .env("RELINK_SESSION_FILE", session_file)
+        // Never the keychain of whoever runs the tests.
+        .env("RELINK_KEYCHAIN", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,94 @@
+//! The platform's secret store for the token `relink login` keeps: the macOS Keychain, the
+//! Windows Credential Manager, the Secret Service (GNOME Keyring, KWallet) elsewhere, through
+//! the `keyring` crate. Absent or unanswering (a server without a desktop session), the
+//! session file keeps the token instead, and `login` says which.
+//!
+//! Every call runs on a thread of its own with a deadline: a Secret Service that D-Bus has
+//! to start, or that waits on an unlock prompt nobody answers, must not hang the command.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The service name entries are stored under; the account is the server URL.
+const SERVICE: &str = "relink";
+
+/// How long a keychain call may take before the file is used instead.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// `RELINK_KEYCHAIN=off` keeps the token in the session file even where a keychain exists.
+pub(crate) const KEYCHAIN_ENV: &str = "RELINK_KEYCHAIN";
+
+/// What the store is called, for messages.
+pub(crate) fn name() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "the macOS Keychain"
+    } else if cfg!(windows) {
+        "the Windows Credential Manager"
+    } else {
+        "the Secret Service keyring"
+    }
+}
+
+/// Whether the user turned the keychain off.
+pub(crate) fn turned_off() -> bool {
+    std::env::var_os(KEYCHAIN_ENV).is_some_and(|v| v == "off")
+}
+
+/// Stores `token` for `url`.
+pub(crate) fn store(url: &str, token: &str) -> Result<(), String> {
+    let token = token.to_owned();
+    call(url, move |entry| entry.set_password(&token))
+}
+
+/// The token stored for `url`, `None` when there is none.
+pub(crate) fn load(url: &str) -> Result<Option<String>, String> {
+    match call(url, |entry| entry.get_password()) {
+        Ok(token) => Ok(Some(token)),
+        Err(e) if e == NO_ENTRY => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the token stored for `url`; whether there was one.
+pub(crate) fn remove(url: &str) -> Result<bool, String> {
+    match call(url, |entry| entry.delete_credential()) {
+        Ok(()) => Ok(true),
+        Err(e) if e == NO_ENTRY => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The error text for "nothing stored", told apart from failures.
+const NO_ENTRY: &str = "no entry";
+
+/// Runs `op` on the entry for `url` on a thread of its own, within [`DEADLINE`]. Errors are
+/// described without the token (keyring's errors never carry the secret).
+fn call<T: Send + 'static>(
+    url: &str,
+    op: impl FnOnce(&keyring::Entry) -> keyring::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    let url = url.to_owned();
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("relink-keychain".into())
+        .spawn(move || {
+            let result = keyring::Entry::new(SERVICE, &url).and_then(|entry| op(&entry));
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        return Err(format!("cannot start the keychain call: {e}"));
+    }
+    match rx.recv_timeout(DEADLINE) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(keyring::Error::NoEntry)) => Err(NO_ENTRY.to_owned()),
+        Ok(Err(keyring::Error::NoDefaultStore | keyring::Error::NoStorageAccess(_))) => {
+            Err(format!("{} is not available", name()))
+        }
+        Ok(Err(e)) => Err(format!("{}: {e}", name())),
+        Err(_) => Err(format!(
+            "{} did not answer within {} s",
+            name(),
+            DEADLINE.as_secs()
+        )),
+    }
+}
