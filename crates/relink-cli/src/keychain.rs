@@ -9,7 +9,8 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// The service name entries are stored under; the account is the server URL.
+/// The service name entries are stored under; the account names the session (its URL and
+/// a number of the login's, see `session.rs`).
 const SERVICE: &str = "relink";
 
 /// How long a keychain call may take before the file is used instead.
@@ -34,24 +35,24 @@ pub(crate) fn turned_off() -> bool {
     std::env::var_os(KEYCHAIN_ENV).is_some_and(|v| v == "off")
 }
 
-/// Stores `token` for `url`.
-pub(crate) fn store(url: &str, token: &str) -> Result<(), String> {
+/// Stores `token` under `account`.
+pub(crate) fn store(account: &str, token: &str) -> Result<(), String> {
     let token = token.to_owned();
-    call(url, move |entry| entry.set_password(&token))
+    call(account, move |entry| entry.set_password(&token))
 }
 
-/// The token stored for `url`, `None` when there is none.
-pub(crate) fn load(url: &str) -> Result<Option<String>, String> {
-    match call(url, |entry| entry.get_password()) {
+/// The token stored under `account`, `None` when there is none.
+pub(crate) fn load(account: &str) -> Result<Option<String>, String> {
+    match call(account, |entry| entry.get_password()) {
         Ok(token) => Ok(Some(token)),
         Err(e) if e == NO_ENTRY => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-/// Removes the token stored for `url`; whether there was one.
-pub(crate) fn remove(url: &str) -> Result<bool, String> {
-    match call(url, |entry| entry.delete_credential()) {
+/// Removes the token stored under `account`; whether there was one.
+pub(crate) fn remove(account: &str) -> Result<bool, String> {
+    match call(account, |entry| entry.delete_credential()) {
         Ok(()) => Ok(true),
         Err(e) if e == NO_ENTRY => Ok(false),
         Err(e) => Err(e),
@@ -61,18 +62,18 @@ pub(crate) fn remove(url: &str) -> Result<bool, String> {
 /// The error text for "nothing stored", told apart from failures.
 const NO_ENTRY: &str = "no entry";
 
-/// Runs `op` on the entry for `url` on a thread of its own, within [`DEADLINE`]. Errors are
+/// Runs `op` on the entry for `account` on a thread of its own, within [`DEADLINE`]. Errors are
 /// described without the token (keyring's errors never carry the secret).
 fn call<T: Send + 'static>(
-    url: &str,
+    account: &str,
     op: impl FnOnce(&keyring::Entry) -> keyring::Result<T> + Send + 'static,
 ) -> Result<T, String> {
-    let url = url.to_owned();
+    let account = account.to_owned();
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("relink-keychain".into())
         .spawn(move || {
-            let result = keyring::Entry::new(SERVICE, &url).and_then(|entry| op(&entry));
+            let result = keyring::Entry::new(SERVICE, &account).and_then(|entry| op(&entry));
             let _ = tx.send(result);
         });
     if let Err(e) = spawned {

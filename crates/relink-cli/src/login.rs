@@ -95,9 +95,17 @@ impl Terminal {
 pub(crate) fn logout() -> Result<(), CliError> {
     match crate::session::remove()? {
         Removed::Nothing => eprintln!("relink: no session stored"),
-        Removed::Session { keychain: false } => eprintln!("relink: session removed"),
-        Removed::Session { keychain: true } => eprintln!(
+        Removed::Session { keychain: None } => eprintln!("relink: session removed"),
+        Removed::Session {
+            keychain: Some(true),
+        } => eprintln!(
             "relink: session removed, its token deleted from {}",
+            crate::keychain::name()
+        ),
+        Removed::Session {
+            keychain: Some(false),
+        } => eprintln!(
+            "relink: session removed (its token was no longer in {})",
             crate::keychain::name()
         ),
     }

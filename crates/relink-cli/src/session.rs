@@ -25,9 +25,11 @@ struct SessionFile {
     /// The token, unless the keychain keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     token: Option<String>,
-    /// Whether the keychain keeps the token (under the URL).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    keychain: bool,
+    /// The keychain's entry keeping the token, if it does: the URL and a number of this
+    /// login's, so that session files for the same server (`RELINK_SESSION_FILE`) keep
+    /// tokens of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keychain: Option<String>,
 }
 
 /// Where [`store`] put the token.
@@ -56,9 +58,9 @@ pub(crate) fn load() -> Result<Option<Session>, CliError> {
     let Some(file) = read(&path()?)? else {
         return Ok(None);
     };
-    let token = match file.token {
-        Some(token) => token,
-        None if file.keychain => match crate::keychain::load(&file.url) {
+    let token = match (file.token, file.keychain) {
+        (Some(token), _) => token,
+        (None, Some(entry)) => match crate::keychain::load(&entry) {
             Ok(Some(token)) => {
                 // Known now, so scrubbed from error reports like a token from a file.
                 crate::telemetry::scrub_also(&token);
@@ -76,7 +78,7 @@ pub(crate) fn load() -> Result<Option<Session>, CliError> {
                 )));
             }
         },
-        None => {
+        (None, None) => {
             return Err(CliError::Other(format!(
                 "{} holds no token: run `relink login` again",
                 path()?.display()
@@ -117,40 +119,50 @@ pub(crate) fn stored_secret() -> Option<String> {
 }
 
 /// Stores URL and token, the token in the keychain when there is one (unless
-/// `RELINK_KEYCHAIN=off`), else in the file, readable only by the user. A token the
-/// previous session kept in the keychain is removed.
+/// `RELINK_KEYCHAIN=off`), else in the file, readable only by the user. Each login has an
+/// entry of its own: the previous session's is removed once the new one is stored, and a
+/// login that fails half-way leaves the previous session as it was.
 pub(crate) fn store(url: &str, token: &str) -> Result<(PathBuf, Kept), CliError> {
     let path = path()?;
-    let previous = read(&path).ok().flatten();
+    let previous = read(&path).ok().flatten().and_then(|file| file.keychain);
+    let entry = format!("{url} #{:08x}", rand::random::<u32>());
     let kept = if crate::keychain::turned_off() {
         Kept::File(None)
     } else {
-        match crate::keychain::store(url, token) {
+        match crate::keychain::store(&entry, token) {
             Ok(()) => Kept::Keychain,
             Err(why) => Kept::File(Some(why)),
         }
     };
-    let in_file = (kept != Kept::Keychain).then_some(token);
-    if let Err(e) = store_at(&path, url, in_file) {
+    let stored = match kept {
+        Kept::Keychain => store_at(&path, url, Stored::Keychain(&entry)),
+        Kept::File(_) => store_at(&path, url, Stored::File(token)),
+    };
+    if let Err(e) = stored {
         if kept == Kept::Keychain {
-            let _ = crate::keychain::remove(url);
+            let _ = crate::keychain::remove(&entry);
         }
         return Err(e);
     }
-    if let Some(previous) = previous
-        && previous.keychain
-        && (previous.url != url || kept != Kept::Keychain)
-    {
-        let _ = crate::keychain::remove(&previous.url);
+    if let Some(previous) = previous {
+        let _ = crate::keychain::remove(&previous);
     }
     Ok((path, kept))
+}
+
+/// What the session file holds besides the URL.
+enum Stored<'a> {
+    /// The token.
+    File(&'a str),
+    /// The keychain entry that keeps the token.
+    Keychain(&'a str),
 }
 
 /// Writes the file whole, through a new file renamed over the old one, so that nothing at
 /// `path` is ever followed: a symbolic link there is refused (it could send the token to a
 /// file of the link maker's choosing and change that file's mode), and one planted between
 /// the check and the write is replaced by the rename, not written through.
-fn store_at(path: &Path, url: &str, token: Option<&str>) -> Result<(), CliError> {
+fn store_at(path: &Path, url: &str, stored: Stored<'_>) -> Result<(), CliError> {
     let io = |e: std::io::Error| CliError::Other(format!("cannot write {}: {e}", path.display()));
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
@@ -173,10 +185,14 @@ fn store_at(path: &Path, url: &str, token: Option<&str>) -> Result<(), CliError>
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(io)?;
+    let (token, keychain) = match stored {
+        Stored::File(token) => (Some(token.to_owned()), None),
+        Stored::Keychain(entry) => (None, Some(entry.to_owned())),
+    };
     let body = serde_json::to_string(&SessionFile {
         url: url.to_owned(),
-        token: token.map(str::to_owned),
-        keychain: token.is_none(),
+        token,
+        keychain,
     })
     .map_err(|e| CliError::Other(e.to_string()))?;
     let file_name = path
@@ -210,32 +226,32 @@ fn store_at(path: &Path, url: &str, token: Option<&str>) -> Result<(), CliError>
 pub(crate) enum Removed {
     /// No session was stored.
     Nothing,
-    /// The file; `keychain` says whether the keychain held its token (now deleted).
-    Session { keychain: bool },
+    /// The session file, and what became of a token the keychain kept: `None` when the file
+    /// held it, `Some(true)` deleted, `Some(false)` already gone.
+    Session { keychain: Option<bool> },
 }
 
-/// Removes the stored session, its token in the keychain included.
+/// Removes the stored session, its token in the keychain first: a keychain that cannot
+/// delete it now leaves the file in place, so that `logout` can be run again.
 pub(crate) fn remove() -> Result<Removed, CliError> {
     let path = path()?;
-    // A corrupt file is removed all the same.
-    let file = read(&path).ok().flatten();
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Removed::Nothing),
-        Err(e) => {
-            return Err(CliError::Other(format!(
-                "cannot remove {}: {e}",
-                path.display()
-            )));
-        }
-    }
-    let Some(file) = file.filter(|file| file.keychain) else {
-        return Ok(Removed::Session { keychain: false });
+    // A corrupt file is removed all the same (it names no entry to delete).
+    let entry = read(&path).ok().flatten().and_then(|file| file.keychain);
+    let keychain = match &entry {
+        Some(entry) => Some(crate::keychain::remove(entry).map_err(|e| {
+            CliError::Other(format!(
+                "cannot delete the stored token: {e}; the session is kept: run `relink \
+                 logout` again"
+            ))
+        })?),
+        None => None,
     };
-    match crate::keychain::remove(&file.url) {
-        Ok(_) => Ok(Removed::Session { keychain: true }),
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(Removed::Session { keychain }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Removed::Nothing),
         Err(e) => Err(CliError::Other(format!(
-            "session file removed, but its token could not be deleted: {e}"
+            "cannot remove {}: {e}",
+            path.display()
         ))),
     }
 }
@@ -248,7 +264,7 @@ mod tests {
     fn stores_with_mode_0600_and_loads_back() {
         let dir = std::env::temp_dir().join(format!("relink-session-{}", std::process::id()));
         let path = dir.join("nested").join("session.json");
-        store_at(&path, "http://127.0.0.1:1", Some("tok")).expect("stored");
+        store_at(&path, "http://127.0.0.1:1", Stored::File("tok")).expect("stored");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -260,7 +276,7 @@ mod tests {
         }
         let file = read(&path).expect("readable").expect("present");
         assert_eq!(file.url, "http://127.0.0.1:1");
-        assert_eq!((file.token.as_deref(), file.keychain), (Some("tok"), false));
+        assert_eq!((file.token.as_deref(), file.keychain), (Some("tok"), None));
         std::fs::write(&path, "not json").expect("write");
         assert!(read(&path).is_err());
         std::fs::remove_dir_all(&dir).expect("cleanup");
@@ -271,15 +287,24 @@ mod tests {
     fn a_token_kept_by_the_keychain_is_not_in_the_file() {
         let dir = fresh_dir("keychain");
         let path = dir.join("session.json");
-        store_at(&path, "http://127.0.0.1:3", None).expect("stored");
+        store_at(
+            &path,
+            "http://127.0.0.1:3",
+            Stored::Keychain("http://127.0.0.1:3 #01"),
+        )
+        .expect("stored");
         let text = std::fs::read_to_string(&path).expect("read");
-        assert_eq!(text, r#"{"url":"http://127.0.0.1:3","keychain":true}"#);
+        assert_eq!(
+            text,
+            r#"{"url":"http://127.0.0.1:3","keychain":"http://127.0.0.1:3 #01"}"#
+        );
         let file = read(&path).expect("readable").expect("present");
-        assert_eq!((file.token, file.keychain), (None, true));
+        assert_eq!(file.token, None);
+        assert_eq!(file.keychain.as_deref(), Some("http://127.0.0.1:3 #01"));
         // A file from before the keychain (no `keychain` field) still reads.
         std::fs::write(&path, r#"{"url":"u","token":"t"}"#).expect("write");
         let file = read(&path).expect("readable").expect("present");
-        assert_eq!((file.token.as_deref(), file.keychain), (Some("t"), false));
+        assert_eq!((file.token.as_deref(), file.keychain), (Some("t"), None));
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
@@ -305,7 +330,8 @@ mod tests {
         let path = dir.join("session.json");
         std::os::unix::fs::symlink(&target, &path).expect("symlink");
 
-        let e = store_at(&path, "http://127.0.0.1:1", Some("tok-link")).expect_err("refused");
+        let e =
+            store_at(&path, "http://127.0.0.1:1", Stored::File("tok-link")).expect_err("refused");
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).expect("read"), "precious");
         let mode = std::fs::metadata(&target)
@@ -330,7 +356,7 @@ mod tests {
         let path = dir.join("session.json");
         std::fs::write(&path, "old").expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("mode");
-        store_at(&path, "http://127.0.0.1:2", Some("tok-2")).expect("stored");
+        store_at(&path, "http://127.0.0.1:2", Stored::File("tok-2")).expect("stored");
         let mode = std::fs::metadata(&path)
             .expect("exists")
             .permissions()

@@ -18,19 +18,15 @@ const CHUNK: usize = 8 << 10;
 /// (the copy dominates there, and a large event would otherwise waste a chunk's tail).
 const LARGEST_SHARED: usize = CHUNK / 8;
 
-/// The chunk being filled.
+/// The chunk being filled; none until the first event (an idle client keeps no chunk).
+#[derive(Default)]
 pub(crate) struct Arena {
-    chunk: StrMut,
-}
-
-impl Default for Arena {
-    fn default() -> Self {
-        Arena { chunk: new_chunk() }
-    }
+    chunk: Option<StrMut>,
 }
 
 fn new_chunk() -> StrMut {
-    // An empty buffer is valid UTF-8; the capacity is what later chunks are sized after.
+    // An empty buffer is valid UTF-8; the capacity is what later chunks are sized after
+    // (starting from `StrMut::new()` would size each later one after a single event).
     StrMut::from_inner(BytesMut::with_capacity(CHUNK)).unwrap_or_else(|_| StrMut::new())
 }
 
@@ -44,10 +40,11 @@ impl Arena {
             own.push(']');
             return Str::from(own);
         }
-        self.chunk.push_str("[");
-        self.chunk.push_str(inner);
-        self.chunk.push_str("]");
-        self.chunk.split_built().freeze()
+        let chunk = self.chunk.get_or_insert_with(new_chunk);
+        chunk.push_str("[");
+        chunk.push_str(inner);
+        chunk.push_str("]");
+        chunk.split_built().freeze()
     }
 
     /// `text` as one shared string.
@@ -55,8 +52,9 @@ impl Arena {
         if text.len() > LARGEST_SHARED {
             return Str::from(text);
         }
-        self.chunk.push_str(text);
-        self.chunk.split_built().freeze()
+        let chunk = self.chunk.get_or_insert_with(new_chunk);
+        chunk.push_str(text);
+        chunk.split_built().freeze()
     }
 }
 

@@ -107,8 +107,12 @@ impl Link {
             std::task::ready!(ws.poll_ready(cx))?;
             match message.take() {
                 Some(message) => {
-                    count_sent(&message);
-                    Poll::Ready(ws.start_send(message))
+                    let (event, bytes) = what_is_sent(&message);
+                    let sent = ws.start_send(message);
+                    if sent.is_ok() {
+                        metrics::sent(event, bytes);
+                    }
+                    Poll::Ready(sent)
                 }
                 None => Poll::Ready(Ok(())),
             }
@@ -146,25 +150,33 @@ impl Link {
         // Once ready, tungstenite accepts whole messages into its buffer (it only tries the
         // socket when the buffer is large, and keeps the message if the socket is full).
         let (text, attachments) = event.into_parts();
-        metrics::sent(Some(&text), text.len());
+        // Counted once taken whole: an event lost half-way was not sent.
+        let event = is_event(&text);
+        let bytes = text.len() + attachments.iter().map(|a| a.len()).sum::<usize>();
         ws.start_send(Message::text(text))
             .map_err(|_| TrySend::Failed)?;
         for bytes in attachments {
-            metrics::sent(None, bytes.len());
             ws.start_send(Message::binary(bytes))
                 .map_err(|_| TrySend::Failed)?;
         }
+        metrics::sent(event, bytes);
         Ok(())
     }
 }
 
-/// Counts a frame going out (see `metrics.rs`).
-fn count_sent(message: &Message) {
+/// What the metrics count of a frame going out: whether it is an event, and its size.
+fn what_is_sent(message: &Message) -> (bool, usize) {
     match message {
-        Message::Text(text) => metrics::sent(Some(text.as_str()), text.len()),
-        Message::Binary(bytes) => metrics::sent(None, bytes.len()),
-        _ => {}
+        Message::Text(text) => (is_event(text), text.len()),
+        Message::Binary(bytes) => (false, bytes.len()),
+        _ => (false, 0),
     }
+}
+
+/// Whether a text frame is a Socket.IO event: Engine.IO `4` (message), then Socket.IO `2`
+/// (event) or `5` (binary event); answers, pings and handshakes are not.
+fn is_event(text: &str) -> bool {
+    matches!(text.as_bytes(), [b'4', b'2' | b'5', ..])
 }
 
 /// Why [`Link::try_send`] did not take an event.

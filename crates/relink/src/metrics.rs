@@ -3,8 +3,13 @@
 //! Behind the `metrics` feature; without a recorder every call is a no-op.
 //!
 //! Every series sums all the clients of the process (gauges too: each client adds its own
-//! share and takes it back when it ends). Names follow the Prometheus conventions: base
-//! units in the name, `_total` for counters.
+//! share and takes it back when it ends, so install the recorder before building clients:
+//! one installed later sees only the changes after it). Names follow the Prometheus
+//! conventions: base units in the name, `_total` for counters.
+//!
+//! An outage that ends with the client (it gave up, its credentials were refused,
+//! `disconnect()` during it) is in `relink_outages_total` and not in
+//! `relink_outage_duration_seconds`, which only has outages a connection ended.
 //!
 //! | name | kind | what |
 //! |---|---|---|
@@ -123,14 +128,10 @@ pub(crate) fn received(bytes: usize) {
     ::metrics::counter!(RECEIVED_BYTES).increment(bytes as u64);
 }
 
-/// A frame went out: `text` for a text frame (counted as an event when it is one), or the
-/// size of a binary one.
-pub(crate) fn sent(text: Option<&str>, bytes: usize) {
+/// `bytes` went out, an event if `event`.
+pub(crate) fn sent(event: bool, bytes: usize) {
     ::metrics::counter!(SENT_BYTES).increment(bytes as u64);
-    // Engine.IO `4` (message), then Socket.IO `2` (event) or `5` (binary event).
-    if let Some(text) = text
-        && matches!(text.as_bytes(), [b'4', b'2' | b'5', ..])
-    {
+    if event {
         ::metrics::counter!(EVENTS_SENT).increment(1);
     }
 }

@@ -8,7 +8,7 @@ pub(crate) fn outage_ended(_outage: Duration) {}
 pub(crate) fn reconnect_delay(_delay: Duration) {}
 pub(crate) fn events_received(_n: u64) {}
 pub(crate) fn received(_bytes: usize) {}
-pub(crate) fn sent(_text: Option<&str>, _bytes: usize) {}
+pub(crate) fn sent(_event: bool, _bytes: usize) {}
 
 #[derive(Debug)]
 pub(crate) struct Share;

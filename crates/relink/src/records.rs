@@ -100,52 +100,78 @@ pub(crate) fn log(record: &Record, url: &str, refreshable: bool) {
     }
 }
 
-/// What a record of the reconnect decisions means for the metrics: each failed attempt is
-/// one record (the outage's ERROR comes beside its attempt's, not instead of it).
-/// `in_outage` is the client's: an outage begins with its first failure (as the core
-/// measures it) and ends with the `Recovered` record.
-pub(crate) fn count(record: &Record, in_outage: &mut bool) {
-    let failure = !matches!(
-        record,
-        Record::KeepsFailing { .. } | Record::ServerDisconnected | Record::Recovered { .. }
-    );
-    if failure && !*in_outage {
-        *in_outage = true;
-        metrics::outage_began();
+/// What the metrics remember of one client's run: records and notes become counts here
+/// (`metrics.rs`), one per thing that happened.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// An outage has begun (its first failure) and not ended (a connection held).
+    in_outage: bool,
+    /// The attempt under way has been counted: it connected, or it failed.
+    attempt_counted: bool,
+}
+
+impl Tally {
+    /// The driver starts an attempt.
+    pub(crate) fn attempt_began(&mut self) {
+        self.attempt_counted = false;
     }
-    match record {
-        Record::ConnectionLost { delay, .. } => metrics::reconnect_delay(*delay),
-        Record::AttemptFailed {
-            connection_lost,
-            delay,
-            ..
-        } => {
-            // A connection lost before it held was counted as `connected` already.
-            if !connection_lost {
-                metrics::attempt("transient");
+
+    /// Counts the attempt under way as `class`, once: a connection that is lost later (before
+    /// or after it held, or ending the client) was counted as `connected` already.
+    fn attempt(&mut self, class: &'static str) {
+        if !self.attempt_counted {
+            self.attempt_counted = true;
+            metrics::attempt(class);
+        }
+    }
+
+    /// A note of the connection's.
+    pub(crate) fn note(&mut self, note: &Note) {
+        if let Note::Connected { .. } = note {
+            self.attempt("connected");
+        }
+    }
+
+    /// A record of the reconnect decisions. Every failure has one record (the outage's
+    /// ERROR comes beside its attempt's, not instead of it).
+    pub(crate) fn record(&mut self, record: &Record) {
+        let class = match record {
+            Record::ConnectionLost { .. }
+            | Record::AttemptFailed { .. }
+            | Record::GaveUp { .. } => Some("transient"),
+            Record::RetryingCredentials { .. } | Record::CredentialsRejectedAgain { .. } => {
+                Some("unauthorized")
             }
-            metrics::reconnect_delay(*delay);
+            Record::Misconfigured { .. } => Some("fatal"),
+            Record::KeepsFailing { .. } | Record::ServerDisconnected | Record::Recovered { .. } => {
+                None
+            }
+        };
+        if let Some(class) = class {
+            self.attempt(class);
+            // A configuration that cannot work is no outage of the server's.
+            if !self.in_outage && class != "fatal" {
+                self.in_outage = true;
+                metrics::outage_began();
+            }
         }
-        Record::RetryingCredentials { .. } | Record::CredentialsRejectedAgain { .. } => {
-            metrics::attempt("unauthorized");
+        match record {
+            Record::ConnectionLost { delay, .. } | Record::AttemptFailed { delay, .. } => {
+                metrics::reconnect_delay(*delay);
+            }
+            Record::Recovered { outage, .. } => {
+                self.in_outage = false;
+                metrics::outage_ended(*outage);
+            }
+            _ => {}
         }
-        Record::Misconfigured { .. } => metrics::attempt("fatal"),
-        Record::GaveUp { attempts, .. } if *attempts > 0 => metrics::attempt("transient"),
-        Record::Recovered { outage, .. } => {
-            *in_outage = false;
-            metrics::outage_ended(*outage);
-        }
-        Record::KeepsFailing { .. } | Record::GaveUp { .. } | Record::ServerDisconnected => {}
     }
 }
 
 /// Writes a note of the connection's; `namespace` is the one joined.
 pub(crate) fn note(note: &Note, namespace: &str) {
     match note {
-        Note::Connected { recovered } => {
-            metrics::attempt("connected");
-            info!(namespace = %namespace, recovered, "connected");
-        }
+        Note::Connected { recovered } => info!(namespace = %namespace, recovered, "connected"),
         Note::NotRecovered => info!("previous session not recovered: missed events are lost"),
         Note::EmitTooLarge { size, max } => {
             warn!(
@@ -169,4 +195,139 @@ pub(crate) fn note(note: &Note, namespace: &str) {
 /// A duration in whole milliseconds, for log fields.
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use std::collections::HashMap;
+
+    /// Counters and histogram sample counts, by name and labels (`name{k=v}`).
+    fn counts(recorder: &DebuggingRecorder) -> HashMap<String, u64> {
+        let mut out = HashMap::new();
+        for (key, _, _, value) in recorder.snapshotter().snapshot().into_vec() {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = if labels.is_empty() {
+                key.name().to_owned()
+            } else {
+                format!("{}{{{}}}", key.name(), labels.join(","))
+            };
+            let n = match value {
+                DebugValue::Counter(n) => n,
+                DebugValue::Histogram(samples) => samples.len() as u64,
+                DebugValue::Gauge(_) => continue,
+            };
+            out.insert(name, n);
+        }
+        out
+    }
+
+    fn failed(connection_lost: bool) -> Record {
+        Record::AttemptFailed {
+            streak: 1,
+            connection_lost,
+            reason: "network",
+            error: "refused".into(),
+            delay: Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn each_attempt_is_counted_once_and_an_outage_pairs_with_its_end() {
+        let recorder = DebuggingRecorder::new();
+        let got = ::metrics::with_local_recorder(&recorder, || {
+            let mut tally = Tally::default();
+            // A failed attempt begins the outage; its ERROR is no second failure.
+            tally.attempt_began();
+            tally.record(&failed(false));
+            tally.record(&Record::KeepsFailing {
+                streak: 1,
+                reason: "network",
+                error: "refused".into(),
+            });
+            // Connected, then lost before it held: one attempt, `connected`.
+            tally.attempt_began();
+            tally.note(&Note::Connected { recovered: false });
+            tally.record(&failed(true));
+            // Connected, rejected mid-session (a poll answered 401): still one attempt.
+            tally.attempt_began();
+            tally.note(&Note::Connected { recovered: false });
+            tally.record(&Record::RetryingCredentials {
+                streak: 3,
+                reason: "unauthorized",
+                error: "401".into(),
+            });
+            // Connected again, and it held: the outage ends.
+            tally.attempt_began();
+            tally.note(&Note::Connected { recovered: false });
+            tally.record(&Record::Recovered {
+                outage: Duration::from_secs(3),
+                attempts: 3,
+                escalated: true,
+            });
+            // A later loss of that connection ends the client (no reconnection): a new
+            // outage, no new attempt.
+            tally.record(&Record::GaveUp {
+                attempts: 0,
+                reason: "transport_close",
+                error: "closed".into(),
+                severity: Severity::Warn,
+            });
+            counts(&recorder)
+        });
+        let get = |name: &str| got.get(name).copied().unwrap_or(0);
+        assert_eq!(
+            get(&format!(
+                "{}{{class=connected}}",
+                metrics::CONNECTION_ATTEMPTS
+            )),
+            3,
+            "{got:?}"
+        );
+        assert_eq!(
+            get(&format!(
+                "{}{{class=transient}}",
+                metrics::CONNECTION_ATTEMPTS
+            )),
+            1,
+            "{got:?}"
+        );
+        assert_eq!(
+            get(&format!(
+                "{}{{class=unauthorized}}",
+                metrics::CONNECTION_ATTEMPTS
+            )),
+            0,
+            "{got:?}"
+        );
+        assert_eq!(get(metrics::OUTAGES), 2, "{got:?}");
+        assert_eq!(get(metrics::OUTAGE_DURATION), 1, "{got:?}");
+        assert_eq!(get(metrics::RECONNECT_DELAY), 2, "{got:?}");
+    }
+
+    #[test]
+    fn a_configuration_that_cannot_work_is_an_attempt_but_no_outage() {
+        let recorder = DebuggingRecorder::new();
+        let got = ::metrics::with_local_recorder(&recorder, || {
+            let mut tally = Tally::default();
+            tally.attempt_began();
+            tally.record(&Record::Misconfigured {
+                reason: "configuration",
+                error: "bad url".into(),
+                severity: Severity::Error,
+            });
+            counts(&recorder)
+        });
+        assert_eq!(
+            got.get(&format!("{}{{class=fatal}}", metrics::CONNECTION_ATTEMPTS)),
+            Some(&1),
+            "{got:?}"
+        );
+        assert_eq!(got.get(metrics::OUTAGES), None, "{got:?}");
+    }
 }

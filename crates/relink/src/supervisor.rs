@@ -74,8 +74,8 @@ pub(crate) struct Supervisor {
     writer: Writer,
     /// This client's part of `relink_acks_pending`.
     acks_pending: metrics::Share,
-    /// Whether an outage has begun and not ended, for `relink_outages_total`.
-    in_outage: bool,
+    /// What the metrics remember of this run.
+    tally: records::Tally,
 }
 
 impl Supervisor {
@@ -105,7 +105,7 @@ impl Supervisor {
             link: None,
             writer: Writer::new(),
             acks_pending: metrics::Share::new(metrics::ACKS_PENDING),
-            in_outage: false,
+            tally: records::Tally::default(),
         }
     }
 
@@ -133,6 +133,7 @@ impl Supervisor {
             match self.core.phase() {
                 Phase::Dial => {
                     self.core.begin_attempt(now());
+                    self.tally.attempt_began();
                     self.apply();
                     match self.dial().await {
                         Dialled::Stopped => self.stop(),
@@ -195,14 +196,17 @@ impl Supervisor {
                     let _ = self.transitions.send(state);
                 }
                 Output::Log(record) => {
-                    records::count(&record, &mut self.in_outage);
+                    self.tally.record(&record);
                     records::log(
                         &record,
                         &self.cfg.endpoint.display,
                         self.cfg.token_provider.is_some(),
                     );
                 }
-                Output::Note(note) => records::note(&note, &self.cfg.namespace),
+                Output::Note(note) => {
+                    self.tally.note(&note);
+                    records::note(&note, &self.cfg.namespace);
+                }
                 Output::Deliver(delivery) => {
                     let incoming = match Incoming::new(delivery, &self.shared) {
                         Incoming::Event(event) => {
