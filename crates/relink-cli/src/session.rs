@@ -144,7 +144,7 @@ pub(crate) fn store(url: &str, token: &str) -> Result<(PathBuf, Kept), CliError>
         }
         return Err(e);
     }
-    if let Some(previous) = previous {
+    if let Some(previous) = previous.filter(|previous| *previous != entry) {
         let _ = crate::keychain::remove(&previous);
     }
     Ok((path, kept))
