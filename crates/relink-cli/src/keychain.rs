@@ -38,36 +38,26 @@ pub(crate) fn turned_off() -> bool {
 /// Stores `token` under `account`.
 pub(crate) fn store(account: &str, token: &str) -> Result<(), String> {
     let token = token.to_owned();
-    call(account, move |entry| entry.set_password(&token))
+    call(account, move |entry| entry.set_password(&token)).map(|_| ())
 }
 
 /// The token stored under `account`, `None` when there is none.
 pub(crate) fn load(account: &str) -> Result<Option<String>, String> {
-    match call(account, |entry| entry.get_password()) {
-        Ok(token) => Ok(Some(token)),
-        Err(e) if e == NO_ENTRY => Ok(None),
-        Err(e) => Err(e),
-    }
+    call(account, |entry| entry.get_password())
 }
 
 /// Removes the token stored under `account`; whether there was one.
 pub(crate) fn remove(account: &str) -> Result<bool, String> {
-    match call(account, |entry| entry.delete_credential()) {
-        Ok(()) => Ok(true),
-        Err(e) if e == NO_ENTRY => Ok(false),
-        Err(e) => Err(e),
-    }
+    call(account, |entry| entry.delete_credential()).map(|deleted| deleted.is_some())
 }
 
-/// The error text for "nothing stored", told apart from failures.
-const NO_ENTRY: &str = "no entry";
-
-/// Runs `op` on the entry for `account` on a thread of its own, within [`DEADLINE`]. Errors are
-/// described without the token (keyring's errors never carry the secret).
+/// Runs `op` on the entry for `account` on a thread of its own, within [`DEADLINE`]: `None`
+/// when the keychain has no such entry. Errors are described without the token (keyring's
+/// errors never carry the secret).
 fn call<T: Send + 'static>(
     account: &str,
     op: impl FnOnce(&keyring::Entry) -> keyring::Result<T> + Send + 'static,
-) -> Result<T, String> {
+) -> Result<Option<T>, String> {
     let account = account.to_owned();
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
@@ -80,8 +70,8 @@ fn call<T: Send + 'static>(
         return Err(format!("cannot start the keychain call: {e}"));
     }
     match rx.recv_timeout(DEADLINE) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(keyring::Error::NoEntry)) => Err(NO_ENTRY.to_owned()),
+        Ok(Ok(value)) => Ok(Some(value)),
+        Ok(Err(keyring::Error::NoEntry)) => Ok(None),
         Ok(Err(keyring::Error::NoDefaultStore | keyring::Error::NoStorageAccess(_))) => {
             Err(format!("{} is not available", name()))
         }

@@ -405,36 +405,9 @@ pub(crate) fn decode_ack_args(kind: PacketKind, rest: &str) -> Result<&str, Deco
         packet: kind.name(),
         expected: "an array",
     };
-    // Element by element: validating the array as one raw value would make serde_json
-    // allocate a stack for anything nested two deep (`[{...}]`, the usual answer).
-    let Elements = parse(rest).map_err(|_| shape())?;
+    let _: ArrayShape = parse(rest).map_err(|_| shape())?;
     // Validated: JSON whitespace, then the array, then whitespace.
     Ok(rest.trim_matches([' ', '\t', '\n', '\r']))
-}
-
-/// A JSON array, only checked.
-struct Elements;
-
-impl<'de> serde::Deserialize<'de> for Elements {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Elements;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an array")
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Elements)
-            }
-        }
-        deserializer.deserialize_seq(Visit)
-    }
 }
 
 /// An event's name (borrowed unless it had escapes) and its arguments as they appear in the
@@ -449,7 +422,11 @@ pub(crate) fn decode_event_parts(
     };
     // One pass: the JSON is validated while the name and where the arguments start and end
     // are noted; nothing is copied here.
-    let EventShape { name, first, last } = parse(rest).map_err(|_| bad())?;
+    let ArrayShape {
+        first: name,
+        second: first,
+        last,
+    } = parse(rest).map_err(|_| bad())?;
     let name = name.ok_or_else(bad)?;
     let name = match name.get() {
         quoted if quoted.len() >= 2 && quoted.starts_with('"') && !quoted.contains('\\') => {
@@ -457,11 +434,22 @@ pub(crate) fn decode_event_parts(
         }
         quoted => Cow::Owned(serde_json::from_str::<String>(quoted).map_err(|_| bad())?),
     };
-    Ok((name, EventArgs::new(rest, first, last)))
+    // The last element is an argument only if there is one after the name.
+    Ok((name, EventArgs::new(rest, first, first.and(last))))
 }
 
-/// An event's arguments inside the received text: everything from the first argument to the
-/// last, without the brackets around them (`1,{"a":2}` of `["name",1,{"a":2}]`).
+/// `array` (a JSON array text) without its last element if that is a JSON string, and the
+/// string; `None` otherwise.
+pub(crate) fn without_trailing_string(array: &str) -> Option<(String, String)> {
+    let shape: ArrayShape = parse(array).ok()?;
+    let mut args = EventArgs::new(array, shape.first, shape.last);
+    let offset = args.take_trailing_string()?;
+    Some((offset, args.to_array()))
+}
+
+/// Arguments inside a validated text: everything from the first argument to the last,
+/// without the brackets around them (`1,{"a":2}` of the event `["name",1,{"a":2}]`, or of
+/// the arguments `[1,{"a":2}]`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EventArgs<'a> {
     inner: &'a str,
@@ -516,19 +504,20 @@ fn offset_in(text: &str, part: &str) -> usize {
     (part.as_ptr() as usize).saturating_sub(text.as_ptr() as usize)
 }
 
-/// `["name", first, ..., last]`, validated in one pass: the name and the first and last
-/// arguments as they appear in the text (borrowed).
-struct EventShape<'a> {
-    name: Option<&'a RawValue>,
+/// A JSON array validated in one pass, element by element (validating it as one raw value
+/// would make serde_json allocate a stack for anything nested two deep, such as `[{...}]`),
+/// noting its first, second and last elements as they appear in the text (borrowed).
+struct ArrayShape<'a> {
     first: Option<&'a RawValue>,
+    second: Option<&'a RawValue>,
     last: Option<&'a RawValue>,
 }
 
-impl<'de> serde::Deserialize<'de> for EventShape<'de> {
+impl<'de> serde::Deserialize<'de> for ArrayShape<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visit;
         impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = EventShape<'de>;
+            type Value = ArrayShape<'de>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an array")
@@ -538,13 +527,17 @@ impl<'de> serde::Deserialize<'de> for EventShape<'de> {
                 self,
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
-                let name: Option<&'de RawValue> = seq.next_element()?;
                 let first: Option<&'de RawValue> = seq.next_element()?;
-                let mut last = first;
+                let second: Option<&'de RawValue> = seq.next_element()?;
+                let mut last = second.or(first);
                 while let Some(next) = seq.next_element::<&'de RawValue>()? {
                     last = Some(next);
                 }
-                Ok(EventShape { name, first, last })
+                Ok(ArrayShape {
+                    first,
+                    second,
+                    last,
+                })
             }
         }
         deserializer.deserialize_seq(Visit)

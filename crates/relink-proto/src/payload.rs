@@ -251,10 +251,7 @@ impl Payload {
     /// Connection state recovery appends the server's offset this way; relink takes it out so
     /// user code sees the arguments the server's code emitted.
     pub(crate) fn pop_trailing_string(&mut self) -> Option<String> {
-        let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(self.as_json()).ok()?;
-        let (last, rest) = items.split_last()?;
-        let offset: String = serde_json::from_str(last.get()).ok()?;
-        let json = crate::packet::join_array(rest);
+        let (offset, json) = crate::packet::without_trailing_string(self.as_json())?;
         self.json = Json::Owned(json);
         Some(offset)
     }

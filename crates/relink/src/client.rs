@@ -591,7 +591,7 @@ impl Client {
         // so the queue is let go before the write.
         let mut ws = link.lock();
         drop(queue);
-        let event = match Link::try_send(&mut ws, event, &self.inner.wake_supervisor) {
+        let event = match link.try_send(&mut ws, event, &self.inner.wake_supervisor) {
             Ok(()) | Err(TrySend::Failed) => {
                 drop(ws);
                 // Written (or lost with a failing connection, as a write by the supervisor

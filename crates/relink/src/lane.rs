@@ -53,12 +53,15 @@ pub(crate) type Outgoing = outbox::Outgoing<AckSender>;
 #[derive(Clone)]
 pub(crate) struct Link {
     ws: Arc<Mutex<Wire>>,
+    /// The client's counters of what goes out.
+    traffic: metrics::Traffic,
 }
 
 impl Link {
-    pub(crate) fn new(wire: Wire) -> Self {
+    pub(crate) fn new(wire: Wire, traffic: metrics::Traffic) -> Self {
         Link {
             ws: Arc::new(Mutex::new(wire)),
+            traffic,
         }
     }
 
@@ -110,7 +113,7 @@ impl Link {
                     let (event, bytes) = what_is_sent(&message);
                     let sent = ws.start_send(message);
                     if sent.is_ok() {
-                        metrics::sent(event, bytes);
+                        self.traffic.sent(event, bytes);
                     }
                     Poll::Ready(sent)
                 }
@@ -136,6 +139,7 @@ impl Link {
     ///
     /// Nothing is flushed: the caller asks the supervisor to.
     pub(crate) fn try_send(
+        &self,
         ws: &mut MutexGuard<'_, Wire>,
         event: EncodedEvent,
         waker: &Waker,
@@ -159,7 +163,7 @@ impl Link {
             ws.start_send(Message::binary(bytes))
                 .map_err(|_| TrySend::Failed)?;
         }
-        metrics::sent(event, bytes);
+        self.traffic.sent(event, bytes);
         Ok(())
     }
 }

@@ -118,21 +118,42 @@ pub(crate) fn reconnect_delay(delay: Duration) {
     ::metrics::histogram!(RECONNECT_DELAY).record(delay.as_secs_f64());
 }
 
-/// `n` events were received.
-pub(crate) fn events_received(n: u64) {
-    ::metrics::counter!(EVENTS_RECEIVED).increment(n);
+/// The per-frame counters, registered once per client: looking them up by name for every
+/// frame would add a map lookup to the hot path.
+#[derive(Clone)]
+pub(crate) struct Traffic {
+    received_bytes: ::metrics::Counter,
+    sent_bytes: ::metrics::Counter,
+    events_received: ::metrics::Counter,
+    events_sent: ::metrics::Counter,
 }
 
-/// A frame of `bytes` arrived.
-pub(crate) fn received(bytes: usize) {
-    ::metrics::counter!(RECEIVED_BYTES).increment(bytes as u64);
-}
+impl Traffic {
+    pub(crate) fn new() -> Self {
+        Traffic {
+            received_bytes: ::metrics::counter!(RECEIVED_BYTES),
+            sent_bytes: ::metrics::counter!(SENT_BYTES),
+            events_received: ::metrics::counter!(EVENTS_RECEIVED),
+            events_sent: ::metrics::counter!(EVENTS_SENT),
+        }
+    }
 
-/// `bytes` went out, an event if `event`.
-pub(crate) fn sent(event: bool, bytes: usize) {
-    ::metrics::counter!(SENT_BYTES).increment(bytes as u64);
-    if event {
-        ::metrics::counter!(EVENTS_SENT).increment(1);
+    /// A frame of `bytes` arrived.
+    pub(crate) fn received(&self, bytes: usize) {
+        self.received_bytes.increment(bytes as u64);
+    }
+
+    /// An event was received.
+    pub(crate) fn event_received(&self) {
+        self.events_received.increment(1);
+    }
+
+    /// `bytes` went out, an event if `event`.
+    pub(crate) fn sent(&self, event: bool, bytes: usize) {
+        self.sent_bytes.increment(bytes as u64);
+        if event {
+            self.events_sent.increment(1);
+        }
     }
 }
 

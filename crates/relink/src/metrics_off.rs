@@ -6,9 +6,21 @@ pub(crate) fn attempt(_class: &'static str) {}
 pub(crate) fn outage_began() {}
 pub(crate) fn outage_ended(_outage: Duration) {}
 pub(crate) fn reconnect_delay(_delay: Duration) {}
-pub(crate) fn events_received(_n: u64) {}
-pub(crate) fn received(_bytes: usize) {}
-pub(crate) fn sent(_event: bool, _bytes: usize) {}
+
+#[derive(Clone)]
+pub(crate) struct Traffic;
+
+impl Traffic {
+    pub(crate) fn new() -> Self {
+        Traffic
+    }
+
+    pub(crate) fn received(&self, _bytes: usize) {}
+
+    pub(crate) fn event_received(&self) {}
+
+    pub(crate) fn sent(&self, _event: bool, _bytes: usize) {}
+}
 
 #[derive(Debug)]
 pub(crate) struct Share;

@@ -76,6 +76,8 @@ pub(crate) struct Supervisor {
     acks_pending: metrics::Share,
     /// What the metrics remember of this run.
     tally: records::Tally,
+    /// The per-frame counters.
+    traffic: metrics::Traffic,
 }
 
 impl Supervisor {
@@ -106,6 +108,7 @@ impl Supervisor {
             writer: Writer::new(),
             acks_pending: metrics::Share::new(metrics::ACKS_PENDING),
             tally: records::Tally::default(),
+            traffic: metrics::Traffic::new(),
         }
     }
 
@@ -210,7 +213,7 @@ impl Supervisor {
                 Output::Deliver(delivery) => {
                     let incoming = match Incoming::new(delivery, &self.shared) {
                         Incoming::Event(event) => {
-                            metrics::events_received(1);
+                            self.traffic.event_received();
                             match self.handlers.route(event) {
                                 Some(event) => Incoming::Event(event),
                                 None => continue,
@@ -307,7 +310,7 @@ impl Supervisor {
     /// One link, from the handshakes until it is lost or the user stops.
     async fn run_link(&mut self, wire: Wire) {
         let mut transport = wire.kind();
-        let link = Link::new(wire);
+        let link = Link::new(wire, self.traffic.clone());
         self.link = Some(link.clone());
         // Re-armed only when the deadline moves (each arming takes the timer driver's
         // lock), never per frame. Early is harmless: the core checks its own deadlines.
@@ -383,11 +386,11 @@ impl Supervisor {
         while let Some(frame) = next.take() {
             match frame {
                 Some(Ok(Message::Text(text))) => {
-                    metrics::received(text.len());
+                    self.traffic.received(text.len());
                     self.core.handle_text(text.as_str(), now);
                 }
                 Some(Ok(Message::Binary(bytes))) => {
-                    metrics::received(bytes.len());
+                    self.traffic.received(bytes.len());
                     self.core.handle_binary(bytes, now);
                 }
                 Some(Ok(Message::Close(_))) | None => {
