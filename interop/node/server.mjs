@@ -34,6 +34,7 @@ function parseArgs(argv) {
     verbose: false,
     standalone: false,
     transports: ["polling", "websocket"],
+    burstOnConnect: 0,
   };
   const intArg = (name, value) => {
     const n = Number(value);
@@ -63,6 +64,9 @@ function parseArgs(argv) {
         break;
       case "--max-payload":
         opts.maxPayload = intArg(arg, argv[++i]);
+        break;
+      case "--burst-on-connect":
+        opts.burstOnConnect = intArg(arg, argv[++i]);
         break;
       case "--verbose":
         opts.verbose = true;
@@ -270,6 +274,15 @@ function setupNamespace(nsp) {
       }
     });
 
+    // Numbered events, for checking that every one arrives once and in order.
+    on(socket, "burst", (...raw) => {
+      const { args, ack } = splitAck(raw);
+      const n = Math.max(0, Math.floor(Number(args[0]) || 0));
+      const size = Math.max(0, Math.floor(Number(args[1]) || 0));
+      burst(socket, n, size);
+      if (ack) ack(n);
+    });
+
     on(socket, "flood", (...raw) => {
       const { args, ack } = splitAck(raw);
       const n = Math.max(0, Math.floor(Number(args[0]) || 0));
@@ -283,7 +296,22 @@ function setupNamespace(nsp) {
     });
 
     socket.emit("welcome", { id: socket.id, nsp: socket.nsp.name, recovered: socket.recovered });
+    // A history replay or a busy room: numbered events right after connect.
+    if (opts.burstOnConnect > 0 && !socket.recovered) {
+      burst(socket, opts.burstOnConnect, 0);
+    }
   });
+}
+
+// `n` events `("burst", i[, payload])` for i = 1..n, then `("burst-done", n)`, to `target`
+// (a socket, or a room while its socket is away: stored for connection state recovery).
+function burst(target, n, size) {
+  const payload = "x".repeat(size);
+  for (let i = 1; i <= n; i++) {
+    if (size > 0) target.emit("burst", i, payload);
+    else target.emit("burst", i);
+  }
+  target.emit("burst-done", n);
 }
 
 setupNamespace(io.of("/"));
@@ -333,8 +361,15 @@ function handleCommand(cmd) {
       // sessions stay recoverable ("forced close" on the server side).
       // `discard = true` closes right away: without it a polling session with no pending
       // GET would linger for up to 30 s, and buffered packets would be flushed first.
+      // With `burst: N`, N numbered events then go to each closed socket's room in "/":
+      // missed while away, replayed by connection state recovery.
+      const rooms = [...io.of("/").sockets.keys()];
       const clients = Object.values(io.engine.clients);
       for (const client of clients) client.close(true);
+      const n = Math.max(0, Math.floor(Number(cmd.burst) || 0));
+      if (n > 0) {
+        for (const room of rooms) burst(io.of("/").to(room), n, Math.max(0, Math.floor(Number(cmd.size) || 0)));
+      }
       return { ok: true, closed: clients.length };
     }
     case "disconnects":

@@ -53,6 +53,10 @@ pub struct NodeOptions {
     pub transports: Option<Vec<&'static str>>,
     /// Port to listen on (on 127.0.0.1); 0 lets the OS pick a free one.
     pub port: u16,
+    /// Numbered events `("burst", i)` for i = 1..=N, then `("burst-done", N)`, sent to every
+    /// socket of `/` and `/admin` right after it connects (not after a recovery): a history
+    /// replay or a busy room. 0: none.
+    pub burst_on_connect: u64,
 }
 
 impl Default for NodeOptions {
@@ -65,6 +69,7 @@ impl Default for NodeOptions {
             max_payload: None,
             transports: None,
             port: 0,
+            burst_on_connect: 0,
         }
     }
 }
@@ -132,7 +137,8 @@ impl NodeServer {
     /// Sends one JSON command line to the server and returns its JSON reply line
     /// (waits up to 10 s).
     ///
-    /// Commands: `{"cmd":"stats"}`, `{"cmd":"disconnect-all"}`, `{"cmd":"close"}`.
+    /// Commands: `{"cmd":"stats"}`, `{"cmd":"disconnect-all"}` (with `"burst":N`: see
+    /// [`NodeServer::disconnect_all_then_burst`]), `{"cmd":"close"}`.
     /// Unknown commands get `{"ok":false,"error":...}`.
     pub async fn command(&mut self, cmd: Value) -> io::Result<Value> {
         self.proc.command(&cmd).await
@@ -154,6 +160,17 @@ impl NodeServer {
     pub async fn disconnect_all(&mut self) -> io::Result<()> {
         let reply = self
             .command(serde_json::json!({ "cmd": "disconnect-all" }))
+            .await?;
+        check_ok(&reply)
+    }
+
+    /// Like [`NodeServer::disconnect_all`], then sends `n` numbered events `("burst", i)`
+    /// (i = 1..=n, each with `size` bytes of `x` when `size` is not 0), then
+    /// `("burst-done", n)`, to each closed socket of `/`: missed while it is away, replayed
+    /// by connection state recovery when it comes back (needs `recovery`).
+    pub async fn disconnect_all_then_burst(&mut self, n: u64, size: u64) -> io::Result<()> {
+        let reply = self
+            .command(serde_json::json!({ "cmd": "disconnect-all", "burst": n, "size": size }))
             .await?;
         check_ok(&reply)
     }
@@ -233,6 +250,10 @@ impl Proc {
         }
         if let Some(n) = opts.max_payload {
             cmd.arg("--max-payload").arg(n.to_string());
+        }
+        if opts.burst_on_connect > 0 {
+            cmd.arg("--burst-on-connect")
+                .arg(opts.burst_on_connect.to_string());
         }
         if std::env::var_os("RELINK_NODE_VERBOSE").is_some_and(|v| !v.is_empty() && v != "0") {
             cmd.arg("--verbose");

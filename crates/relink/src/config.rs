@@ -51,6 +51,7 @@ pub(crate) struct Config {
     pub(crate) outbox_bytes: usize,
     pub(crate) event_buffer: usize,
     pub(crate) max_buffered_bytes: usize,
+    pub(crate) overflow: crate::Overflow,
     pub(crate) max_message_size: usize,
     pub(crate) max_attachments: usize,
     /// The proxy rule and TLS trust every connection of this client goes through.
@@ -110,6 +111,7 @@ pub struct ClientBuilder {
     outbox_bytes: usize,
     event_buffer: usize,
     max_buffered_bytes: usize,
+    overflow: crate::Overflow,
     max_message_size: usize,
     max_attachments: usize,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -155,8 +157,9 @@ impl ClientBuilder {
             recovery: true,
             outbox_packets: 1024,
             outbox_bytes: 4 << 20,
-            event_buffer: 1024,
+            event_buffer: usize::MAX,
             max_buffered_bytes: 64 << 20,
+            overflow: crate::Overflow::Backpressure,
             max_message_size: 64 << 20,
             max_attachments: relink_proto::session::DEFAULT_MAX_ATTACHMENTS,
             tls: None,
@@ -312,20 +315,42 @@ impl ClientBuilder {
         self
     }
 
-    /// How many inbound events (and notices) may wait for the application (default 1024).
-    /// Past it, what comes is dropped and [`crate::Incoming::Lagged`] says how much; the
-    /// connection never waits for the application.
+    /// At most how many inbound events (and notices) may wait for the application, on top
+    /// of the byte budget ([`ClientBuilder::max_buffered_bytes`]); default: no count, the
+    /// bytes alone bound it. What happens at the bound is the [`ClientBuilder::overflow`]
+    /// policy's: by default the connection stops reading the socket until the application
+    /// makes room, and nothing is dropped.
     pub fn event_buffer(mut self, events: usize) -> Self {
         self.event_buffer = events;
         self
     }
 
-    /// How many bytes of inbound events (names, arguments, attachments) may wait for the
-    /// application (default 64 MiB, and never less than [`ClientBuilder::max_message_size`]:
-    /// one event always fits). Past it, events are dropped and counted, as past
-    /// `event_buffer` items.
+    /// How many bytes of inbound events (names, arguments, attachments, and a small fixed
+    /// cost per event) may wait for the application, in [`crate::Events`] and in every
+    /// handler's queue together (default 64 MiB, and never less than
+    /// [`ClientBuilder::max_message_size`]: one event always fits). What happens at the
+    /// bound is the [`ClientBuilder::overflow`] policy's.
     pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
         self.max_buffered_bytes = bytes;
+        self
+    }
+
+    /// What happens when the application falls behind the server: by default
+    /// ([`crate::Overflow::Backpressure`]) nothing is dropped and the connection stops
+    /// reading until there is room; [`crate::Overflow::Drop`] keeps reading and drops what
+    /// does not fit, telling the reader with [`crate::Incoming::Lagged`].
+    ///
+    /// ```
+    /// use relink::{Client, Overflow};
+    ///
+    /// // Live cursor positions: the freshest matter, a few hundred kilobytes at most wait.
+    /// let builder = Client::builder("http://127.0.0.1:3000")
+    ///     .overflow(Overflow::Drop)
+    ///     .max_buffered_bytes(256 << 10);
+    /// # drop(builder);
+    /// ```
+    pub fn overflow(mut self, policy: crate::Overflow) -> Self {
+        self.overflow = policy;
         self
     }
 
@@ -530,6 +555,7 @@ impl ClientBuilder {
             outbox_packets: self.outbox_packets,
             outbox_bytes: self.outbox_bytes,
             event_buffer: self.event_buffer,
+            overflow: self.overflow,
             max_buffered_bytes: self.max_buffered_bytes.max(self.max_message_size),
             max_message_size: self.max_message_size,
             max_attachments: self.max_attachments,

@@ -43,6 +43,7 @@ mod config;
 pub mod core;
 mod error;
 mod events;
+mod flow;
 mod handlers;
 mod lane;
 #[cfg(feature = "metrics")]
@@ -66,6 +67,7 @@ pub use client::{Client, WeakClient};
 pub use config::ClientBuilder;
 pub use error::{AckError, BuildError, EmitError, LinkError, ReconnectError};
 pub use events::{Event, Events, Incoming};
+pub use flow::Overflow;
 pub use relink_proto::binary::Data;
 pub use relink_proto::engine::EngineError;
 pub use relink_proto::{IntoArgs, Payload};
