@@ -279,7 +279,8 @@ function setupNamespace(nsp) {
       const { args, ack } = splitAck(raw);
       const n = Math.max(0, Math.floor(Number(args[0]) || 0));
       const size = Math.max(0, Math.floor(Number(args[1]) || 0));
-      burst(socket, n, size);
+      // Through the socket's room: stored for connection state recovery when it is on.
+      burst(io.of(nsp.name).to(socket.id), n, size);
       if (ack) ack(n);
     });
 
@@ -298,7 +299,7 @@ function setupNamespace(nsp) {
     socket.emit("welcome", { id: socket.id, nsp: socket.nsp.name, recovered: socket.recovered });
     // A history replay or a busy room: numbered events right after connect.
     if (opts.burstOnConnect > 0 && !socket.recovered) {
-      burst(socket, opts.burstOnConnect, 0);
+      burst(io.of(nsp.name).to(socket.id), opts.burstOnConnect, 0);
     }
   });
 }

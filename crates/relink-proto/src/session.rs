@@ -304,6 +304,8 @@ pub struct Session {
     open: Option<OpenData>,
     pid: Option<String>,
     deadline: Option<Instant>,
+    /// The driver does not read the link (the application's buffer is full).
+    unread: bool,
     binary: Option<PendingBinary>,
     /// Events that arrived before the CONNECT reply (recovery replays them there).
     early: Vec<(Arc<str>, Payload, Option<u64>)>,
@@ -334,6 +336,7 @@ impl Session {
             open: None,
             pid: None,
             deadline: None,
+            unread: false,
             binary: None,
             early: Vec::new(),
             early_bytes: 0,
@@ -510,7 +513,9 @@ impl Session {
 
     fn touch(&mut self, now: Instant) {
         // Any frame proves the link is alive, not only pings.
-        if let Some(open) = &self.open {
+        if let Some(open) = &self.open
+            && !self.unread
+        {
             self.deadline = Some(now + open.heartbeat_window());
         }
     }
@@ -688,6 +693,21 @@ impl Session {
             self.state = SessionState::Closed;
             self.deadline = None;
             self.events.push_back(SessionEvent::Closed(reason));
+        }
+    }
+
+    /// The driver stopped reading the link (`false`: the application's buffer is full) or
+    /// reads it again (`true`). Silence proves nothing while nobody listens: the heartbeat
+    /// window is suspended meanwhile, and starts again in full when reading resumes.
+    pub fn set_reading(&mut self, reading: bool, now: Instant) {
+        if self.unread != reading || self.state == SessionState::Closed {
+            return;
+        }
+        self.unread = !reading;
+        if reading {
+            self.touch(now);
+        } else {
+            self.deadline = None;
         }
     }
 

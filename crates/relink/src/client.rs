@@ -101,14 +101,7 @@ impl Inner {
         };
         let (state_tx, state_rx) = watch::channel(first);
         let (transitions, transitions_rx) = broadcast::channel(64);
-        // A reader that makes room after events were dropped wakes the supervisor, which
-        // then tells it how many.
-        let on_room = {
-            let shared = Arc::clone(shared);
-            Arc::new(move || shared.wake.notify_one())
-        };
-        let (deliveries, events) =
-            crate::events::channel(config.event_buffer, config.max_buffered_bytes, on_room);
+        let (deliveries, events) = crate::events::channel(handlers.budget());
         let ends = Ends {
             shutdown: shutdown_rx,
             state_tx,
@@ -215,7 +208,18 @@ impl Client {
             &config.namespace,
         ));
         let namespace = config.namespace.clone();
-        let handlers = Arc::new(Handlers::new(runtime.clone(), config.event_buffer));
+        // One budget for `Events` and every handler, for the client's life: a reader that
+        // makes room wakes the supervisor (it stopped reading, or owes a `Lagged` notice).
+        let budget = {
+            let shared = Arc::clone(&shared);
+            crate::flow::Budget::new(
+                config.overflow,
+                config.event_buffer,
+                config.max_buffered_bytes,
+                move || shared.wake.notify_one(),
+            )
+        };
+        let handlers = Arc::new(Handlers::new(runtime.clone(), budget));
         // Registered on the builder: in place before any event can arrive.
         for (name, handler) in &config.handlers {
             handlers.on(name.clone(), Arc::clone(handler));
@@ -264,8 +268,11 @@ impl Client {
     /// task of its own; it replaces the handler before it for that name. An event goes to
     /// its named handler, else to [`Client::on_any`]'s, else to [`Events`]. Events that came
     /// before this call went to `Events`: to be sure to see the first ones, register on the
-    /// builder ([`ClientBuilder::on`]). A handler that falls `event_buffer` events behind
-    /// loses what comes on top (one WARN per episode); one that panics loses that event
+    /// builder ([`ClientBuilder::on`]). The events waiting for handlers count against
+    /// [`ClientBuilder::max_buffered_bytes`] with those in `Events`: a handler that falls
+    /// behind makes the connection stop reading until it catches up (or, with
+    /// [`crate::Overflow::Drop`], loses what comes meanwhile, one WARN per episode); one
+    /// that panics loses that event
     /// (logged at ERROR) and goes on. Answer an ack request with
     /// [`Event::ack`](crate::Event::ack).
     ///

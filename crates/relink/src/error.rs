@@ -113,6 +113,18 @@ pub enum LinkError {
     /// No packet within pingInterval + pingTimeout (`ping timeout`).
     #[error("heartbeat lost (ping timeout)")]
     PingTimeout,
+    /// The link was lost after relink stopped reading it for longer than the server's ping
+    /// timeout, because the application did not make room for more events
+    /// ([`crate::Overflow::Backpressure`]): the server's pings went unanswered and it
+    /// closed the link. Retried; connection state recovery brings back what was missed.
+    #[error(
+        "connection closed while the application was not reading events ({} ms without room for more): the server's pings went unanswered",
+        unread.as_millis()
+    )]
+    Unread {
+        /// How long the link went unread.
+        unread: std::time::Duration,
+    },
     /// The peer broke the protocol (`parse error`).
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -1,8 +1,6 @@
 //! What the connection hands to the application: events (with their acks), notices, and
-//! the hand-over from the supervisor to [`Events`], bounded by `event_buffer` items and
-//! `max_buffered_bytes` bytes. Past the bound items are dropped and counted
-//! ([`Incoming::Lagged`]), as a tokio broadcast receiver lags: the connection never waits
-//! for the application, so a reader that stops cannot stop the heartbeat.
+//! [`Events`], the reader's end of the hand-over (`flow.rs`: one byte budget with the
+//! handlers, backpressure by default, dropping on request).
 
 use crate::core::connection::Delivery;
 use crate::lane::Shared;
@@ -10,9 +8,7 @@ use crate::outbox::ServerAck;
 use relink_proto::{IntoArgs, Payload};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use tokio::sync::{Semaphore, TryAcquireError, mpsc};
 
 /// Something from the connection, in the order it happened.
 #[derive(Debug)]
@@ -32,9 +28,9 @@ pub enum Incoming {
         /// Why (prints as `transport_close`, `ping_timeout`, `server_disconnect`, ...).
         reason: crate::Reason,
     },
-    /// The reader fell `event_buffer` items (or `max_buffered_bytes`) behind, and this many
-    /// items (events and notices) that came meanwhile were dropped. The connection itself
-    /// stayed up: it never waits for the reader.
+    /// Only with [`crate::Overflow::Drop`]: the reader fell `max_buffered_bytes` (or
+    /// `event_buffer` items) behind, and this many items (events and notices) that came
+    /// meanwhile were dropped. Comes before the next item that was kept.
     Lagged {
         /// How many were dropped.
         missed: u64,
@@ -180,67 +176,67 @@ impl Event {
     }
 }
 
-/// Most items handed from the supervisor to [`Events`] at once. One hand-over per batch
-/// rather than per item: each one may wake the reader's task on another thread.
-const EVENT_BATCH: usize = 64;
-
-/// The hand-over's two ends: what the supervisor pushes into, what the application reads;
-/// at most `event_buffer` items, and `max_bytes` bytes of them, wait between them.
-///
-/// `on_room` is called when the reader makes room while drops are still untold, so the
-/// supervisor can tell them (a `Lagged` notice) without waiting for the next item.
-pub(crate) fn channel(
-    event_buffer: usize,
-    max_bytes: usize,
-    on_room: Arc<dyn Fn() + Send + Sync>,
-) -> (Deliveries, Events) {
-    let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
-    let room = Arc::new(Semaphore::new(event_buffer.min(most)));
-    let room_bytes = Arc::new(Semaphore::new(max_bytes.min(most)));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let untold = Arc::new(AtomicBool::new(false));
-    let deliveries = Deliveries {
-        tx,
-        untold: Arc::clone(&untold),
-        room: Arc::clone(&room),
-        room_bytes: Arc::clone(&room_bytes),
-        pending: Vec::new(),
-        pending_bytes: 0,
-        batch: event_buffer.clamp(1, EVENT_BATCH),
-        missed: 0,
-    };
-    let events = Events {
-        rx,
-        room,
-        room_bytes,
-        buffered: Vec::new().into_iter(),
-        untold,
-        on_room,
-    };
-    (deliveries, events)
-}
-
-/// What an item weighs against `max_buffered_bytes`: an event's name, arguments and
-/// attachments; a notice nothing.
-fn weight(item: &Incoming) -> usize {
-    match item {
-        Incoming::Event(event) => {
-            let args = event.args();
-            event.name().len()
-                + args.as_json().len()
-                + args.attachments().iter().map(|a| a.len()).sum::<usize>()
+impl crate::flow::Item for Incoming {
+    fn weight(&self) -> usize {
+        match self {
+            Incoming::Event(event) => event.weight(),
+            Incoming::Connected { .. }
+            | Incoming::Disconnected { .. }
+            | Incoming::Lagged { .. } => crate::flow::ITEM_COST,
         }
-        Incoming::Connected { .. } | Incoming::Disconnected { .. } | Incoming::Lagged { .. } => 0,
+    }
+
+    fn lagged(missed: u64) -> Option<Self> {
+        Some(Incoming::Lagged { missed })
     }
 }
 
-/// One hand-over: the items (one item permit each) and the byte permits taken for them.
-type Batch = (Vec<Incoming>, usize);
+impl crate::flow::Item for Event {
+    fn weight(&self) -> usize {
+        Event::weight(self)
+    }
 
-/// The stream of [`Incoming`] items. Read it: while nobody does, at most `event_buffer`
-/// items (and `max_buffered_bytes` of them) wait; what comes on top is dropped, and
-/// [`Incoming::Lagged`] says how much once there is room again. The connection itself
-/// never waits for the reader: it keeps answering the server's pings.
+    fn lagged(_missed: u64) -> Option<Self> {
+        // A handler has no notice: its drops are counted and logged.
+        None
+    }
+}
+
+impl Event {
+    /// What the event weighs against `max_buffered_bytes`: its name, arguments and
+    /// attachments, and the fixed cost of an item.
+    fn weight(&self) -> usize {
+        crate::flow::ITEM_COST
+            + self.name.len()
+            + self.args.as_json().len()
+            + self
+                .args
+                .attachments()
+                .iter()
+                .map(|a| a.len())
+                .sum::<usize>()
+    }
+}
+
+/// The supervisor's end of [`Events`].
+pub(crate) type Deliveries = crate::flow::Sender<Incoming>;
+
+/// The hand-over's two ends over the client's budget.
+pub(crate) fn channel(budget: &Arc<crate::flow::Budget>) -> (Deliveries, Events) {
+    let (deliveries, rx) = crate::flow::queue(budget, "Events");
+    (deliveries, Events { rx })
+}
+
+/// The stream of [`Incoming`] items, in order. Read it: while nobody does, the events
+/// waiting for the application (here and in the handlers' queues together) grow up to
+/// [`crate::ClientBuilder::max_buffered_bytes`], and then by default the connection stops
+/// reading the socket until this reader makes room, so nothing is dropped (the server is
+/// slowed down by TCP, as the official client slows it down while its handlers run). With
+/// [`crate::Overflow::Drop`] the connection goes on reading instead, drops what does not
+/// fit, and [`Incoming::Lagged`] says how much.
+///
+/// Dropping `Events` says nobody reads: events without a handler are then discarded.
+/// Keeping it without reading it holds the connection once the budget is spent.
 ///
 /// ```
 /// use relink::{Client, Incoming};
@@ -270,61 +266,19 @@ type Batch = (Vec<Incoming>, usize);
 /// # Ok(()) }
 /// ```
 pub struct Events {
-    /// Batches of at most `min(event_buffer, EVENT_BATCH)` items.
-    rx: mpsc::UnboundedReceiver<Batch>,
-    /// One permit per item that may still be handed over.
-    room: Arc<Semaphore>,
-    /// One permit per byte that may still be handed over.
-    room_bytes: Arc<Semaphore>,
-    /// The rest of the batch being read.
-    buffered: std::vec::IntoIter<Incoming>,
-    /// Items were dropped and the reader has not been told yet.
-    untold: Arc<AtomicBool>,
-    on_room: Arc<dyn Fn() + Send + Sync>,
+    rx: crate::flow::Receiver<Incoming>,
 }
 
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Events")
-            .field("available", &self.room.available_permits())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        // Nobody reads any more: nothing more is kept for a reader.
-        self.room.close();
-        self.room_bytes.close();
+        f.debug_struct("Events").finish_non_exhaustive()
     }
 }
 
 impl Events {
     /// The next item; `None` once the client has ended and everything was read.
     pub async fn next(&mut self) -> Option<Incoming> {
-        std::future::poll_fn(|cx| self.poll_item(cx)).await
-    }
-
-    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
-        loop {
-            if let Some(item) = self.buffered.next() {
-                return Poll::Ready(Some(item));
-            }
-            match std::task::ready!(self.rx.poll_recv(cx)) {
-                Some((batch, bytes)) => {
-                    self.room.add_permits(batch.len());
-                    self.room_bytes.add_permits(bytes);
-                    self.buffered = batch.into_iter();
-                    // Ordered after the permits: either the supervisor's second look sees
-                    // them, or this sees its flag.
-                    std::sync::atomic::fence(Ordering::SeqCst);
-                    if self.untold.load(Ordering::SeqCst) {
-                        (self.on_room)();
-                    }
-                }
-                None => return Poll::Ready(None),
-            }
-        }
+        std::future::poll_fn(|cx| self.rx.poll_next(cx)).await
     }
 }
 
@@ -332,219 +286,44 @@ impl futures_util::Stream for Events {
     type Item = Incoming;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
-        self.poll_item(cx)
-    }
-}
-
-/// The supervisor's side of [`Events`]: items are admitted (or dropped when the reader's
-/// buffer is full), collected, and handed over a batch at a time. Never waits.
-pub(crate) struct Deliveries {
-    tx: mpsc::UnboundedSender<Batch>,
-    /// Set while `missed` is not zero, for the reader's side.
-    untold: Arc<AtomicBool>,
-    room: Arc<Semaphore>,
-    room_bytes: Arc<Semaphore>,
-    /// Items admitted and not handed over yet, in order, with their bytes.
-    pending: Vec<Incoming>,
-    pending_bytes: usize,
-    batch: usize,
-    /// Items dropped since the reader last had room: told by a `Lagged` notice before the
-    /// next item admitted.
-    missed: u64,
-}
-
-impl Deliveries {
-    /// How many items make a batch (frames read per round are bounded by it too).
-    pub(crate) fn batch(&self) -> usize {
-        self.batch
-    }
-
-    /// Admits an item if the reader's buffer has room for it (and for the `Lagged` notice
-    /// owed), else drops it and counts it, with one WARN per episode. Returns true when a
-    /// batch is full and should be handed over.
-    pub(crate) fn push(&mut self, item: Incoming) -> bool {
-        let bytes = u32::try_from(weight(&item)).unwrap_or(u32::MAX);
-        let owed = u32::from(self.missed > 0);
-        match self.take(1 + owed, bytes) {
-            Ok(()) => {
-                self.tell_missed();
-                self.pending.push(item);
-                self.pending_bytes += bytes as usize;
-            }
-            // Room for the notice alone: it goes, counting this item too (a buffer of one
-            // would otherwise never have room for both again).
-            Err(_) if owed == 1 && self.take(1, 0).is_ok() => {
-                self.missed += 1;
-                self.tell_missed();
-            }
-            Err(e) => self.drop_item(&e),
-        }
-        self.pending.len() >= self.batch
-    }
-
-    /// Takes permits for `items` items and `bytes` bytes, both or neither.
-    fn take(&self, items: u32, bytes: u32) -> Result<(), TryAcquireError> {
-        let for_items = self.room.try_acquire_many(items)?;
-        let for_bytes = self.room_bytes.try_acquire_many(bytes)?;
-        for_items.forget();
-        for_bytes.forget();
-        Ok(())
-    }
-
-    /// Queues the notice of what was dropped, if anything was.
-    fn tell_missed(&mut self) {
-        if self.missed > 0 {
-            let missed = std::mem::take(&mut self.missed);
-            self.untold.store(false, Ordering::SeqCst);
-            self.pending.push(Incoming::Lagged { missed });
-        }
-    }
-
-    fn drop_item(&mut self, why: &TryAcquireError) {
-        // A reader that dropped `Events` is not told anything.
-        if matches!(why, TryAcquireError::Closed) {
-            return;
-        }
-        if self.missed == 0 {
-            tracing::warn!(
-                "events dropped: the application is not reading them fast enough \
-                 (Incoming::Lagged will say how many)"
-            );
-        }
-        self.missed += 1;
-        self.untold.store(true, Ordering::SeqCst);
-        // The reader may have made room between the failed take and the flag: it then
-        // read the flag still unset and woke nobody, so look again now.
-        if self.take(1, 0).is_ok() {
-            self.tell_missed();
-        }
-    }
-
-    /// Hands what is pending to the reader, with the notice of what was dropped if the
-    /// reader has made room for it.
-    pub(crate) fn flush(&mut self) {
-        if self.missed > 0 && self.take(1, 0).is_ok() {
-            self.tell_missed();
-        }
-        if self.pending.is_empty() {
-            return;
-        }
-        let part = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch));
-        let bytes = std::mem::take(&mut self.pending_bytes);
-        let _ = self.tx.send((part, bytes));
-    }
-
-    /// The client ends: what is pending goes, with the notice of what was dropped (the
-    /// bound gives way for this one item: nothing comes after it).
-    pub(crate) fn finish(&mut self) {
-        if self.missed > 0 && !self.room.is_closed() {
-            let missed = std::mem::take(&mut self.missed);
-            // Without a permit: the reader gives one back too many, to a client that ended.
-            self.pending.push(Incoming::Lagged { missed });
-        }
-        self.flush();
+        self.rx.poll_next(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An item told apart by its name.
-    fn notice(name: &str) -> Incoming {
-        Incoming::Event(Event::new(Arc::from(name), Payload::new(), None))
-    }
-
-    fn reason(item: Option<Incoming>) -> String {
-        match item {
-            Some(Incoming::Event(event)) => event.name().to_owned(),
-            other => panic!("expected an item, got {other:?}"),
-        }
-    }
-
-    fn quiet() -> Arc<dyn Fn() + Send + Sync> {
-        Arc::new(|| {})
-    }
-
-    fn lagged(item: Option<Incoming>) -> u64 {
-        match item {
-            Some(Incoming::Lagged { missed }) => missed,
-            other => panic!("expected Lagged, got {other:?}"),
-        }
-    }
+    use crate::flow::{Budget, Item, Overflow};
 
     fn event(name: &str, bytes: usize) -> Incoming {
         let args = Payload::json(&"x".repeat(bytes)).expect("json");
         Incoming::Event(Event::new(Arc::from(name), args, None))
     }
 
-    #[tokio::test]
-    async fn a_reader_that_falls_behind_loses_what_comes_on_top_and_is_told_how_much() {
-        let (mut deliveries, mut events) = channel(2, 1 << 20, quiet());
-        for r in ["a", "b", "c", "d", "e"] {
-            deliveries.push(notice(r));
-        }
-        deliveries.flush();
-        // Two fit; three were dropped, and nothing waited.
-        assert_eq!(reason(events.next().await), "a");
-        assert_eq!(reason(events.next().await), "b");
-        // Room again: the notice of what was missed comes first, then what is new.
-        deliveries.push(notice("f"));
-        deliveries.flush();
-        assert_eq!(lagged(events.next().await), 3);
-        assert_eq!(reason(events.next().await), "f");
-        // A buffer of one: the notice alone fits, and counts what it displaced.
-        let (mut deliveries, mut events) = channel(1, 1 << 20, quiet());
-        for r in ["a", "b"] {
-            deliveries.push(notice(r));
-        }
-        deliveries.flush();
-        assert_eq!(reason(events.next().await), "a");
-        deliveries.push(notice("c"));
-        deliveries.flush();
-        assert_eq!(lagged(events.next().await), 2);
-        deliveries.push(notice("d"));
-        deliveries.flush();
-        assert_eq!(reason(events.next().await), "d");
-        // The episode is over: the next ones fit without a notice.
-        deliveries.push(notice("g"));
-        deliveries.flush();
-        assert_eq!(reason(events.next().await), "g");
+    #[test]
+    fn an_event_weighs_its_name_arguments_and_attachments() {
+        let item = event("chat", 10);
+        // `"xxxxxxxxxx"` in an array: 14 bytes of JSON.
+        assert_eq!(item.weight(), crate::flow::ITEM_COST + 4 + 14);
+        let notice = Incoming::Lagged { missed: 3 };
+        assert_eq!(notice.weight(), crate::flow::ITEM_COST);
     }
 
     #[tokio::test]
-    async fn the_bytes_bound_drops_too() {
-        let (mut deliveries, mut events) = channel(100, 100, quiet());
-        deliveries.push(event("big", 80));
-        deliveries.push(event("over", 80));
-        deliveries.flush();
-        assert!(matches!(events.next().await, Some(Incoming::Event(e)) if e.name() == "big"));
-        deliveries.push(event("small", 1));
-        deliveries.flush();
-        assert_eq!(lagged(events.next().await), 1);
-        assert!(matches!(events.next().await, Some(Incoming::Event(e)) if e.name() == "small"));
-    }
-
-    #[tokio::test]
-    async fn at_the_end_the_reader_is_told_what_it_missed_whatever_the_room() {
-        let (mut deliveries, mut events) = channel(1, 1 << 20, quiet());
-        for r in ["a", "b", "c"] {
-            deliveries.push(notice(r));
+    async fn the_reader_gets_every_item_in_order_then_the_end() {
+        let budget = Budget::new(Overflow::Backpressure, usize::MAX, 1 << 20, || {});
+        let (mut deliveries, mut events) = channel(&budget);
+        for n in 0..1000 {
+            deliveries.push(event(&n.to_string(), 1));
         }
         deliveries.finish();
         drop(deliveries);
-        assert_eq!(reason(events.next().await), "a");
-        assert_eq!(lagged(events.next().await), 2);
-        assert!(events.next().await.is_none());
-    }
-
-    #[tokio::test]
-    async fn nobody_reading_is_not_an_error() {
-        let (mut deliveries, events) = channel(1, 1 << 20, quiet());
-        drop(events);
-        for r in ["a", "b", "c"] {
-            deliveries.push(notice(r));
+        for n in 0..1000 {
+            match events.next().await {
+                Some(Incoming::Event(e)) => assert_eq!(e.name(), n.to_string()),
+                other => panic!("expected event {n}, got {other:?}"),
+            }
         }
-        deliveries.finish();
+        assert!(events.next().await.is_none());
     }
 }

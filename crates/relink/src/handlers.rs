@@ -2,10 +2,13 @@
 //! its named handler, else to the catch-all, else to [`crate::Events`].
 //!
 //! Each handler runs on a task of its own and gets its events in order, one at a time.
-//! Like `Events`, a handler that falls `event_buffer` events behind loses what comes on
-//! top (one WARN per episode): the connection never waits for a handler.
+//! What waits for the handlers counts against the same budget as `Events` (`flow.rs`):
+//! by default a handler that falls behind makes the connection stop reading until it
+//! catches up; with `Overflow::Drop` what comes meanwhile is dropped, counted and logged
+//! (one WARN per episode).
 
 use crate::events::Event;
+use crate::flow::{Budget, Pushed, Receiver, Sender};
 use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,7 +16,6 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 
 /// A handler, type-erased.
@@ -31,9 +33,7 @@ where
 
 /// Where a handler's events go.
 struct Route {
-    tx: mpsc::Sender<Event>,
-    /// Events were dropped and the episode's WARN was logged.
-    lagging: bool,
+    tx: Sender<Event>,
     /// The handler's task: one that replaces it starts after it has finished what it has,
     /// so a name's events never run out of order.
     task: JoinHandle<()>,
@@ -42,7 +42,7 @@ struct Route {
 /// The registered handlers.
 pub(crate) struct Handlers {
     runtime: tokio::runtime::Handle,
-    capacity: usize,
+    budget: Arc<Budget>,
     routes: Mutex<Routes>,
     /// Whether any handler is registered: without one, routing takes no lock (the
     /// receive path of a client that reads `Events` only).
@@ -58,13 +58,18 @@ struct Routes {
 }
 
 impl Handlers {
-    pub(crate) fn new(runtime: tokio::runtime::Handle, capacity: usize) -> Self {
+    pub(crate) fn new(runtime: tokio::runtime::Handle, budget: Arc<Budget>) -> Self {
         Handlers {
             runtime,
-            capacity: capacity.max(1),
+            budget,
             routes: Mutex::new(Routes::default()),
             any: AtomicBool::new(false),
         }
+    }
+
+    /// The client's budget, shared with `Events`.
+    pub(crate) fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
@@ -73,8 +78,14 @@ impl Handlers {
 
     /// Registers `handler` for `name` (`None`: the catch-all), replacing the one before.
     pub(crate) fn on(&self, name: Option<String>, handler: HandlerFn) {
-        let (tx, mut rx) = mpsc::channel::<Event>(self.capacity);
+        let reader = match &name {
+            Some(name) => format!("the handler of {name:?}"),
+            None => "the catch-all handler".to_owned(),
+        };
+        let (tx, mut rx): (Sender<Event>, Receiver<Event>) =
+            crate::flow::queue(&self.budget, &reader);
         let mut routes = self.routes();
+        routes.retired.retain(|_, task| !task.is_finished());
         let replaced = match &name {
             Some(name) => routes.named.remove(name),
             None => routes.any.take(),
@@ -87,7 +98,7 @@ impl Handlers {
             if let Some(before) = before {
                 let _ = before.await;
             }
-            while let Some(event) = rx.recv().await {
+            while let Some(event) = std::future::poll_fn(|cx| rx.poll_next(cx)).await {
                 let name = event.name().to_owned();
                 // A handler that panics loses that event, not the ones after it.
                 let run = std::panic::catch_unwind(AssertUnwindSafe(|| handler(event)));
@@ -100,11 +111,7 @@ impl Handlers {
                 }
             }
         });
-        let route = Route {
-            tx,
-            lagging: false,
-            task,
-        };
+        let route = Route { tx, task };
         self.any.store(true, Ordering::Release);
         match name {
             Some(name) => {
@@ -118,6 +125,8 @@ impl Handlers {
     /// events it has.
     pub(crate) fn off(&self, name: Option<&str>) {
         let mut routes = self.routes();
+        // Tasks that have finished what they had are forgotten.
+        routes.retired.retain(|_, task| !task.is_finished());
         let removed = match name {
             Some(name) => routes.named.remove(name),
             None => routes.any.take(),
@@ -138,28 +147,40 @@ impl Handlers {
             (Some(route), _) | (None, Some(route)) => route,
             (None, None) => return Some(event),
         };
-        match route.tx.try_send(event) {
-            Ok(()) => route.lagging = false,
-            Err(TrySendError::Full(event)) => {
-                if !route.lagging {
-                    route.lagging = true;
-                    tracing::warn!(
-                        event = event.name(),
-                        "events dropped: the handler is not keeping up"
-                    );
-                }
-            }
-            // The handler's task is gone (its runtime shut down): the stream takes it.
-            Err(TrySendError::Closed(event)) => return Some(event),
+        // The handler's task is gone (its runtime shut down): the stream takes it.
+        if route.tx.is_gone() {
+            return Some(event);
+        }
+        if route.tx.push(event) == Pushed::BatchFull {
+            route.tx.flush();
         }
         None
+    }
+
+    /// Hands what was routed to the handlers' tasks (after each round of deliveries).
+    pub(crate) fn flush(&self) {
+        if !self.any.load(Ordering::Acquire) {
+            return;
+        }
+        let mut routes = self.routes();
+        let Routes { named, any, .. } = &mut *routes;
+        for route in named.values_mut().chain(any.as_mut()) {
+            route.tx.flush();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::Overflow;
     use relink_proto::Payload;
+    use tokio::sync::mpsc;
+
+    fn handlers() -> Handlers {
+        let budget = Budget::new(Overflow::Backpressure, usize::MAX, 1 << 20, || {});
+        Handlers::new(tokio::runtime::Handle::current(), budget)
+    }
 
     fn event(name: &str) -> Event {
         Event::new(Arc::from(name), Payload::new(), None)
@@ -167,7 +188,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_without_a_handler_is_given_back_for_the_stream() {
-        let handlers = Handlers::new(tokio::runtime::Handle::current(), 8);
+        let handlers = handlers();
         assert!(handlers.route(event("a")).is_some(), "no handlers at all");
         let (tx, mut rx) = mpsc::unbounded_channel();
         handlers.on(
@@ -184,6 +205,7 @@ mod tests {
             "no handler for it"
         );
         assert!(handlers.route(event("chat")).is_none(), "taken");
+        handlers.flush();
         assert_eq!(rx.recv().await.as_deref(), Some("chat"));
         handlers.off(Some("chat"));
         assert!(handlers.route(event("chat")).is_some(), "off again");
@@ -205,15 +227,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_handler_goes_on_and_a_replacement_waits_for_its_predecessor() {
-        let handlers = Handlers::new(tokio::runtime::Handle::current(), 16);
+        let handlers = handlers();
         let (log, mut seen) = mpsc::unbounded_channel();
         handlers.on(None, recorder("A", &log, 20));
         for name in ["1", "boom", "2"] {
             assert!(handlers.route(event(name)).is_none());
         }
+        handlers.flush();
         // Replaced while "1" and "2" are still queued: B starts after A has finished them.
         handlers.on(None, recorder("B", &log, 0));
         assert!(handlers.route(event("3")).is_none());
+        handlers.flush();
         let mut order = Vec::new();
         while order.len() < 3 {
             order.push(seen.recv().await.expect("handled"));

@@ -21,6 +21,7 @@
 //! | `relink_acks_pending` | gauge | emits written and waiting for the server's ack |
 //! | `relink_events_received_total`, `relink_events_sent_total` | counter | Socket.IO events (not acks, pings or handshakes) |
 //! | `relink_received_bytes_total`, `relink_sent_bytes_total` | counter | Engine.IO packets' bytes, without WebSocket or HTTP framing |
+//! | `relink_events_dropped_total` | counter | events (and notices) dropped because the application did not keep up: only under [`crate::Overflow::Drop`] |
 
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub const ACKS_PENDING: &str = "relink_acks_pending";
 pub const EVENTS_RECEIVED: &str = "relink_events_received_total";
 /// `relink_events_sent_total`.
 pub const EVENTS_SENT: &str = "relink_events_sent_total";
+/// `relink_events_dropped_total`.
+pub const EVENTS_DROPPED: &str = "relink_events_dropped_total";
 /// `relink_received_bytes_total`.
 pub const RECEIVED_BYTES: &str = "relink_received_bytes_total";
 /// `relink_sent_bytes_total`.
@@ -91,6 +94,10 @@ pub fn describe() {
     describe_counter!(EVENTS_RECEIVED, "Socket.IO events received.");
     describe_counter!(EVENTS_SENT, "Socket.IO events sent.");
     describe_counter!(
+        EVENTS_DROPPED,
+        "Events dropped because the application did not keep up (Overflow::Drop only)."
+    );
+    describe_counter!(
         RECEIVED_BYTES,
         Unit::Bytes,
         "Bytes of Engine.IO packets received."
@@ -116,6 +123,12 @@ pub(crate) fn outage_ended(outage: Duration) {
 /// The client waits `delay` before its next attempt.
 pub(crate) fn reconnect_delay(delay: Duration) {
     ::metrics::histogram!(RECONNECT_DELAY).record(delay.as_secs_f64());
+}
+
+/// `n` events were dropped for an application that did not keep up (looked up by name:
+/// drops are rare, and a recorder installed later still sees them).
+pub(crate) fn events_dropped(n: u64) {
+    ::metrics::counter!(EVENTS_DROPPED).increment(n);
 }
 
 /// The per-frame counters, registered once per client: looking them up by name for every

@@ -6,6 +6,7 @@ pub(crate) fn attempt(_class: &'static str) {}
 pub(crate) fn outage_began() {}
 pub(crate) fn outage_ended(_outage: Duration) {}
 pub(crate) fn reconnect_delay(_delay: Duration) {}
+pub(crate) fn events_dropped(_n: u64) {}
 
 #[derive(Clone)]
 pub(crate) struct Traffic;

@@ -93,6 +93,9 @@ pub enum Reason {
     TransportClose,
     /// No packet within the heartbeat window.
     PingTimeout,
+    /// The link was lost while relink did not read it, waiting for the application to make
+    /// room for more events: the server's pings went unanswered.
+    Unread,
     /// The peer broke the protocol.
     ParseError,
     /// Another WebSocket-level failure, or the upgrade was never answered.
@@ -127,6 +130,7 @@ impl Reason {
             Reason::ServerDisconnect => "server_disconnect",
             Reason::TransportClose => "transport_close",
             Reason::PingTimeout => "ping_timeout",
+            Reason::Unread => "unread",
             Reason::ParseError => "parse_error",
             Reason::TransportError => "transport_error",
             Reason::InvalidUrl => "invalid_url",
@@ -279,6 +283,7 @@ mod tests {
             Reason::ServerDisconnect,
             Reason::TransportClose,
             Reason::PingTimeout,
+            Reason::Unread,
             Reason::ParseError,
             Reason::TransportError,
             Reason::InvalidUrl,

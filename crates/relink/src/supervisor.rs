@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::core::connection::{Connection, Output, Phase};
 use crate::error::LinkError;
 use crate::events::{Deliveries, Incoming};
+use crate::flow::{self, Pushed};
 use crate::handlers::Handlers;
 use crate::lane::{AckSender, Link, Shared, Until, Writer, sleep_until};
 use crate::metrics;
@@ -192,6 +193,15 @@ impl Supervisor {
 
     /// Carries out the core's outputs, handing events to the reader a batch at a time.
     fn apply(&mut self) {
+        self.carry_out();
+        self.acks_pending.set(self.core.acks_in_flight());
+        self.events.flush();
+        self.handlers.flush();
+    }
+
+    /// Carries out the core's outputs; events are admitted (against the budget) but only
+    /// handed over when a batch is full.
+    fn carry_out(&mut self) {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::State(state) => {
@@ -221,7 +231,7 @@ impl Supervisor {
                         }
                         other => other,
                     };
-                    if self.events.push(incoming) {
+                    if self.events.push(incoming) == Pushed::BatchFull {
                         self.events.flush();
                     }
                 }
@@ -237,8 +247,6 @@ impl Supervisor {
                 }
             }
         }
-        self.acks_pending.set(self.core.acks_in_flight());
-        self.events.flush();
     }
 
     /// Resolves once shutdown is asked for or every handle is gone.
@@ -318,6 +326,8 @@ impl Supervisor {
         let flush_timer = tokio::time::sleep_until(now_far());
         let mut flush_armed = false;
         let mut shutdown = self.shutdown.clone();
+        let budget = Arc::clone(self.handlers.budget());
+        let mut reading = true;
         tokio::pin!(timer, flush_timer);
         while matches!(self.core.phase(), Phase::Attempt | Phase::Connected) {
             // Long-polling upgrades underneath (also while nothing arrives): the state says so.
@@ -352,6 +362,14 @@ impl Supervisor {
                 flush_timer.as_mut().reset(at);
                 flush_armed = true;
             }
+            // No room for more events (backpressure): the socket is not read until the
+            // application makes room and wakes this task (`shared.wake`), so TCP pushes
+            // back on the server. The core suspends the heartbeat meanwhile.
+            let room = !budget.blocks();
+            if room != reading {
+                reading = room;
+                self.core.set_reading(reading, now());
+            }
             if let Some(at) = self.core.poll_timeout().map(Instant::from_std)
                 && at < timer.deadline()
             {
@@ -363,7 +381,7 @@ impl Supervisor {
                     self.goodbye(&link).await;
                     break;
                 }
-                frame = link.next() => self.read(&link, frame),
+                frame = link.next(), if reading => self.read(&link, frame, &budget),
                 () = self.shared.wake.notified() => {}
                 () = &mut timer => {
                     self.core.handle_timeout(now());
@@ -378,9 +396,14 @@ impl Supervisor {
 
     /// Feeds what has arrived to the core, up to one batch of frames, so emits and
     /// deadlines get their turn between batches.
-    fn read(&mut self, link: &Link, first: Option<Result<Message, LinkError>>) {
+    fn read(
+        &mut self,
+        link: &Link,
+        first: Option<Result<Message, LinkError>>,
+        budget: &flow::Budget,
+    ) {
         let now = now();
-        let batch = self.events.batch();
+        let batch = flow::BATCH;
         let mut next = Some(first);
         let mut handled = 0;
         while let Some(frame) = next.take() {
@@ -400,10 +423,24 @@ impl Supervisor {
                 Some(Err(e)) => self.core.handle_lost(e, now),
             }
             handled += 1;
-            if handled < batch && matches!(self.core.phase(), Phase::Attempt | Phase::Connected) {
+            // The budget is looked at after every frame: past it by one message at most.
+            if handled < batch
+                && matches!(self.core.phase(), Phase::Attempt | Phase::Connected)
+                && !self.deliver_blocks(budget)
+            {
                 next = link.next_now();
             }
         }
+    }
+
+    /// Hands over what the core delivered, and says whether the budget is spent (so the
+    /// next frame waits, under backpressure).
+    fn deliver_blocks(&mut self, budget: &flow::Budget) -> bool {
+        if budget.policy() != crate::Overflow::Backpressure {
+            return false;
+        }
+        self.carry_out();
+        budget.blocks()
     }
 
     /// Leaves cleanly: emits accepted before `disconnect()` go out, then DISCONNECT, then

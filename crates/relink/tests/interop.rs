@@ -6,7 +6,7 @@
 
 mod support;
 
-use relink::{Client, Data, EndReason, Incoming, Payload, Status};
+use relink::{Client, Data, EndReason, Incoming, Overflow, Payload, Status};
 use relink_testkit::gateway::Gateway;
 use relink_testkit::node::{NodeOptions, NodeServer};
 use serde_json::{Value, json};
@@ -279,7 +279,8 @@ async fn server_pings_are_answered() {
 }
 
 #[tokio::test]
-async fn a_reader_that_stops_reading_keeps_the_connection_and_learns_what_it_missed() {
+async fn with_the_drop_policy_a_reader_that_stops_reading_keeps_the_connection_and_learns_what_it_missed()
+ {
     // A server that closes a client whose pong is 1.2 s late.
     let server = node(NodeOptions {
         ping_interval_ms: Some(200),
@@ -289,6 +290,7 @@ async fn a_reader_that_stops_reading_keeps_the_connection_and_learns_what_it_mis
     .await;
     let (client, mut events) = Client::builder(server.url())
         .token("secret")
+        .overflow(Overflow::Drop)
         .event_buffer(8)
         .connect()
         .unwrap();
@@ -515,4 +517,136 @@ async fn state_changes_are_numbered_and_end_after_the_terminal_state() {
     }
     assert_eq!(last.status, Status::Disconnected);
     assert!(seqs.windows(2).all(|w| w[1] > w[0]), "increasing: {seqs:?}");
+}
+
+/// How long a whole burst may take to arrive (a debug build on a shared 2-core machine).
+const BURST_WAIT: Duration = Duration::from_secs(120);
+
+/// A little work per event, as an application does: the argument parsed, a checksum.
+fn work(event: &relink::Event) -> u64 {
+    let (n,): (u64,) = event.args().deserialize().expect("a numbered burst event");
+    (0..64u64).fold(n, |acc, i| acc.rotate_left(5) ^ i)
+}
+
+/// The numbers of the `burst` events until `burst-done`, with the connections seen.
+async fn read_burst(events: &mut relink::Events) -> (Vec<u64>, Vec<bool>) {
+    let mut got = Vec::new();
+    let mut connects = Vec::new();
+    let mut sum = 0u64;
+    tokio::time::timeout(BURST_WAIT, async {
+        while let Some(item) = events.next().await {
+            match item {
+                Incoming::Event(e) if e.name() == "burst" => {
+                    sum = sum.wrapping_add(work(&e));
+                    got.push(e.args().deserialize::<(u64,)>().expect("numbered").0);
+                    if got.len() % 1000 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Incoming::Event(e) if e.name() == "burst-done" => return,
+                Incoming::Connected { recovered, .. } => connects.push(recovered),
+                Incoming::Lagged { missed } => panic!("{missed} events dropped by default"),
+                _ => {}
+            }
+        }
+        panic!("events ended before burst-done");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("burst-done not within {BURST_WAIT:?}: {} events", got.len()));
+    assert_ne!(sum, 1, "the work is not optimised away");
+    (got, connects)
+}
+
+fn assert_whole(got: &[u64], n: u64) {
+    let missing = n.saturating_sub(got.len() as u64);
+    assert!(
+        got.iter().copied().eq(1..=n),
+        "every event once and in order: {} of {n} arrived ({missing} missing), first out of \
+         place at {:?}",
+        got.len(),
+        got.iter().zip(1..).position(|(g, want)| *g != want)
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_100000_events_at_connect_reaches_a_slow_reader_whole_and_in_order() {
+    let server = node(NodeOptions {
+        burst_on_connect: 100_000,
+        ..NodeOptions::default()
+    })
+    .await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .connect()
+        .unwrap();
+    let (got, connects) = read_burst(&mut events).await;
+    assert_whole(&got, 100_000);
+    assert_eq!(connects, [false], "one connection held through the burst");
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_100000_events_at_connect_reaches_a_slow_handler_whole_and_in_order() {
+    let server = node(NodeOptions {
+        burst_on_connect: 100_000,
+        ..NodeOptions::default()
+    })
+    .await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let done = tx.clone();
+    let (client, _events) = Client::builder(server.url())
+        .token("secret")
+        .on("burst", move |event| {
+            let tx = tx.clone();
+            async move {
+                std::hint::black_box(work(&event));
+                let _ = tx.send(event.args().deserialize::<(u64,)>().expect("numbered").0);
+                tokio::task::yield_now().await;
+            }
+        })
+        .on("burst-done", move |_| {
+            let done = done.clone();
+            async move {
+                let _ = done.send(0);
+            }
+        })
+        .connect()
+        .unwrap();
+    let mut got = Vec::new();
+    // `burst-done` has a handler of its own, so it may overtake the last `burst` events.
+    let mut done_seen = false;
+    tokio::time::timeout(BURST_WAIT, async {
+        while got.len() < 100_000 || !done_seen {
+            match rx.recv().await.expect("handlers alive") {
+                0 => done_seen = true,
+                n => got.push(n),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not whole within {BURST_WAIT:?}: {} events", got.len()));
+    assert_whole(&got, 100_000);
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn a_recovery_replay_of_20000_missed_events_arrives_whole_in_order_exactly_once() {
+    let mut server = node(NodeOptions {
+        recovery: true,
+        ..NodeOptions::default()
+    })
+    .await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .backoff_initial(Duration::from_millis(200))
+        .connect()
+        .unwrap();
+    next_event(&mut events, "welcome").await;
+    // The server closes the link, then sends 20,000 events to the room of the socket that
+    // is away: kept for it, and replayed when it comes back.
+    server.disconnect_all_then_burst(20_000, 0).await.unwrap();
+    let (got, connects) = read_burst(&mut events).await;
+    assert_eq!(connects, [true], "the session was recovered");
+    assert_whole(&got, 20_000);
+    client.disconnect().await;
 }

@@ -5,7 +5,7 @@
 
 use relink::{
     AckError, Client, ClientBuilder, ConnectionState, EmitError, EndReason, Events, Incoming,
-    Payload, Status, Token,
+    Overflow, Payload, Status, Token,
 };
 use relink_testkit::peer::{DEFAULT_OPEN, Frame, Peer, PeerConn, PeerError, open_json};
 use serde_json::{Value, json};
@@ -901,9 +901,53 @@ async fn emits_never_land_inside_a_resent_packet() {
 }
 
 #[tokio::test]
-async fn a_reader_that_stops_reading_does_not_stop_the_connection() {
+async fn a_reader_that_stops_reading_stops_the_reads_not_the_emits_and_loses_nothing() {
     let mut peer = bind().await;
     let (client, mut events) = builder(peer.url())
+        .event_buffer(2)
+        .outbox_limits(2, 1 << 20)
+        .connect()
+        .unwrap();
+    let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // Nobody reads: `Connected` and e0 fill the budget of 2, and the client stops reading
+    // the socket; e1..e4 and the ping wait in it (TCP pushes back on a server that sends
+    // more).
+    for i in 0..5 {
+        conn.send_text(&format!(r#"42["e",{i}]"#)).await.unwrap();
+    }
+    conn.send_text("2").await.unwrap();
+    // Emits go on meanwhile, more than the outbox holds.
+    for i in 0..5 {
+        timeout(WAIT, client.emit("c", json_payload(json!(i))))
+            .await
+            .expect("emit while the reader does not read")
+            .unwrap();
+        conn.expect_text(&format!(r#"42["c",{i}]"#)).await;
+    }
+    assert_quiet(&mut conn).await;
+    // The reader reads: every event, in order, no notice of anything dropped; the ping
+    // is read and answered once there is room.
+    assert!(matches!(
+        next_incoming(&mut events).await,
+        Incoming::Connected { .. }
+    ));
+    for i in 0..5 {
+        let item = next_incoming(&mut events).await;
+        assert!(
+            matches!(&item, Incoming::Event(e) if e.args().as_json() == format!("[{i}]")),
+            "event {i}: {item:?}"
+        );
+    }
+    conn.expect_text("3").await;
+    assert_eq!(client.state().status, Status::Connected);
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn with_the_drop_policy_a_reader_that_stops_reading_does_not_stop_the_connection() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url())
+        .overflow(Overflow::Drop)
         .event_buffer(2)
         .outbox_limits(2, 1 << 20)
         .connect()
@@ -1754,11 +1798,11 @@ async fn disconnect_while_the_event_buffer_is_full_still_says_goodbye() {
     let mut peer = bind().await;
     let (client, _events) = builder(peer.url()).event_buffer(1).connect().unwrap();
     let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
-    // Nobody reads the events: `Connected` fills the buffer, the event is dropped, and the
-    // client goes on reading the socket.
+    // Nobody reads the events: `Connected` fills the buffer, and the client stops reading
+    // the socket (the ping waits unread).
     conn.send_text(r#"42["a"]"#).await.unwrap();
     conn.send_text("2").await.unwrap();
-    conn.expect_text("3").await;
+    assert_quiet(&mut conn).await;
     client.disconnect().await;
     // `disconnect()` stops waiting after about 100 ms; a loaded machine may need longer.
     assert_client_disconnected(&until(&client, |s| s.status.is_terminal()).await);
@@ -1797,7 +1841,11 @@ async fn disconnect_ends_promptly_when_the_reader_and_the_server_both_stall() {
 #[tokio::test]
 async fn a_slow_reader_learns_of_a_lost_link_and_of_what_it_missed() {
     let mut peer = bind().await;
-    let (client, mut events) = builder(peer.url()).event_buffer(2).connect().unwrap();
+    let (client, mut events) = builder(peer.url())
+        .overflow(Overflow::Drop)
+        .event_buffer(2)
+        .connect()
+        .unwrap();
     let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
     // Nobody reads yet: `Connected` and "kept" fill the buffer, "dropped" is dropped.
     conn.send_text(r#"42["kept",1]"#).await.unwrap();
@@ -1829,16 +1877,18 @@ async fn a_slow_reader_learns_of_a_lost_link_and_of_what_it_missed() {
 }
 
 #[tokio::test]
-async fn events_waiting_for_the_reader_are_bounded_in_bytes_too() {
+async fn with_the_drop_policy_events_waiting_for_the_reader_are_bounded_in_bytes_too() {
     let mut peer = bind().await;
     let (client, mut events) = builder(peer.url())
+        .overflow(Overflow::Drop)
         .max_message_size(2048)
         .max_buffered_bytes(4096)
         .connect()
         .unwrap();
     let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
-    // Nobody reads. Far under the count bound (1,024), events of about 1 KB each: four fit
-    // in 4 KiB, the fifth is dropped; the heartbeat goes on.
+    // Nobody reads. Events of about 1 KB each: with `Connected`, three fit under 4 KiB and
+    // the fourth passes the bound (any item does while it is not reached); the fifth is
+    // dropped; the heartbeat goes on.
     let event = |i: usize| format!(r#"42["big{i}","{}"]"#, "x".repeat(1000));
     for i in 0..5 {
         conn.send_text(&event(i)).await.unwrap();
@@ -1859,9 +1909,13 @@ async fn events_waiting_for_the_reader_are_bounded_in_bytes_too() {
 }
 
 #[tokio::test]
-async fn the_event_buffer_counts_events_not_hand_overs() {
+async fn with_the_drop_policy_the_event_buffer_counts_events_not_hand_overs() {
     let mut peer = bind().await;
-    let (client, mut events) = builder(peer.url()).event_buffer(8).connect().unwrap();
+    let (client, mut events) = builder(peer.url())
+        .overflow(Overflow::Drop)
+        .event_buffer(8)
+        .connect()
+        .unwrap();
     let mut conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
     // Nobody reads. Each event arrives on its own (answered ping in between), so each is
     // handed over alone: `Connected` and 7 events are 8 items, the bound; 2 more are

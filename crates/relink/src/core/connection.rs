@@ -230,6 +230,10 @@ pub(crate) struct Connection<W> {
     outputs: VecDeque<Output<W>>,
     /// xorshift64* state: the jitter's randomness, seeded by the driver.
     rng: u64,
+    /// Since when the driver has not read the link (the application's buffer is full).
+    unread_since: Option<Instant>,
+    /// The longest the driver went without reading this link.
+    unread_longest: Duration,
 }
 
 impl<W> std::fmt::Debug for Connection<W> {
@@ -264,6 +268,8 @@ impl<W> Connection<W> {
             outputs: VecDeque::new(),
             // xorshift must not start at 0.
             rng: seed | 1,
+            unread_since: None,
+            unread_longest: Duration::ZERO,
         }
     }
 
@@ -326,6 +332,8 @@ impl<W> Connection<W> {
             return;
         }
         self.generation += 1;
+        self.unread_since = None;
+        self.unread_longest = Duration::ZERO;
         // Published with the connection.
         self.state.transport = Some(transport);
         let recovery = match (&self.pid, &self.offset) {
@@ -367,7 +375,46 @@ impl<W> Connection<W> {
         }
     }
 
-    /// A text frame arrived.
+    /// The driver stopped reading the link (`false`: the application has no room for more
+    /// events) or reads it again. The heartbeat does not count silence meanwhile; a link
+    /// lost after going unread for longer than the server's ping timeout was most likely
+    /// closed by the server for the pings it did not hear back about, and says so.
+    pub(crate) fn set_reading(&mut self, reading: bool, now: Instant) {
+        if let Some(session) = self.session.as_mut() {
+            session.set_reading(reading, now);
+        }
+        if reading {
+            if let Some(since) = self.unread_since.take() {
+                self.unread_longest = self
+                    .unread_longest
+                    .max(now.saturating_duration_since(since));
+            }
+        } else {
+            self.unread_since.get_or_insert(now);
+        }
+    }
+
+    /// Why a link was lost, knowing how long it went unread.
+    fn blame_unread(&self, error: LinkError, now: Instant) -> LinkError {
+        let unread = self
+            .unread_since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+            .max(self.unread_longest);
+        let ping_timeout = self
+            .session
+            .as_ref()
+            .and_then(Session::open_data)
+            .map(|open| open.ping_timeout);
+        match error {
+            LinkError::TransportClose | LinkError::Network(_) | LinkError::WebSocket(_)
+                if ping_timeout.is_some_and(|t| unread >= t) =>
+            {
+                LinkError::Unread { unread }
+            }
+            other => other,
+        }
+    }
+
     /// Emits written and waiting for the server's ack.
     pub(crate) fn acks_in_flight(&self) -> usize {
         self.acks.len()
@@ -422,6 +469,8 @@ impl<W> Connection<W> {
             }
             Phase::Dial | Phase::Wait | Phase::Ending | Phase::Ended => return,
         }
+        let error = self.blame_unread(error, now);
+        self.unread_since = None;
         let was_connected = self.phase == Phase::Connected;
         self.session = None;
         self.state.transport = None;

@@ -32,6 +32,7 @@ pub fn classify(error: &LinkError) -> Class {
         | LinkError::ConnectTimeout(_)
         | LinkError::TransportClose
         | LinkError::PingTimeout
+        | LinkError::Unread { .. }
         | LinkError::Protocol(_)
         | LinkError::WebSocket(_) => transient,
         LinkError::Http {
@@ -111,6 +112,7 @@ pub fn reason(error: &LinkError) -> Reason {
         LinkError::ServerDisconnect => Reason::ServerDisconnect,
         LinkError::TransportClose => Reason::TransportClose,
         LinkError::PingTimeout => Reason::PingTimeout,
+        LinkError::Unread { .. } => Reason::Unread,
         LinkError::Protocol(_) => Reason::ParseError,
         LinkError::WebSocket(_) => Reason::TransportError,
         LinkError::InvalidUrl(_) => Reason::InvalidUrl,
