@@ -667,3 +667,41 @@ async fn disconnect_over_polling_says_goodbye_even_in_the_middle_of_an_upgrade()
         gateway.set_upstream(format!("127.0.0.1:{}", server.port()).parse().unwrap());
     }
 }
+
+#[tokio::test]
+async fn over_long_polling_a_burst_of_50000_events_at_connect_arrives_whole_and_in_order() {
+    let server = node(NodeOptions {
+        burst_on_connect: 50_000,
+        ..polling_only()
+    })
+    .await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .transports([Transport::Polling])
+        .connect()
+        .unwrap();
+    let mut next = 1u64;
+    tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            match events.next().await.expect("events go on") {
+                Incoming::Event(e) if e.name() == "burst" => {
+                    let (n,): (u64,) = e.args().deserialize().expect("numbered");
+                    assert_eq!(n, next, "event {n} where {next} was due");
+                    next += 1;
+                    // A reader slower than the wire: the budget fills now and then.
+                    if n % 5_000 == 0 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                Incoming::Event(e) if e.name() == "burst-done" => break,
+                Incoming::Lagged { missed } => panic!("{missed} dropped by default"),
+                Incoming::Disconnected { reason } => panic!("link lost: {reason}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not whole in time: {} events", next - 1));
+    assert_eq!(next - 1, 50_000);
+    client.disconnect().await;
+}
