@@ -1,14 +1,17 @@
 //! A seeded simulation of the whole client core in virtual time: a simulated server that
 //! speaks Engine.IO/Socket.IO (its frames built and parsed with `relink-proto`'s codecs),
-//! a simulated network with faults, and a user, around the real [`Connection`] and the
-//! real outbox.
+//! a simulated network with faults, and a user, around the real [`Connection`], the
+//! real outbox and the real hand-over to the reader (`flow.rs`: its queue, its budget and
+//! both overflow policies).
 //!
 //! Each seed draws settings (extremes the builder accepts included) and a random mix of:
 //! links dropped at any point (mid-handshake, mid-write, with acks pending); 503 with and
 //! without `Retry-After` (the transport turns seconds and HTTP dates into the same
 //! duration, `transport::parse_retry_after`); 401, 403 and CONNECT_ERROR; refused and silent dials; half-open links;
 //! server pings, events, asks and disconnects; recovery with and without the session
-//! surviving; a reader that stops reading; plain, acked, retried and volatile emits (a
+//! surviving; a slow, stalled and bursty reader behind a budget of a few items or a few
+//! hundred bytes (the driver stops reading the link while it is spent, under
+//! backpressure); plain, acked, retried and volatile emits (a
 //! volatile emit's check and its push in separate steps, as two threads may interleave
 //! them); `disconnect()` at any point, with the user emitting on after it. After every step
 //! the invariants below are checked; at the end the user disconnects and the rest.
@@ -22,6 +25,12 @@
 //! - server events reach the user in order, each at most once, with no hole except at the
 //!   end of a server session (which the next `Connected { recovered: false }` tells);
 //!   every `Connected` after the first follows a `Disconnected`;
+//! - the reader gets exactly what the core delivered, in order: under backpressure all of
+//!   it (the hand-over's own drop counter stays 0); under the drop policy all but what a
+//!   `Lagged` notice, placed where the gap is, counts exactly; at the end the budget is
+//!   given back in full;
+//! - no ping timeout while the driver is not reading; a link lost after going unread past
+//!   the server's ping timeout says `unread`;
 //! - at most one ERROR record per outage, and one once its streak reached
 //!   `escalate_after`; each INFO `Recovered` ends an outage;
 //! - states are published with `seq` one apart, along [`TRANSITIONS`](super::connection::TRANSITIONS);
@@ -35,6 +44,7 @@
 use super::connection::{Connection, Delivery, Output, Phase, Setup, transition_allowed};
 use super::reconnect::{Record, Settings, Severity};
 use crate::error::{AckError, LinkError};
+use crate::flow::{self, Budget, Overflow, Pushed};
 use crate::outbox::{AckRequest, Acked, Body, Outbox, Outgoing, ServerAck};
 use crate::policy::backoff::Backoff;
 use crate::state::{Status, Transport};
@@ -53,6 +63,36 @@ const PING_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// What an acked emit's waiter is in the simulation: its number.
 type Waiter = u64;
+
+/// What the user's reader gets through the real hand-over (`flow.rs`).
+#[derive(Debug)]
+enum Read {
+    Delivery(Delivery),
+    Lagged(u64),
+}
+
+impl flow::Item for Read {
+    fn weight(&self) -> usize {
+        flow::ITEM_COST
+            + match self {
+                Read::Delivery(Delivery::Event { args, .. }) => args.as_json().len(),
+                _ => 0,
+            }
+    }
+
+    fn lagged(missed: u64) -> Option<Self> {
+        Some(Read::Lagged(missed))
+    }
+}
+
+/// What the reader must see for a delivery, in order.
+fn describe(delivery: &Delivery) -> String {
+    match delivery {
+        Delivery::Connected { recovered, .. } => format!("connected {recovered}"),
+        Delivery::Disconnected { reason } => format!("disconnected {reason}"),
+        Delivery::Event { name, args, .. } => format!("{name} {}", args.as_json()),
+    }
+}
 
 /// How the server answers a dial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,10 +172,23 @@ struct World {
     server: Server,
     /// The lane is up (`Output::Up` .. `Output::Down`).
     lane_up: bool,
-    /// The user's reader.
-    inbox: VecDeque<Delivery>,
-    reader_capacity: usize,
+    /// The user's reader, through the real hand-over and budget.
+    budget: std::sync::Arc<Budget>,
+    to_reader: flow::Sender<Read>,
+    reader: flow::Receiver<Read>,
+    /// What the core delivered and the reader has not read (or been told of) yet.
+    unread: VecDeque<String>,
     reader_stalled: bool,
+    /// The reader reads in the next `drive` (which can fail the seed).
+    wants_read: bool,
+    /// Whether the driver reads the link (it stops while the budget is spent, under
+    /// backpressure).
+    reading: bool,
+    /// Times the driver stopped reading, links lost while unread, drops the reader was
+    /// told of.
+    pauses: usize,
+    unread_losses: usize,
+    told_dropped: u64,
     /// Events the user got, per session, and whether each `Connected` was recovered.
     got: HashMap<String, Vec<u64>>,
     /// The session of the link whose events the user is getting now.
@@ -171,7 +224,6 @@ struct World {
     goodbye_seen: bool,
     /// The next CONNECT is refused once.
     reject_next: bool,
-    dropped_for_reader: usize,
     /// Connected states published with the transport changed (a polling link upgraded).
     upgrades: usize,
 }
@@ -222,10 +274,30 @@ impl World {
             reconnect: settings(&mut rng),
         };
         let core = Connection::new(setup.clone(), rng.random(), 0);
+        let policy = if rng.random_bool(0.5) {
+            Overflow::Backpressure
+        } else {
+            Overflow::Drop
+        };
+        // A few items, or a few events' bytes (a numbered event weighs about 70).
+        let (items, bytes) = if rng.random_bool(0.5) {
+            (rng.random_range(1..8), usize::MAX)
+        } else {
+            (usize::MAX, rng.random_range(1..500))
+        };
+        let budget = Budget::new(policy, items, bytes, || {});
+        let (to_reader, reader) = flow::queue(&budget, "the simulated reader");
         World {
+            budget,
+            to_reader,
+            reader,
+            unread: VecDeque::new(),
+            reading: true,
+            pauses: 0,
+            unread_losses: 0,
+            told_dropped: 0,
             recovery_offered: rng.random_bool(0.7),
             outbox: Outbox::new(rng.random_range(1..20), 1 << 20),
-            reader_capacity: rng.random_range(1..8),
             core,
             setup,
             rng,
@@ -238,8 +310,8 @@ impl World {
             mode: Mode::Up,
             server: Server::default(),
             lane_up: false,
-            inbox: VecDeque::new(),
             reader_stalled: false,
+            wants_read: false,
             got: HashMap::new(),
             user_session: None,
             told_down: false,
@@ -266,7 +338,6 @@ impl World {
             errors_total: 0,
             goodbye_seen: false,
             reject_next: false,
-            dropped_for_reader: 0,
             upgrades: 0,
         }
     }
@@ -302,7 +373,7 @@ impl World {
             66..70 => self.emit_acked(),
             70..72 => self.check_volatile(),
             72..74 => self.push_volatile(),
-            74..79 => self.read(),
+            74..79 => self.wants_read = true,
             79..80 => self.reader_stalled = true,
             80..82 => self.answer_ask(),
             82..84 => self.drop_link(false),
@@ -388,7 +459,7 @@ impl World {
     }
 
     fn deliver_to_client(&mut self) {
-        if self.server.link.as_ref().is_some_and(|l| l.half_open) {
+        if self.server.link.as_ref().is_some_and(|l| l.half_open) || !self.reading {
             return;
         }
         if let Some(frame) = self.to_client.pop_front() {
@@ -628,23 +699,111 @@ impl World {
         }
     }
 
-    fn read(&mut self) {
+    fn read(&mut self, seed: u64, step: usize) -> Result<(), String> {
         if self.rng.random_bool(0.2) {
             self.reader_stalled = false;
         }
         if self.reader_stalled {
-            return;
+            return Ok(());
         }
-        for _ in 0..self.rng.random_range(1..4) {
-            match self.inbox.pop_front() {
-                Some(Delivery::Event {
-                    ack: Some((generation, id)),
-                    ..
-                }) => self.asks_to_answer.push((generation, id, id)),
-                Some(_) => {}
-                None => break,
+        for _ in 0..self.rng.random_range(1..6) {
+            if !self.read_one(seed, step)? {
+                break;
             }
         }
+        Ok(())
+    }
+
+    /// The reader takes one item, if there is one, and checks it against what the core
+    /// delivered: the same, in order; what it was not given, told by `Lagged` with the
+    /// exact count, and only under the drop policy.
+    fn read_one(&mut self, seed: u64, step: usize) -> Result<bool, String> {
+        let fail = |what: String| Err(fail(seed, step, what));
+        let item = match self.reader.try_next() {
+            std::task::Poll::Ready(Some(item)) => item,
+            std::task::Poll::Ready(None) | std::task::Poll::Pending => return Ok(false),
+        };
+        match item {
+            Read::Lagged(missed) => {
+                if self.budget.policy() != Overflow::Drop {
+                    return fail(format!("{missed} dropped under backpressure"));
+                }
+                if missed == 0 || missed as usize > self.unread.len() {
+                    return fail(format!(
+                        "told of {missed} dropped, {} unread",
+                        self.unread.len()
+                    ));
+                }
+                self.unread.drain(..missed as usize);
+                self.told_dropped += missed;
+            }
+            Read::Delivery(delivery) => {
+                let got = describe(&delivery);
+                match self.unread.pop_front() {
+                    Some(due) if due == got => {}
+                    due => return fail(format!("the reader got {got:?} where {due:?} was due")),
+                }
+                if let Delivery::Event {
+                    ack: Some((generation, id)),
+                    ..
+                } = delivery
+                {
+                    self.asks_to_answer.push((generation, id, id));
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The driver reads the link while the budget has room (under backpressure), and tells
+    /// the core when that changes, as the supervisor does.
+    fn update_reading(&mut self) {
+        let room = !self.budget.blocks();
+        if self.link.is_some() && room != self.reading {
+            self.reading = room;
+            self.pauses += usize::from(!room);
+            self.core.set_reading(room, self.now);
+        }
+    }
+
+    /// The end: the reader reads all that is left and has been given, or told of,
+    /// everything the core delivered.
+    fn drain_reader(&mut self, seed: u64) -> Result<(), String> {
+        self.to_reader.finish();
+        while self.read_one(seed, STEPS)? {}
+        if !self.unread.is_empty() {
+            return Err(fail(
+                seed,
+                STEPS,
+                format!("never reached the reader: {:?}", self.unread),
+            ));
+        }
+        if self.budget.policy() == Overflow::Backpressure && self.budget.dropped() > 0 {
+            return Err(fail(
+                seed,
+                STEPS,
+                "events dropped under backpressure".into(),
+            ));
+        }
+        if self.told_dropped != self.budget.dropped() {
+            return Err(fail(
+                seed,
+                STEPS,
+                format!(
+                    "{} dropped, the reader was told of {}",
+                    self.budget.dropped(),
+                    self.told_dropped
+                ),
+            ));
+        }
+        if self.budget.used() != (0, 0) {
+            return Err(fail(
+                seed,
+                STEPS,
+                format!("budget not given back: {:?}", self.budget.used()),
+            ));
+        }
+        Ok(())
     }
 
     fn answer_ask(&mut self) {
@@ -671,6 +830,9 @@ impl World {
     /// What the driver does after every step: dial, carry out outputs, move the outbox and
     /// the user's answers into the core, put frames on the wire, end.
     fn drive(&mut self, seed: u64, step: usize) -> Result<(), String> {
+        if std::mem::take(&mut self.wants_read) {
+            self.read(seed, step)?;
+        }
         for _ in 0..8 {
             self.caller_timeouts();
             if self.core.phase() == Phase::Dial {
@@ -710,6 +872,7 @@ impl World {
                 self.core.close(stranded);
             }
             self.apply(seed, step)?;
+            self.update_reading();
             if self.core.phase() != Phase::Dial {
                 break;
             }
@@ -768,6 +931,8 @@ impl World {
         self.next_link += 1;
         let id = self.next_link;
         self.link = Some(id);
+        // A new link is read until the budget says otherwise (`update_reading`).
+        self.reading = true;
         self.to_server.clear();
         self.to_client.clear();
         self.server.link = Some(ServerLink {
@@ -792,7 +957,14 @@ impl World {
             .link_open(Some(r#"{"token":"t"}"#.into()), transport);
     }
 
+    /// Carries out the core's outputs, then hands what was delivered to the reader.
     fn apply(&mut self, seed: u64, step: usize) -> Result<(), String> {
+        self.apply_outputs(seed, step)?;
+        self.to_reader.flush();
+        Ok(())
+    }
+
+    fn apply_outputs(&mut self, seed: u64, step: usize) -> Result<(), String> {
         let fail = |what: String| Err(fail(seed, step, what));
         while let Some(output) = self.core.poll_output() {
             if std::env::var_os("RELINK_SIM_TRACE").is_some() {
@@ -867,12 +1039,16 @@ impl World {
                             }
                         }
                     }
-                    // The reader's buffer (`events.rs`): past it, dropped and counted; the
-                    // driver never waits for the reader.
-                    if self.inbox.len() < self.reader_capacity {
-                        self.inbox.push_back(delivery);
-                    } else {
-                        self.dropped_for_reader += 1;
+                    if let Delivery::Disconnected { reason } = &delivery {
+                        if *reason == crate::Reason::PingTimeout && !self.reading {
+                            return fail("a ping timeout while the driver did not read".into());
+                        }
+                        self.unread_losses += usize::from(*reason == crate::Reason::Unread);
+                    }
+                    // The real hand-over decides: kept, or (drop policy) dropped and told.
+                    self.unread.push_back(describe(&delivery));
+                    if self.to_reader.push(Read::Delivery(delivery)) == Pushed::BatchFull {
+                        self.to_reader.flush();
                     }
                 }
                 Output::Resolve(waiter, result) => {
@@ -1090,7 +1266,9 @@ struct Tally {
     errors: usize,
     failed: usize,
     answers: usize,
-    dropped_for_reader: usize,
+    dropped_for_reader: u64,
+    reader_pauses: usize,
+    unread_losses: usize,
     upgrades: usize,
 }
 
@@ -1108,7 +1286,9 @@ impl World {
         t.errors += self.errors_total;
         t.failed += usize::from(self.last_status == Status::Failed);
         t.answers += self.server.answers;
-        t.dropped_for_reader += self.dropped_for_reader;
+        t.dropped_for_reader += self.budget.dropped();
+        t.reader_pauses += self.pauses;
+        t.unread_losses += self.unread_losses;
         t.upgrades += self.upgrades;
     }
 }
@@ -1138,6 +1318,7 @@ fn run(seed: u64, tally: &mut Tally) -> Result<(), String> {
     if world.core.phase() != Phase::Ended {
         world.disconnect(seed, stop_at)?;
     }
+    world.drain_reader(seed)?;
     world.check_end(seed)?;
     world.tally(tally);
     Ok(())
@@ -1172,7 +1353,9 @@ fn the_whole_client_keeps_its_promises_under_any_mix_of_faults() {
             tally.errors,
             tally.failed,
             tally.answers,
-            tally.dropped_for_reader,
+            tally.dropped_for_reader as usize,
+            tally.reader_pauses,
+            tally.unread_losses,
             tally.upgrades,
         ];
         assert!(
