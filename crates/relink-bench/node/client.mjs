@@ -3,7 +3,7 @@
 // Usage: node client.mjs URL '{"emit":[[n,size],...],"receive":[[n,size],...],"acks":n,"warmup":n,
 //                              "transports":["websocket"]}'
 // Prints exactly one JSON line on stdout:
-//   {"emit":[msgs_per_s,...],"receive":[msgs_per_s,...],"ack_us":[rtt,...]}
+//   {"emit":[msgs_per_s,...],"receive":[msgs_per_s,...],"lost":[events,...],"ack_us":[rtt,...]}
 // socket.io-client is resolved from interop/node/node_modules (pinned there, installed with
 // `npm ci --prefix interop/node`), so the bench folder needs no package.json of its own.
 // Every wait is bounded: the script exits with an error after 120 s whatever happens.
@@ -57,18 +57,22 @@ async function emitFigure(socket, n, size) {
   return n / seconds(start, now());
 }
 
+// Resolves at the server's "flood-done" (sent after the flood) with the rate and how
+// many of the n never reached the handler.
 function receiveFigure(socket, n, size) {
   return new Promise((resolve) => {
     let got = 0;
     const start = now();
     const onFlood = () => {
       got += 1;
-      if (got === n) {
-        socket.off("flood", onFlood);
-        resolve(n / seconds(start, now()));
-      }
+    };
+    const onDone = () => {
+      socket.off("flood", onFlood);
+      socket.off("flood-done", onDone);
+      resolve({ rate: got / seconds(start, now()), lost: n - got });
     };
     socket.on("flood", onFlood);
+    socket.on("flood-done", onDone);
     socket.emit("flood", n, size);
   });
 }
@@ -84,9 +88,13 @@ async function ackFigure(socket, warmup, n) {
 }
 
 const socket = await connect();
-const result = { emit: [], receive: [], ack_us: [] };
+const result = { emit: [], receive: [], lost: [], ack_us: [] };
 for (const [n, size] of config.emit) result.emit.push(await emitFigure(socket, n, size));
-for (const [n, size] of config.receive) result.receive.push(await receiveFigure(socket, n, size));
+for (const [n, size] of config.receive) {
+  const { rate, lost } = await receiveFigure(socket, n, size);
+  result.receive.push(rate);
+  result.lost.push(lost);
+}
 result.ack_us = await ackFigure(socket, config.warmup, config.acks);
 socket.disconnect();
 clearTimeout(guard);

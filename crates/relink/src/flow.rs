@@ -40,7 +40,7 @@ pub enum Overflow {
 pub(crate) const ITEM_COST: usize = 64;
 
 /// Most items collected before a hand-over (and frames read per round by the driver).
-pub(crate) const BATCH: usize = 256;
+pub(crate) const BATCH: usize = 64;
 
 /// Something handed to a reader.
 pub(crate) trait Item: Sized {

@@ -25,8 +25,9 @@ pub trait BenchClient {
     /// The server's total of `count` events, read through an acked `stats` emit (sent after
     /// everything emitted before, so all of those are counted when it answers).
     async fn stats(&mut self) -> u64;
-    /// Asks for `n` `flood` events of `size` bytes and returns once all were handed over.
-    async fn flood(&mut self, n: u64, size: u64);
+    /// Asks for `n` `flood` events of `size` bytes and returns once the server's
+    /// `flood-done` (sent after them) was handed over, with how many of the `n` were not.
+    async fn flood(&mut self, n: u64, size: u64) -> u64;
     /// One acked `echo` round trip.
     async fn echo(&mut self, i: u64);
 }
@@ -50,17 +51,12 @@ impl RelinkClient {
         .await
     }
 
-    /// Connects over these transports and waits for the namespace.
-    ///
-    /// The event buffer holds a whole flood (the other clients hand events to callbacks
-    /// inline and never drop one): relink drops what comes past it rather than stall the
-    /// connection, and a dropped event would fail the figure (see `flood`).
+    /// Connects over these transports (default settings otherwise: nothing received is
+    /// dropped) and waits for the namespace.
     pub async fn connect_over(url: &str, transports: &[relink::Transport]) -> RelinkClient {
         let (client, events) = relink::Client::builder(url)
             .token(TOKEN)
             .transports(transports.iter().copied())
-            .event_buffer(1 << 19)
-            .max_buffered_bytes(512 << 20)
             .connect()
             .expect("valid relink configuration");
         client.wait_connected().await.expect("relink connects");
@@ -98,22 +94,21 @@ impl BenchClient for RelinkClient {
         stats["received"].as_u64().expect("received")
     }
 
-    async fn flood(&mut self, n: u64, size: u64) {
+    async fn flood(&mut self, n: u64, size: u64) -> u64 {
         let args = Payload::json(&n)
             .and_then(|p| p.with(&size))
             .expect("serializable");
         self.client.emit("flood", args).await.expect("emit");
         let mut got = 0;
-        while got < n {
+        loop {
             match self.events.next().await {
                 Some(Incoming::Event(event)) if event.name() == "flood" => got += 1,
-                Some(Incoming::Lagged { missed }) => {
-                    panic!("relink dropped {missed} flood events: the reader fell behind")
-                }
+                Some(Incoming::Event(event)) if event.name() == "flood-done" => break,
                 Some(_) => {}
                 None => panic!("relink client ended during the flood"),
             }
         }
+        n.saturating_sub(got)
     }
 
     async fn echo(&mut self, i: u64) {
@@ -214,10 +209,10 @@ impl BenchClient for RawClient {
         stats[0]["received"].as_u64().expect("received")
     }
 
-    async fn flood(&mut self, n: u64, size: u64) {
+    async fn flood(&mut self, n: u64, size: u64) -> u64 {
         self.send(format!(r#"42["flood",{n},{size}]"#)).await;
         let mut got = 0;
-        while got < n {
+        loop {
             match self.ws.next().await {
                 Some(Ok(Message::Text(text))) => {
                     let text = text.as_str();
@@ -227,6 +222,8 @@ impl BenchClient for RawClient {
                         && serde_json::from_str::<serde::de::IgnoredAny>(json).is_ok()
                     {
                         got += 1;
+                    } else if text.starts_with(r#"42["flood-done","#) {
+                        return n.saturating_sub(got);
                     } else if text == "2" {
                         self.send("3".into()).await;
                     }
@@ -266,7 +263,6 @@ impl RawClient {
 pub struct RsioClient {
     client: rust_socketio::asynchronous::Client,
     flood_count: Arc<AtomicU64>,
-    flood_target: Arc<AtomicU64>,
     flood_done: Arc<Notify>,
     acks_tx: mpsc::UnboundedSender<rust_socketio::Payload>,
     acks: mpsc::UnboundedReceiver<rust_socketio::Payload>,
@@ -284,7 +280,6 @@ impl RsioClient {
         use rust_socketio::asynchronous::ClientBuilder;
         let connected = Arc::new(Notify::new());
         let flood_count = Arc::new(AtomicU64::new(0));
-        let flood_target = Arc::new(AtomicU64::new(u64::MAX));
         let flood_done = Arc::new(Notify::new());
         let on_connect = {
             let connected = Arc::clone(&connected);
@@ -294,15 +289,16 @@ impl RsioClient {
             }
         };
         let on_flood = {
-            let (count, target, done) = (
-                Arc::clone(&flood_count),
-                Arc::clone(&flood_target),
-                Arc::clone(&flood_done),
-            );
+            let count = Arc::clone(&flood_count);
             move |_payload, _client| {
-                if count.fetch_add(1, Ordering::Relaxed) + 1 >= target.load(Ordering::Relaxed) {
-                    done.notify_one();
-                }
+                count.fetch_add(1, Ordering::Relaxed);
+                async {}.boxed()
+            }
+        };
+        let on_flood_done = {
+            let done = Arc::clone(&flood_done);
+            move |_payload, _client| {
+                done.notify_one();
                 async {}.boxed()
             }
         };
@@ -312,6 +308,7 @@ impl RsioClient {
             .reconnect(false)
             .on(rust_socketio::Event::Connect, on_connect)
             .on("flood", on_flood)
+            .on("flood-done", on_flood_done)
             .connect()
             .await
             .expect("rust_socketio connects");
@@ -322,7 +319,6 @@ impl RsioClient {
         RsioClient {
             client,
             flood_count,
-            flood_target,
             flood_done,
             acks_tx,
             acks,
@@ -374,9 +370,8 @@ impl BenchClient for RsioClient {
         }
     }
 
-    async fn flood(&mut self, n: u64, size: u64) {
+    async fn flood(&mut self, n: u64, size: u64) -> u64 {
         self.flood_count.store(0, Ordering::Relaxed);
-        self.flood_target.store(n, Ordering::Relaxed);
         let done = self.flood_done.notified();
         tokio::pin!(done);
         done.as_mut().enable();
@@ -385,12 +380,9 @@ impl BenchClient for RsioClient {
             .emit("flood", args)
             .await
             .expect("rust_socketio emit");
-        while self.flood_count.load(Ordering::Relaxed) < n {
-            done.as_mut().await;
-            done.set(self.flood_done.notified());
-            done.as_mut().enable();
-        }
-        self.flood_target.store(u64::MAX, Ordering::Relaxed);
+        // `flood-done` comes after the flood, and its callback after theirs.
+        done.await;
+        n.saturating_sub(self.flood_count.load(Ordering::Relaxed))
     }
 
     async fn echo(&mut self, i: u64) {

@@ -10,6 +10,8 @@ const TIMEOUT: Duration = Duration::from_secs(150);
 pub struct JsResult {
     pub emit: Vec<f64>,
     pub receive: Vec<f64>,
+    /// Per receive figure: events that never reached the handler.
+    pub lost: Vec<u64>,
     pub ack_us: Vec<f64>,
 }
 
@@ -94,6 +96,10 @@ pub fn run(
     Some(JsResult {
         emit: list("emit"),
         receive: list("receive"),
+        lost: value["lost"]
+            .as_array()
+            .map(|items| items.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default(),
         ack_us: list("ack_us"),
     })
 }

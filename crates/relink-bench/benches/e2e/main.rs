@@ -113,6 +113,8 @@ const KINDS: [&str; 4] = ["relink", "raw", "rust_socketio", "socket.io-client"];
 struct Measured {
     emit: [Vec<f64>; 2],
     receive: [Vec<f64>; 2],
+    /// Events of each receive figure that never reached the application, per round.
+    lost: [Vec<u64>; 2],
     ack_us: Vec<f64>,
 }
 
@@ -121,6 +123,7 @@ impl Measured {
         for slot in 0..2 {
             self.emit[slot].extend(&other.emit[slot]);
             self.receive[slot].extend(&other.receive[slot]);
+            self.lost[slot].extend(&other.lost[slot]);
         }
         self.ack_us.extend(other.ack_us);
     }
@@ -148,10 +151,11 @@ async fn emit_figure<C: BenchClient>(client: &mut C, n: u64, size: u64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn receive_figure<C: BenchClient>(client: &mut C, n: u64, size: u64) -> f64 {
+/// Events received per second, and how many of the `n` never reached the application.
+async fn receive_figure<C: BenchClient>(client: &mut C, n: u64, size: u64) -> (f64, u64) {
     let start = Instant::now();
-    client.flood(n, size).await;
-    n as f64 / start.elapsed().as_secs_f64()
+    let lost = client.flood(n, size).await;
+    ((n - lost) as f64 / start.elapsed().as_secs_f64(), lost)
 }
 
 async fn ack_figure<C: BenchClient>(client: &mut C, warmup: u64, n: u64) -> Vec<f64> {
@@ -187,8 +191,9 @@ async fn run_figures<C: BenchClient>(
         if left_out("receive") {
             break;
         }
-        if let Some(rate) = timed(name, receive_figure(client, n, size)).await {
+        if let Some((rate, lost)) = timed(name, receive_figure(client, n, size)).await {
             into.receive[slot].push(rate);
+            into.lost[slot].push(lost);
         }
     }
     if left_out("ack") {
@@ -231,6 +236,9 @@ fn end_to_end(p: &Params) -> (Vec<Measured>, Option<String>) {
                         }
                         for (slot, rate) in r.receive.into_iter().enumerate().take(2) {
                             into.receive[slot].push(rate);
+                        }
+                        for (slot, lost) in r.lost.into_iter().enumerate().take(2) {
+                            into.lost[slot].push(lost);
                         }
                         into.ack_us.extend(r.ack_us);
                     }
@@ -327,6 +335,9 @@ fn polling_end_to_end(p: &Params) -> (Vec<Measured>, Option<String>) {
                     }
                     for (slot, rate) in r.receive.into_iter().enumerate().take(2) {
                         into.receive[slot].push(rate);
+                    }
+                    for (slot, lost) in r.lost.into_iter().enumerate().take(2) {
+                        into.lost[slot].push(lost);
                     }
                     into.ack_us.extend(r.ack_us);
                 }
@@ -434,6 +445,13 @@ struct Row {
     ahead_js: Option<f64>,
     /// Target on relink's lowest round ÷ the limit's median (throughput).
     min_vs_raw: Option<f64>,
+    /// Receive figures: the most events any round lost, per client (relink's target: 0).
+    lost: [Option<u64>; 4],
+}
+
+/// The most events any round of receive figure `slot` lost, per client kind.
+fn lost_of(m: &[Measured], slot: usize) -> [Option<u64>; 4] {
+    std::array::from_fn(|k| m.get(k).and_then(|k| k.lost[slot].iter().copied().max()))
 }
 
 /// The lowest and highest of `values`, when there are at least two.
@@ -498,6 +516,9 @@ impl Row {
                 }
             }
         }
+        if self.lost[0].is_some() {
+            parts.push("0 lost".into());
+        }
         if parts.is_empty() {
             "—".into()
         } else {
@@ -507,6 +528,9 @@ impl Row {
 
     fn met(&self) -> &'static str {
         let mut checked = false;
+        if self.lost[0].is_some_and(|lost| lost > 0) {
+            return "MISSED";
+        }
         if let Some(t) = self.vs_raw {
             checked = true;
             let Some(r) = self.ratio_raw() else {
@@ -562,6 +586,17 @@ fn fmt_cell(value: Option<f64>, spread: Option<(f64, f64)>, unit: &str) -> Strin
     }
 }
 
+/// `relink / raw / rust_socketio / socket.io-client`, or `—` where nothing is counted.
+fn fmt_lost(lost: &[Option<u64>; 4]) -> String {
+    if lost.iter().all(Option::is_none) {
+        return "—".into();
+    }
+    lost.iter()
+        .map(|l| l.map_or("n/a".into(), |l| l.to_string()))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 fn fmt_factor(value: Option<f64>) -> String {
     value.map_or("n/a".into(), |v| format!("{v:.2}×"))
 }
@@ -570,13 +605,13 @@ fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| figure | relink | raw limit¹ | rust_socketio | socket.io-client | relink ÷ raw | ahead of rust_socketio | ahead of socket.io-client | target | status |"
+        "| figure | relink | raw limit¹ | rust_socketio | socket.io-client | relink ÷ raw | ahead of rust_socketio | ahead of socket.io-client | lost² | target | status |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.figure,
             fmt_cell(row.values[0], row.spread[0], row.unit),
             fmt_cell(row.values[1], row.spread[1], row.unit),
@@ -585,6 +620,7 @@ fn table(rows: &[Row]) -> String {
             fmt_factor(row.ratio_raw()),
             fmt_factor(row.ahead_of(2)),
             fmt_factor(row.ahead_of(3)),
+            fmt_lost(&row.lost),
             row.target(),
             row.met(),
         );
@@ -681,6 +717,7 @@ fn main() {
             ahead: c.rust_socketio.map(|_| 3.0),
             ahead_js: None,
             min_vs_raw: None,
+            lost: [None; 4],
         });
     }
     let per_kind = |f: &dyn Fn(&Measured) -> Option<f64>| -> [Option<f64>; 4] {
@@ -700,6 +737,7 @@ fn main() {
             ahead: Some(2.0),
             ahead_js: None,
             min_vs_raw: Some(0.8),
+            lost: [None; 4],
         });
     }
     for (slot, &(n, size)) in p.receive.iter().enumerate() {
@@ -712,7 +750,8 @@ fn main() {
             vs_raw: Some(0.9),
             ahead: Some(2.0),
             ahead_js: None,
-            min_vs_raw: None,
+            min_vs_raw: Some(0.8),
+            lost: lost_of(&m, slot),
         });
     }
     rows.push(Row {
@@ -725,6 +764,7 @@ fn main() {
         ahead: None,
         ahead_js: None,
         min_vs_raw: None,
+        lost: [None; 4],
     });
     rows.push(Row {
         figure: "4. ack round trip p99".into(),
@@ -736,6 +776,7 @@ fn main() {
         ahead: None,
         ahead_js: None,
         min_vs_raw: None,
+        lost: [None; 4],
     });
     for (n, relink, raw) in memory {
         rows.push(Row {
@@ -748,6 +789,7 @@ fn main() {
             ahead: None,
             ahead_js: None,
             min_vs_raw: None,
+            lost: [None; 4],
         });
     }
 
@@ -769,6 +811,7 @@ fn main() {
                 ahead: Some(1.0),
                 ahead_js: Some(1.0),
                 min_vs_raw: None,
+                lost: [None; 4],
             });
         }
         for (slot, &(n, size)) in pp.receive.iter().enumerate() {
@@ -782,6 +825,10 @@ fn main() {
                 ahead: Some(1.0),
                 ahead_js: Some(1.0),
                 min_vs_raw: None,
+                lost: {
+                    let [relink, _, rsio, js] = lost_of(pm, slot);
+                    [relink, None, rsio, js]
+                },
             });
         }
         rows.push(Row {
@@ -797,6 +844,7 @@ fn main() {
             ahead: Some(1.0),
             ahead_js: Some(1.0),
             min_vs_raw: None,
+            lost: [None; 4],
         });
         rows.push(Row {
             figure: "7. polling: ack round trip p99".into(),
@@ -808,6 +856,7 @@ fn main() {
             ahead: None,
             ahead_js: None,
             min_vs_raw: None,
+            lost: [None; 4],
         });
     }
 
@@ -826,6 +875,9 @@ fn main() {
     );
     println!(
         "relink ÷ raw: relink's figure divided by the limit's (throughput: higher is better; time and memory: lower is better). ahead of X: how many times better relink's figure is than X's (> 1: relink is ahead)."
+    );
+    println!(
+        "² lost: relink / raw / rust_socketio / socket.io-client, the most events of one round that never reached the application (counted up to the server's `flood-done`, sent after the flood); relink at default settings, whose target is 0."
     );
     if let Some(why) = js_missing {
         println!("socket.io-client: not measured ({why}).");
