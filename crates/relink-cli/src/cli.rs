@@ -9,11 +9,12 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "relink", version, propagate_version = true)]
 #[command(
-    after_help = "Exit codes: 0 clean end, 1 failure, 2 bad usage or configuration, \
-3 credentials rejected by the server.\nThe token is read from --token-file or RELINK_TOKEN, \
-never from the command line.\nEnvironment: RELINK_TOKEN (the token), RELINK_SESSION_FILE \
-(where `relink login` keeps the URL and token; default: session.json in the user's config \
-directory), RUST_LOG (log filter, e.g. relink=debug)."
+    after_help = "Exit codes: 0 clean end (a stop signal, or stdout closed by its reader), \
+1 failure, 2 bad usage or configuration, 3 credentials rejected by the server.\nThe token is \
+read from --token-file or RELINK_TOKEN, never from the command line.\nEnvironment: \
+RELINK_TOKEN (the token), RELINK_SESSION_FILE (where `relink login` keeps the URL and token; \
+default: session.json in the user's config directory), RUST_LOG (log filter, e.g. \
+relink=debug)."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
