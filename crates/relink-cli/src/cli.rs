@@ -128,6 +128,26 @@ pub(crate) enum TransportArg {
     Polling,
 }
 
+/// `--overflow`: what happens to server events while the reader (stdout, a subscriber) is
+/// behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OverflowArg {
+    /// Lose nothing: stop reading from the server until the reader catches up (TCP then
+    /// slows the server down).
+    Backpressure,
+    /// Keep reading, drop what the reader has no room for, and say how many were dropped.
+    Drop,
+}
+
+impl From<OverflowArg> for relink::Overflow {
+    fn from(arg: OverflowArg) -> Self {
+        match arg {
+            OverflowArg::Backpressure => relink::Overflow::Backpressure,
+            OverflowArg::Drop => relink::Overflow::Drop,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
     /// Server URL: http(s)://, ws(s):// or host:port (taken as http://). A path other than /
@@ -168,6 +188,10 @@ pub(crate) struct ListenArgs {
     /// (`'["ok"]'`), or one JSON value sent as the only argument.
     #[arg(long, value_name = "JSON")]
     pub(crate) ack_with: Option<String>,
+    /// When stdout falls behind the server: `backpressure` loses nothing and slows the server
+    /// down; `drop` keeps up by dropping events and prints how many were dropped.
+    #[arg(long, value_enum, default_value_t = OverflowArg::Backpressure, value_name = "POLICY")]
+    pub(crate) overflow: OverflowArg,
     /// Serve the client's metrics for Prometheus at http://ADDR/metrics (connection attempts,
     /// outages, reconnect delays, outbox depth, events and bytes); a port alone means
     /// loopback (9184 is 127.0.0.1:9184).

@@ -48,7 +48,8 @@ pub(crate) async fn run(
     let mut builder = builder(args.url.as_deref(), token, &args.connect)?
         .backoff_initial(args.backoff_initial)
         .backoff_max(args.backoff_max)
-        .escalate_after(args.escalate_after);
+        .escalate_after(args.escalate_after)
+        .overflow(args.overflow.into());
     if let Some(attempts) = args.reconnection_attempts {
         builder = builder.reconnection_attempts(attempts);
     }
