@@ -65,6 +65,11 @@ pub(crate) struct DaemonArgs {
     /// loopback (9184 is 127.0.0.1:9184).
     #[arg(long, value_parser = crate::metrics::parse_addr, value_name = "ADDR")]
     pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// When `socket.subscribe_events` subscribers fall behind the server: `backpressure`
+    /// loses nothing and slows the server down; `drop` keeps up by dropping events and sends
+    /// subscribers `{"lagged": N}` saying how many.
+    #[arg(long, value_enum, default_value_t = OverflowArg::Backpressure, value_name = "POLICY")]
+    pub(crate) overflow: OverflowArg,
 }
 
 #[derive(Debug, Args)]
