@@ -9,11 +9,12 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "relink", version, propagate_version = true)]
 #[command(
-    after_help = "Exit codes: 0 clean end, 1 failure, 2 bad usage or configuration, \
-3 credentials rejected by the server.\nThe token is read from --token-file or RELINK_TOKEN, \
-never from the command line.\nEnvironment: RELINK_TOKEN (the token), RELINK_SESSION_FILE \
-(where `relink login` keeps the URL and token; default: session.json in the user's config \
-directory), RUST_LOG (log filter, e.g. relink=debug)."
+    after_help = "Exit codes: 0 clean end (a stop signal, or stdout closed by its reader), \
+1 failure, 2 bad usage or configuration, 3 credentials rejected by the server.\nThe token is \
+read from --token-file or RELINK_TOKEN, never from the command line.\nEnvironment: \
+RELINK_TOKEN (the token), RELINK_SESSION_FILE (where `relink login` keeps the URL and token; \
+default: session.json in the user's config directory), RUST_LOG (log filter, e.g. \
+relink=debug)."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -64,6 +65,11 @@ pub(crate) struct DaemonArgs {
     /// loopback (9184 is 127.0.0.1:9184).
     #[arg(long, value_parser = crate::metrics::parse_addr, value_name = "ADDR")]
     pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// When `socket.subscribe_events` subscribers fall behind the server: `backpressure`
+    /// loses nothing and slows the server down; `drop` keeps up by dropping events and sends
+    /// subscribers `{"lagged": N}` saying how many.
+    #[arg(long, value_enum, default_value_t = OverflowArg::Backpressure, value_name = "POLICY")]
+    pub(crate) overflow: OverflowArg,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +133,26 @@ pub(crate) enum TransportArg {
     Polling,
 }
 
+/// `--overflow`: what happens to server events while the reader (stdout, a subscriber) is
+/// behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OverflowArg {
+    /// Lose nothing: stop reading from the server until the reader catches up (TCP then
+    /// slows the server down).
+    Backpressure,
+    /// Keep reading, drop what the reader has no room for, and say how many were dropped.
+    Drop,
+}
+
+impl From<OverflowArg> for relink::Overflow {
+    fn from(arg: OverflowArg) -> Self {
+        match arg {
+            OverflowArg::Backpressure => relink::Overflow::Backpressure,
+            OverflowArg::Drop => relink::Overflow::Drop,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
     /// Server URL: http(s)://, ws(s):// or host:port (taken as http://). A path other than /
@@ -167,6 +193,10 @@ pub(crate) struct ListenArgs {
     /// (`'["ok"]'`), or one JSON value sent as the only argument.
     #[arg(long, value_name = "JSON")]
     pub(crate) ack_with: Option<String>,
+    /// When stdout falls behind the server: `backpressure` loses nothing and slows the server
+    /// down; `drop` keeps up by dropping events and prints how many were dropped.
+    #[arg(long, value_enum, default_value_t = OverflowArg::Backpressure, value_name = "POLICY")]
+    pub(crate) overflow: OverflowArg,
     /// Serve the client's metrics for Prometheus at http://ADDR/metrics (connection attempts,
     /// outages, reconnect delays, outbox depth, events and bytes); a port alone means
     /// loopback (9184 is 127.0.0.1:9184).

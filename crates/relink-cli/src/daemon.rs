@@ -74,7 +74,7 @@ pub(crate) async fn run(
     let guard = Guard::new(&secret, addr);
     let secret_file = SecretFile::create(&secret)?;
 
-    let daemon = Arc::new(rpc::Daemon::new());
+    let daemon = Arc::new(rpc::Daemon::new(args.overflow.into()));
     let module = rpc::module(Arc::clone(&daemon))
         .map_err(|e| CliError::Other(format!("cannot register the methods: {e}")))?;
     let (stop_handle, server_handle) = jsonrpsee::server::stop_channel();

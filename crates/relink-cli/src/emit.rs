@@ -3,7 +3,6 @@
 use crate::cli::EmitArgs;
 use crate::connect::builder;
 use crate::exit::CliError;
-use crate::output::Output;
 use relink::{AckError, Payload};
 
 pub(crate) async fn run(
@@ -24,9 +23,13 @@ pub(crate) async fn run(
         None => return Err(CliError::Usage("missing the event name".into())),
     };
     let payload = arguments(rest, args.raw)?;
-    let (client, _events) = builder(url, token, &args.connect)?
+    let (client, events) = builder(url, token, &args.connect)?
         .connect_timeout(args.timeout.min(args.connect.connect_timeout))
         .connect()?;
+    // Nothing here reads the server's events: without a reader the connection discards
+    // them, where an unread stream would fill up and, under the default backpressure, stop
+    // the connection reading the ack.
+    drop(events);
     let deadline = tokio::time::Instant::now() + args.timeout;
     let work = tokio::time::timeout_at(deadline, async {
         client
@@ -43,7 +46,7 @@ pub(crate) async fn run(
                     }
                     other => CliError::Other(other.to_string()),
                 })?;
-            Output::new(true).ack(&ack);
+            crate::output::print_ack(&ack);
         } else {
             client
                 .emit(event.clone(), payload)

@@ -3,22 +3,53 @@
 use crate::cli::ListenArgs;
 use crate::connect::builder;
 use crate::exit::CliError;
-use crate::output::Output;
+use crate::output::{Output, StdoutClosed};
 use crate::stdin::{Delivery, StdinEmits};
-use relink::{Client, Incoming};
+use relink::{Client, ConnectionState, Incoming};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+/// How long, after a stop signal, the lines already printed may take to reach stdout (while
+/// the client disconnects): a stalled reader must not hold the exit.
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
+
+/// What woke the loop.
+enum Step {
+    State(Result<ConnectionState, RecvError>),
+    Incoming(Option<Incoming>),
+}
+
+/// Why the loop ended.
+enum End {
+    /// SIGINT or SIGTERM.
+    Stopped,
+    /// Nothing more can be printed: stdout's reader went away (or stdout failed, which
+    /// [`Output::finish`] reports).
+    StdoutClosed,
+    /// The client ended.
+    Client(CliError),
+}
+
+impl From<StdoutClosed> for End {
+    fn from(_: StdoutClosed) -> Self {
+        End::StdoutClosed
+    }
+}
 
 pub(crate) async fn run(
     args: ListenArgs,
     token: Option<String>,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl Future<Output = ()>,
 ) -> Result<(), CliError> {
     let ack_with = args.ack_with.as_deref().map(ack_arguments).transpose()?;
     let mut builder = builder(args.url.as_deref(), token, &args.connect)?
         .backoff_initial(args.backoff_initial)
         .backoff_max(args.backoff_max)
-        .escalate_after(args.escalate_after);
+        .escalate_after(args.escalate_after)
+        .overflow(args.overflow.into());
     if let Some(attempts) = args.reconnection_attempts {
         builder = builder.reconnection_attempts(attempts);
     }
@@ -26,9 +57,8 @@ pub(crate) async fn run(
         builder = builder.reconnection(false);
     }
     let (client, mut events) = builder.connect()?;
-    let out = Output::new(args.json);
+    let mut out = Output::start(args.json);
     let mut states = client.state_changes();
-    out.state(&client.state());
     let delivery = Delivery {
         ack_timeout: args
             .ack_timeout
@@ -39,68 +69,120 @@ pub(crate) async fn run(
         .stdin
         .then(|| StdinEmits::start(client.clone(), delivery));
     let mut stop = std::pin::pin!(stop);
-    let result = loop {
-        tokio::select! {
-            () = &mut stop => break Ok(()),
-            state = states.recv() => match state {
-                Ok(state) => {
-                    out.state(&state);
-                    if state.status.is_terminal() {
-                        break Err(CliError::from_state(&state));
-                    }
-                }
-                Err(RecvError::Lagged(_)) => out.state(&client.state()),
-                Err(RecvError::Closed) => break Err(CliError::from_state(&client.state())),
+    // The first line is the state the client starts in.
+    let mut next = Some(Step::State(Ok(client.state())));
+    let end = loop {
+        let step = match next.take() {
+            Some(step) => step,
+            None => tokio::select! {
+                () = &mut stop => break End::Stopped,
+                // Noticed even while the server is quiet: `listen | head -n 3` ends with head.
+                () = out.closed() => break End::StdoutClosed,
+                state = states.recv() => Step::State(state),
+                incoming = events.next() => Step::Incoming(incoming),
             },
-            incoming = events.next() => match incoming {
-                Some(Incoming::Event(mut event)) => {
-                    // A state is published before the events that follow it are handed
-                    // over: printing the states already published first keeps the order
-                    // (no event before `connected`), whichever branch woke first.
-                    if let Some(end) = print_published_states(&mut states, &client, &out) {
-                        break Err(end);
-                    }
-                    out.event(&event);
-                    if let Some(answer) = &ack_with {
-                        event.ack(answer.clone());
-                    }
-                }
-                Some(Incoming::Lagged { missed }) => out.lagged(missed),
-                Some(_) => {}
-                // The client ended: its last states (the terminal one) are printed first,
-                // whichever of the two channels said so first.
-                None => {
-                    let end = print_published_states(&mut states, &client, &out);
-                    break Err(end.unwrap_or_else(|| CliError::from_state(&client.state())));
-                }
-            },
+        };
+        // Printing waits while stdout is behind, and nothing more is taken from `events`
+        // meanwhile: a slow reader of stdout slows the server down (the default
+        // backpressure) instead of losing events. Only a signal cuts that wait short.
+        let printed = tokio::select! {
+            () = &mut stop => break End::Stopped,
+            printed = print(step, &mut out, &mut states, &client, ack_with.as_ref()) => printed,
+        };
+        if let Err(end) = printed {
+            break end;
         }
     };
     if let Some(stdin) = stdin {
         stdin.stop().await;
     }
-    // Sends what was queued, then DISCONNECT and a WebSocket close.
-    client.disconnect().await;
-    result
+    // Sends what was queued, then DISCONNECT and a WebSocket close; meanwhile the lines
+    // already printed reach stdout.
+    let stopped = matches!(end, End::Stopped);
+    let ((), written) = tokio::join!(client.disconnect(), drain(out, stop, stopped));
+    match end {
+        End::Client(e) => Err(e),
+        End::Stopped | End::StdoutClosed => written,
+    }
 }
 
-/// Prints the states published and not read yet; the error to end with if one is terminal.
-fn print_published_states(
-    states: &mut tokio::sync::broadcast::Receiver<relink::ConnectionState>,
+/// Prints what woke the loop; `Err` when that ends it.
+async fn print(
+    step: Step,
+    out: &mut Output,
+    states: &mut broadcast::Receiver<ConnectionState>,
     client: &Client,
-    out: &Output,
-) -> Option<CliError> {
+    ack_with: Option<&relink::Payload>,
+) -> Result<(), End> {
+    match step {
+        Step::State(Ok(state)) => {
+            out.state(&state).await?;
+            if state.status.is_terminal() {
+                return Err(End::Client(CliError::from_state(&state)));
+            }
+        }
+        Step::State(Err(RecvError::Lagged(_))) => out.state(&client.state()).await?,
+        Step::State(Err(RecvError::Closed)) => {
+            return Err(End::Client(CliError::from_state(&client.state())));
+        }
+        Step::Incoming(Some(Incoming::Event(mut event))) => {
+            // The answer does not wait for stdout.
+            if let Some(answer) = ack_with {
+                event.ack(answer.clone());
+            }
+            // A state is published before the events that follow it are handed over:
+            // printing the states already published first keeps the order (no event before
+            // `connected`), whichever branch woke first.
+            print_published_states(states, client, out).await?;
+            out.event(&event).await?;
+        }
+        Step::Incoming(Some(Incoming::Lagged { missed })) => out.lagged(missed).await?,
+        Step::Incoming(Some(_)) => {}
+        // The client ended: its last states (the terminal one) are printed first, whichever
+        // of the two channels said so first.
+        Step::Incoming(None) => {
+            print_published_states(states, client, out).await?;
+            return Err(End::Client(CliError::from_state(&client.state())));
+        }
+    }
+    Ok(())
+}
+
+/// Prints the states published and not read yet; ends the loop if one is terminal.
+async fn print_published_states(
+    states: &mut broadcast::Receiver<ConnectionState>,
+    client: &Client,
+    out: &mut Output,
+) -> Result<(), End> {
     loop {
         match states.try_recv() {
             Ok(state) => {
-                out.state(&state);
+                out.state(&state).await?;
                 if state.status.is_terminal() {
-                    return Some(CliError::from_state(&state));
+                    return Err(End::Client(CliError::from_state(&state)));
                 }
             }
-            Err(TryRecvError::Lagged(_)) => out.state(&client.state()),
-            Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
+            Err(TryRecvError::Lagged(_)) => out.state(&client.state()).await?,
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return Ok(()),
         }
+    }
+}
+
+/// Waits for the lines printed so far to be written: for [`DRAIN_GRACE`] after a stop
+/// signal, else until they are written or a signal comes.
+async fn drain(
+    out: Output,
+    stop: Pin<&mut impl Future<Output = ()>>,
+    stopped: bool,
+) -> Result<(), CliError> {
+    if stopped {
+        return tokio::time::timeout(DRAIN_GRACE, out.finish())
+            .await
+            .unwrap_or(Ok(()));
+    }
+    tokio::select! {
+        written = out.finish() => written,
+        () = stop => Ok(()),
     }
 }
 

@@ -20,6 +20,14 @@
 //! whatever its type: `"data": [1, 2]` sends one array argument, not two arguments, and
 //! `"data": null` sends one `null`; without `data` the event has no argument.
 //!
+//! Event subscribers get every event, in order: the daemon takes the next event from the
+//! socket only once every subscriber has room for it, so a slow subscriber slows the socket
+//! down (and, under the default `--overflow backpressure`, the server) rather than missing
+//! events. One that goes away or unsubscribes is forgotten and holds nobody up. With no
+//! subscriber, events are read and discarded. Under `--overflow drop` the socket drops what
+//! the subscribers have no room for, and a `socket.event` notification `{"lagged": N}` says
+//! that N events were dropped at that point.
+//!
 //! The token goes from the params straight into a [`Token`]; it is never logged, never part
 //! of an error message, and never in a result.
 
@@ -35,15 +43,16 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{Mutex, broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 /// How long a replaced or stopped socket gets to report its last state and events.
 const FORWARD_GRACE: Duration = Duration::from_millis(500);
 /// State transitions buffered for slow subscribers (a lagging one gets the latest state).
 const STATE_BUFFER: usize = 256;
-/// Events buffered for slow subscribers (a lagging one is told and unsubscribed).
-const EVENT_BUFFER: usize = 1024;
+/// Event notifications queued for each subscriber ahead of what it has taken; jsonrpsee
+/// buffers more per connection. Past that the subscriber pushes back.
+const SUBSCRIBER_QUEUE: usize = 64;
 
 /// Why a method failed. Codes and messages are decided in [`RpcError::to_error_object`] only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +175,57 @@ impl EventNote {
     }
 }
 
+/// Sent to `socket.subscribe_events` in place of the events dropped under `--overflow drop`.
+#[derive(Debug, Serialize)]
+struct LaggedNote {
+    /// How many events were dropped.
+    lagged: u64,
+}
+
+/// The notification for an item from the socket; `None` for what subscribers are not sent.
+fn notification(incoming: &Incoming) -> Option<Box<RawValue>> {
+    let encoded = match incoming {
+        Incoming::Event(event) => EventNote::of(event).and_then(|note| to_raw(&note)),
+        Incoming::Lagged { missed } => to_raw(&LaggedNote { lagged: *missed }),
+        _ => return None,
+    };
+    encoded
+        .inspect_err(|e| tracing::warn!(error = %e, "event not forwarded"))
+        .ok()
+}
+
+fn to_raw(value: &impl Serialize) -> Result<Box<RawValue>, serde_json::Error> {
+    serde_json::value::to_raw_value(value)
+}
+
+/// The current event subscribers, shared by the methods and every socket's forwarder (so
+/// that subscriptions follow the socket across `socket.connect` calls).
+#[derive(Clone, Default)]
+struct EventSubscribers(Arc<std::sync::Mutex<Vec<mpsc::Sender<Arc<RawValue>>>>>);
+
+impl EventSubscribers {
+    /// A new subscriber's queue: it gets every event forwarded from now on.
+    fn join(&self) -> mpsc::Receiver<Arc<RawValue>> {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        self.list().push(tx);
+        rx
+    }
+
+    /// The subscribers still there; those that went away are forgotten.
+    fn current(&self) -> Vec<mpsc::Sender<Arc<RawValue>>> {
+        let mut list = self.list();
+        list.retain(|tx| !tx.is_closed());
+        list.clone()
+    }
+
+    /// Held for a few instructions, never across an `.await`.
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::Sender<Arc<RawValue>>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The current socket and the tasks that forward its state and events.
 struct Socket {
     client: Client,
@@ -195,16 +255,19 @@ pub(crate) struct Daemon {
     lifecycle: Mutex<()>,
     socket: std::sync::Mutex<Option<Socket>>,
     states: broadcast::Sender<ConnectionState>,
-    events: broadcast::Sender<Arc<EventNote>>,
+    events: EventSubscribers,
+    /// `--overflow`, for every socket.
+    overflow: relink::Overflow,
 }
 
 impl Daemon {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(overflow: relink::Overflow) -> Self {
         Daemon {
             lifecycle: Mutex::new(()),
             socket: std::sync::Mutex::new(None),
             states: broadcast::channel(STATE_BUFFER).0,
-            events: broadcast::channel(EVENT_BUFFER).0,
+            events: EventSubscribers::default(),
+            overflow,
         }
     }
 
@@ -287,7 +350,11 @@ impl Daemon {
     /// Replaces the socket with a new client for `url`. The settings are checked first, so
     /// a bad URL leaves the current socket alone and dials nothing.
     async fn replace(&self, url: String, token: Token) -> Result<StateView, BuildError> {
-        let builder = || Client::builder(url.clone()).token(token.clone());
+        let builder = || {
+            Client::builder(url.clone())
+                .token(token.clone())
+                .overflow(self.overflow)
+        };
         builder().validate()?;
         let _lifecycle = self.lifecycle.lock().await;
         self.close_current().await;
@@ -398,21 +465,24 @@ impl Daemon {
     }
 }
 
-/// Forwards the server's events to the hub while anyone listens; ends with the client.
-async fn forward_events(mut events: Events, hub: broadcast::Sender<Arc<EventNote>>) {
+/// Forwards the server's events (and, under `--overflow drop`, notices of those dropped) to
+/// every subscriber; ends with the client.
+async fn forward_events(mut events: Events, subscribers: EventSubscribers) {
     while let Some(incoming) = events.next().await {
-        let Incoming::Event(event) = incoming else {
-            continue;
-        };
-        // An event nobody subscribed to is not converted.
-        if hub.receiver_count() == 0 {
+        let to = subscribers.current();
+        // What nobody subscribed to is not even converted.
+        if to.is_empty() {
             continue;
         }
-        match EventNote::of(&event) {
-            Ok(note) => {
-                let _ = hub.send(Arc::new(note));
-            }
-            Err(e) => tracing::warn!(event = event.name(), error = %e, "event not forwarded"),
+        let Some(message) = notification(&incoming) else {
+            continue;
+        };
+        let message: Arc<RawValue> = message.into();
+        // Waits until every subscriber has room, and only then takes the next event: a slow
+        // subscriber slows the reading down instead of missing events. One that went away
+        // fails at once, and is forgotten at the next event.
+        for tx in to {
+            let _ = tx.send(Arc::clone(&message)).await;
         }
     }
 }
@@ -570,25 +640,27 @@ async fn event_subscription(
     pending: PendingSubscriptionSink,
     daemon: Arc<Daemon>,
 ) -> Result<(), SubscriptionError> {
-    let mut rx = daemon.events.subscribe();
+    // Joined before accepting: every event after the reply is delivered. Returning drops
+    // the queue, which tells the forwarder not to wait for this subscriber any more.
+    let mut queue = daemon.events.join();
     let Some(sink) = accept(&params, pending).await else {
         return Ok(());
     };
     loop {
-        let note = tokio::select! {
+        let message = tokio::select! {
             () = sink.closed() => return Ok(()),
-            note = rx.recv() => match note {
-                Ok(note) => note,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "event subscriber too slow: unsubscribed");
-                    return Err(format!("{n} events missed: subscriber too slow").into());
-                }
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            message = queue.recv() => match message {
+                Some(message) => message,
+                None => return Ok(()),
             },
         };
-        let message = serde_json::value::to_raw_value(&*note)?;
-        if sink.send(message).await.is_err() {
-            return Ok(());
+        // Waits for room in the connection's buffer: a subscriber that reads slowly slows
+        // the forwarder down. Unsubscribing ends the wait.
+        tokio::select! {
+            () = sink.closed() => return Ok(()),
+            sent = sink.send(RawValue::to_owned(&message)) => if sent.is_err() {
+                return Ok(());
+            },
         }
     }
 }
@@ -674,7 +746,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn methods_answer_while_a_socket_is_closing() {
-        let daemon = Arc::new(Daemon::new());
+        let daemon = Arc::new(Daemon::new(relink::Overflow::default()));
         slow_to_close(&daemon);
         let closing = tokio::spawn({
             let daemon = Arc::clone(&daemon);
@@ -694,6 +766,17 @@ mod tests {
         assert!(!closing.is_finished(), "the close was still going on");
         let closed = closing.await.expect("no panic").expect("closed");
         assert_eq!(closed.status, Status::Disconnected);
+    }
+
+    #[test]
+    fn subscribers_are_told_of_dropped_events_and_of_nothing_else_but_events() {
+        let lagged = notification(&Incoming::Lagged { missed: 3 }).expect("a notification");
+        assert_eq!(lagged.get(), r#"{"lagged":3}"#);
+        let connected = Incoming::Connected {
+            socket_id: "sid".into(),
+            recovered: false,
+        };
+        assert!(notification(&connected).is_none());
     }
 
     #[test]

@@ -24,6 +24,10 @@ use tokio::time::timeout;
 /// Upper bound for any single wait (a line, an exit). A bound, not a timing assertion.
 const WAIT: Duration = Duration::from_secs(30);
 
+/// How soon a process must end once it has every reason to (a signal, a closed stdout): a
+/// bound, generous for a loaded machine, far below "never".
+const PROMPT: Duration = Duration::from_secs(10);
+
 /// A token the Node server rejects (its default accepted token is "secret") or, when the
 /// server is started with it, accepts; distinctive enough to grep every output for.
 const DISTINCT_TOKEN: &str = "tok-SECRET-4f1c";
@@ -172,6 +176,42 @@ impl Relink {
         let stdin = self.stdin.as_mut().expect("spawned with a piped stdin");
         stdin.write_all(bytes).await.unwrap();
         stdin.flush().await.unwrap();
+    }
+
+    /// Like [`Relink::spawn`], but stdout is a pipe the test reads when (and if) it chooses;
+    /// [`Relink::next_out`] is not for such a process.
+    fn spawn_holding_stdout(mut cmd: Command, what: impl Into<String>) -> (Relink, HeldStdout) {
+        let what = what.into();
+        let (write_end, reader) = tokio::net::unix::pipe::pipe().unwrap();
+        let write_end = write_end.into_blocking_fd().unwrap();
+        let probe = write_end.try_clone().unwrap();
+        cmd.stdout(Stdio::from(write_end));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        // The command keeps its copy of the write end until dropped.
+        drop(cmd);
+        let err = pump(child.stderr.take().unwrap());
+        let (_, out) = mpsc::unbounded_channel();
+        let relink = Relink {
+            what,
+            stdin: child.stdin.take(),
+            child,
+            out,
+            err,
+            out_seen: Vec::new(),
+            err_seen: Vec::new(),
+        };
+        (relink, HeldStdout { reader, probe })
+    }
+
+    /// Waits at most [`PROMPT`] for the process to end by itself (killing it otherwise), then
+    /// collects stderr.
+    async fn exits_within_prompt(mut self, why: &str) -> Finished {
+        if timeout(PROMPT, self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+            self.drain_err().await;
+            panic!("still running {PROMPT:?} after {why}: {}", self.context());
+        }
+        self.exit().await
     }
 
     /// Sends SIGTERM (through `kill(1)`, no libc needed).
@@ -1529,4 +1569,220 @@ async fn listen_metrics_count_an_outage_its_attempts_and_the_traffic() {
     let done = p.finish().await;
     assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
     gateway.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// listen and a slow, stalled or closed stdout
+
+/// Events in the bursts below: their lines (about 2 MB) are many times a pipe's capacity.
+const BURST: u64 = 50_000;
+
+/// A process's stdout as the test holds it: the read end of its pipe, and a way to tell
+/// whether the pipe is full.
+struct HeldStdout {
+    reader: tokio::net::unix::pipe::Receiver,
+    /// A copy of the write end, never written: only asked whether the pipe has room.
+    probe: std::os::fd::OwnedFd,
+}
+
+impl HeldStdout {
+    /// Whether a write would have to wait: the pipe has no free page left.
+    fn full(&self) -> bool {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let mut fds = [PollFd::new(&self.probe, PollFlags::OUT)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        poll(&mut fds, Some(&now)).unwrap();
+        !fds[0].revents().contains(PollFlags::OUT)
+    }
+
+    /// Waits until the pipe is full, which means the process writing it is blocked.
+    async fn wait_until_full(&self, what: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !self.full() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: stdout's pipe still not full after {WAIT:?}"
+            );
+            // Nothing tells a reader that its pipe is full: look again shortly.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The lines, read from now on; the probe is closed.
+    fn lines(self) -> tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::pipe::Receiver>> {
+        tokio::io::BufReader::new(self.reader).lines()
+    }
+}
+
+/// The next line of a stdout read by the test, within [`WAIT`].
+async fn line_of(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::pipe::Receiver>>,
+) -> String {
+    match timeout(WAIT, lines.next_line()).await {
+        Ok(Ok(Some(line))) => line,
+        other => panic!("no stdout line within {WAIT:?}: {other:?}"),
+    }
+}
+
+/// Stderr lines that would alarm someone who only piped `listen` into `head`.
+fn alarming(stderr: &[String]) -> Vec<&String> {
+    stderr
+        .iter()
+        .filter(|l| {
+            let lower = l.to_lowercase();
+            ["error", "warn", "relink:", "broken pipe", "panic"]
+                .iter()
+                .any(|w| lower.contains(w))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn listen_prints_every_event_of_a_burst_once_and_in_order_through_a_stalled_pipe() {
+    let server = node_with(NodeOptions {
+        burst_on_connect: BURST,
+        ..Default::default()
+    })
+    .await;
+    let cmd = relink_with_token(&["listen", &server.url(), "--json"]);
+    let what = "listen --json, a burst, stdout not read for a while";
+    let (p, stdout) = Relink::spawn_holding_stdout(cmd, what);
+    // Not read until the pipe is full: `listen` then waits for room, and the events behind
+    // must wait too, not be dropped.
+    stdout.wait_until_full(what).await;
+    let mut lines = stdout.lines();
+    let mut expected = 1;
+    loop {
+        let line = line_of(&mut lines).await;
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"));
+        assert_ne!(v["type"], "lagged", "nothing may be dropped: {line}");
+        if v["type"] != "event" {
+            continue;
+        }
+        match v["name"].as_str() {
+            Some("burst") => {
+                assert_eq!(
+                    v["args"],
+                    serde_json::json!([expected]),
+                    "burst events arrive once each, in order"
+                );
+                expected += 1;
+            }
+            Some("burst-done") => {
+                assert_eq!(v["args"], serde_json::json!([BURST]), "{line}");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(expected, BURST + 1, "every burst event before burst-done");
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn listen_with_a_stalled_stdout_still_stops_on_sigterm_and_sigint() {
+    let server = node_with(NodeOptions {
+        burst_on_connect: BURST,
+        ..Default::default()
+    })
+    .await;
+    for signal in ["TERM", "INT"] {
+        let cmd = relink_with_token(&["listen", &server.url(), "--json"]);
+        let what = format!("listen --json, stdout never read, SIG{signal}");
+        // Held, never read: like `relink listen --json | (sleep 1000)`.
+        let (p, stdout) = Relink::spawn_holding_stdout(cmd, &what);
+        stdout.wait_until_full(&what).await;
+        p.signal(signal);
+        let done = p.exits_within_prompt(&format!("SIG{signal}")).await;
+        assert_eq!(
+            done.code(),
+            Some(0),
+            "{what}: a clean stop: {:?}",
+            done.stderr
+        );
+        drop(stdout);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn listen_ends_by_itself_when_its_stdout_reader_goes_away() {
+    // A quiet server, in text mode: after the welcome nothing more is printed (not even the
+    // state change once the connection has held, which text mode does not repeat), so only
+    // watching stdout can tell that its reader left. A bursting one: the writes fail.
+    for (burst, json) in [(0, false), (BURST, true)] {
+        let server = node_with(NodeOptions {
+            burst_on_connect: burst,
+            ..Default::default()
+        })
+        .await;
+        let url = server.url();
+        let mut args = vec!["listen", url.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let what = format!("{} | head -n 3, burst of {burst}", args.join(" "));
+        let (p, stdout) = Relink::spawn_holding_stdout(relink_with_token(&args), &what);
+        let mut lines = stdout.lines();
+        // Up to the welcome: states, then the event.
+        loop {
+            let line = line_of(&mut lines).await;
+            if line.starts_with("event ") || line.contains(r#""type":"event""#) {
+                break;
+            }
+        }
+        drop(lines);
+        let done = p.exits_within_prompt("its stdout reader went away").await;
+        assert_eq!(
+            done.code(),
+            Some(0),
+            "{what}: a reader that has had enough is a normal end: {:?}",
+            done.stderr
+        );
+        assert!(
+            alarming(&done.stderr).is_empty(),
+            "{what}: quiet about it: {:?}",
+            done.stderr
+        );
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn overflow_is_backpressure_or_drop_and_nothing_else() {
+    let server = node().await;
+    let cmd = relink_with_token(&["listen", &server.url(), "--json", "--overflow", "drop"]);
+    let mut p = Relink::spawn(cmd, "listen --overflow drop");
+    expect_connected_and_welcome(&mut p).await;
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    server.stop().await;
+
+    let gateway = counting_gateway().await;
+    let url = gateway.url();
+    for args in [
+        vec!["listen", url.as_str(), "--overflow", "nonsense"],
+        vec!["daemon", "--overflow", "nonsense"],
+    ] {
+        let what = format!("relink {}", args.join(" "));
+        let done = run(relink_with_token(&args), &what).await;
+        assert_eq!(done.code(), Some(2), "{what}: stderr {:?}", done.stderr);
+        let stderr = done.stderr.join("\n");
+        for word in ["nonsense", "backpressure", "drop"] {
+            assert!(stderr.contains(word), "{what}: names {word}: {stderr}");
+        }
+    }
+    assert_never_dialled(&gateway, "--overflow nonsense").await;
+
+    let done = run(relink(&["listen", "--help"]), "relink listen --help").await;
+    let text = help_text(&done);
+    assert!(text.contains("--overflow"), "{text}");
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 use support::{pump, relink_command, unique_path};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -320,6 +320,121 @@ type Refused<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A WebSocket client of the daemon that reads only when the test asks it to: jsonrpsee's
+/// client reads its socket as fast as it can, and drops notifications past its buffer, so it
+/// cannot be a slow reader. Frames as RFC 6455 has them: masked from the client, unmasked
+/// from the server.
+struct SlowWs {
+    stream: tokio::io::BufReader<TcpStream>,
+}
+
+impl SlowWs {
+    async fn connect(daemon: &Daemon) -> SlowWs {
+        let stream = TcpStream::connect(("127.0.0.1", daemon.port))
+            .await
+            .unwrap();
+        let mut stream = tokio::io::BufReader::new(stream);
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: cmVsaW5rLXNsb3ctcmVhZA==\r\n\r\n",
+            daemon.port, daemon.secret
+        );
+        stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .unwrap();
+        let mut status = String::new();
+        timeout(WAIT, stream.read_line(&mut status))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            status.starts_with("HTTP/1.1 101"),
+            "not upgraded: {status:?}"
+        );
+        loop {
+            let mut header = String::new();
+            let n = timeout(WAIT, stream.read_line(&mut header))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_ne!(n, 0, "closed during the upgrade");
+            if header == "\r\n" {
+                return SlowWs { stream };
+            }
+        }
+    }
+
+    /// Sends one frame (`opcode` 1: text, 10: pong).
+    async fn send(&mut self, opcode: u8, payload: &[u8]) {
+        let mask = [0x5a, 0x17, 0xc3, 0x81];
+        let mut frame = vec![0x80 | opcode];
+        match u16::try_from(payload.len()) {
+            Ok(n @ 0..=125) => frame.push(0x80 | n as u8),
+            Ok(n) => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&n.to_be_bytes());
+            }
+            Err(_) => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        self.stream.get_mut().write_all(&frame).await.unwrap();
+    }
+
+    /// The next JSON-RPC message, within [`WAIT`]; pings are answered on the way.
+    async fn next(&mut self) -> Value {
+        let text = timeout(WAIT, self.next_text())
+            .await
+            .unwrap_or_else(|_| panic!("no message within {WAIT:?}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    async fn next_text(&mut self) -> String {
+        let mut message = Vec::new();
+        loop {
+            let mut head = [0u8; 2];
+            self.stream
+                .read_exact(&mut head)
+                .await
+                .expect("the daemon closed the connection");
+            assert_eq!(head[1] & 0x80, 0, "a server's frames are not masked");
+            let len = match head[1] & 0x7f {
+                126 => u64::from(self.stream.read_u16().await.unwrap()),
+                127 => self.stream.read_u64().await.unwrap(),
+                n => u64::from(n),
+            };
+            let mut payload = vec![0; usize::try_from(len).unwrap()];
+            self.stream.read_exact(&mut payload).await.unwrap();
+            match head[0] & 0x0f {
+                0x9 => self.send(0xa, &payload).await,
+                0xa => {}
+                0x8 => panic!("the daemon closed the WebSocket: {payload:?}"),
+                _ => {
+                    message.extend_from_slice(&payload);
+                    if head[0] & 0x80 != 0 {
+                        return String::from_utf8(message).unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next `socket.event` notification's event; anything else fails the test.
+    async fn next_event(&mut self) -> Value {
+        let message = self.next().await;
+        assert_eq!(message["method"], "socket.event", "{message}");
+        let event = &message["params"]["result"];
+        assert!(event.is_object(), "{message}");
+        event.clone()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1200,4 +1315,102 @@ async fn a_second_signal_exits_at_once_and_still_removes_the_secret() {
         !dir.exists(),
         "the secret's directory outlived a forced exit"
     );
+}
+
+#[tokio::test]
+async fn a_slow_event_subscriber_gets_a_whole_burst_in_order_while_methods_answer() {
+    const BURST: u64 = 50_000;
+    /// How long the slow subscriber reads nothing: far longer than the burst takes to arrive.
+    const STALL: Duration = Duration::from_secs(2);
+    let node = NodeServer::start(NodeOptions {
+        burst_on_connect: BURST,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let daemon = Daemon::start().await;
+    let mut slow = SlowWs::connect(&daemon).await;
+    slow.send(
+        1,
+        br#"{"jsonrpc":"2.0","id":1,"method":"socket.subscribe_events"}"#,
+    )
+    .await;
+    let reply = slow.next().await;
+    assert!(reply["id"] == 1 && reply.get("result").is_some(), "{reply}");
+    // A second subscriber, which leaves in the middle of the burst.
+    let leaving = daemon.ws().await;
+    let mut leaving_events = subscribe(&leaving, "events").await;
+    let http = daemon.http();
+    call(
+        &http,
+        "socket.connect",
+        params(&[("url", json!(node.url())), ("token", json!("secret"))]),
+    )
+    .await
+    .unwrap();
+
+    let first = loop {
+        let event = slow.next_event().await;
+        if event["name"] == "burst" {
+            break event;
+        }
+    };
+    assert_eq!(first["args"], json!([1]), "{first}");
+    until_event(&mut leaving_events, "burst").await;
+    drop(leaving_events);
+    drop(leaving);
+
+    // The slow subscriber reads nothing for a while: the burst piles up in front of it, the
+    // daemon stops taking events from the socket, and its methods still answer.
+    let stall_end = tokio::time::Instant::now() + STALL;
+    while tokio::time::Instant::now() < stall_end {
+        let answer = timeout(Duration::from_secs(5), state(&http))
+            .await
+            .expect("socket.state answers while a subscriber is slow");
+        assert_eq!(answer["status"], "connected", "{answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut expected = 2;
+    loop {
+        let event = slow.next_event().await;
+        match event["name"].as_str() {
+            Some("burst") => {
+                assert_eq!(
+                    event["args"],
+                    json!([expected]),
+                    "every event once, in order"
+                );
+                expected += 1;
+            }
+            Some("burst-done") => {
+                assert_eq!(event["args"], json!([BURST]), "{event}");
+                break;
+            }
+            _ => panic!("only the burst after its first event: {event}"),
+        }
+    }
+    assert_eq!(expected, BURST + 1);
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn overflow_drop_is_accepted_by_the_daemon() {
+    let node = NodeServer::start(NodeOptions::default()).await.unwrap();
+    let daemon = Daemon::start_args(&["--listen", "127.0.0.1:0", "--overflow", "drop"], &[]).await;
+    let ws = daemon.ws().await;
+    let mut events = subscribe(&ws, "events").await;
+    call(
+        &ws,
+        "socket.connect",
+        params(&[("url", json!(node.url())), ("token", json!("secret"))]),
+    )
+    .await
+    .unwrap();
+    until_event(&mut events, "welcome").await;
+    drop(events);
+    drop(ws);
+    assert_eq!(daemon.stop().await.status.code(), Some(0));
+    node.stop().await;
 }
