@@ -705,3 +705,59 @@ async fn over_long_polling_a_burst_of_50000_events_at_connect_arrives_whole_and_
     assert_eq!(next - 1, 50_000);
     client.disconnect().await;
 }
+
+#[tokio::test]
+async fn over_long_polling_a_stalled_reader_loses_nothing_and_a_forgotten_session_says_unread() {
+    let server = node(NodeOptions {
+        recovery: true,
+        ping_interval_ms: Some(300),
+        ping_timeout_ms: Some(500),
+        ..polling_only()
+    })
+    .await;
+    let (client, mut events) = Client::builder(server.url())
+        .token("secret")
+        .transports([Transport::Polling])
+        .max_message_size(1 << 20)
+        .max_buffered_bytes(256 << 10)
+        .backoff_initial(Duration::from_millis(100))
+        .connect()
+        .unwrap();
+    next_event(&mut events, "welcome").await;
+    client.emit("burst", (20_000, 0)).await.unwrap();
+    // Nobody reads for three of the server's heartbeat windows: relink stops polling once
+    // the budget is spent, so the server's pings go unheard and it forgets the session.
+    tokio::time::sleep(Duration::from_millis(2_400)).await;
+    let mut next = 1u64;
+    let mut reasons = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match events.next().await.expect("events go on") {
+                Incoming::Event(e) if e.name() == "burst" => {
+                    let (n,): (u64,) = e.args().deserialize().expect("numbered");
+                    assert_eq!(n, next, "event {n} where {next} was due");
+                    next += 1;
+                }
+                Incoming::Event(e) if e.name() == "burst-done" => break,
+                Incoming::Disconnected { reason } => reasons.push(reason),
+                Incoming::Connected { recovered, .. } => assert!(recovered, "recovered"),
+                Incoming::Lagged { missed } => panic!("{missed} dropped by default"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not whole in time: {} events", next - 1));
+    assert_eq!(next - 1, 20_000);
+    // The server's verdict, read only now.
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_secs(2), events.next()).await {
+        if let Incoming::Disconnected { reason } = item {
+            reasons.push(reason);
+        }
+    }
+    assert!(
+        reasons.iter().all(|r| *r == Reason::Unread),
+        "a session lost while unread says so: {reasons:?}"
+    );
+    client.disconnect().await;
+}

@@ -405,13 +405,17 @@ impl<W> Connection<W> {
             .as_ref()
             .and_then(Session::open_data)
             .map(|open| open.ping_timeout);
-        match error {
+        // What a server that gave up on its pings looks like: the socket closed, or (over
+        // long-polling) the session it forgot.
+        let closed = matches!(
+            error,
             LinkError::TransportClose | LinkError::Network(_) | LinkError::WebSocket(_)
-                if ping_timeout.is_some_and(|t| unread >= t) =>
-            {
-                LinkError::Unread { unread }
-            }
-            other => other,
+        ) || error.engine_error()
+            == Some(relink_proto::engine::EngineError::SessionIdUnknown);
+        if closed && ping_timeout.is_some_and(|t| unread >= t) {
+            LinkError::Unread { unread }
+        } else {
+            error
         }
     }
 
