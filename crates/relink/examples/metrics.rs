@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     relink::metrics::describe();
     eprintln!("metrics on http://{listen}/metrics; Ctrl-C to end");
 
-    let (client, _events) = Client::builder(url).token(token).connect()?;
+    let (client, _) = Client::builder(url).token(token).connect()?;
     // Some traffic to count: an echo every second.
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {

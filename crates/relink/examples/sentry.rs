@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with(BreadcrumbLayer::new().with_filter(LevelFilter::INFO))
         .init();
 
-    let (client, _events) = Client::builder(url).token(token).connect()?;
+    let (client, _) = Client::builder(url).token(token).connect()?;
     eprintln!("connected or trying; stop the server to see an outage, Ctrl-C to end");
     tokio::signal::ctrl_c().await?;
     client.disconnect().await;

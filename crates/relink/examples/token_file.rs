@@ -22,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("usage: token_file PATH (a file holding the token)")?;
     let url = std::env::var("RELINK_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
 
-    let (client, _events) = Client::builder(url)
+    let (client, _) = Client::builder(url)
         .token_provider(move || {
             let path = path.clone();
             async move {

@@ -137,7 +137,7 @@ impl Inner {
 /// # let server = relink_testkit::node::NodeServer::start(Default::default()).await?;
 /// let url = "http://127.0.0.1:3000";
 /// # let url = server.url();
-/// let (client, _events) = Client::builder(url).token("secret").connect()?;
+/// let (client, _) = Client::builder(url).token("secret").connect()?;
 ///
 /// // Fire and forget: queued in the outbox while disconnected, sent in order.
 /// client.emit("echo", "hello").await?;
@@ -245,6 +245,10 @@ impl Client {
     /// goes on from the end's `seq`, and a new [`Events`] comes back (the old one ended).
     /// Receivers from [`Client::watch_state`] and [`Client::state_changes`] taken before
     /// belong to the run that ended; take new ones. Fails while the client is running.
+    ///
+    /// Events the old [`Events`] still holds count against the same budget
+    /// ([`ClientBuilder::max_buffered_bytes`]): read it to its end, or drop it, before
+    /// relying on the new one (shadowing a variable does not drop it).
     pub fn reconnect(&self) -> Result<Events, ReconnectError> {
         let inner = &self.inner;
         let mut run = inner.run();
@@ -312,6 +316,8 @@ impl Client {
     }
 
     /// Removes the handler for `event`; its events go to the catch-all or `Events` again.
+    /// Events that were already waiting for it are discarded (it ends after the one it is
+    /// running), so a handler that is stuck can be removed to free the connection.
     pub fn off(&self, event: &str) {
         self.inner.handlers.off(Some(event));
     }

@@ -327,9 +327,10 @@ impl ClientBuilder {
 
     /// How many bytes of inbound events (names, arguments, attachments, and a small fixed
     /// cost per event) may wait for the application, in [`crate::Events`] and in every
-    /// handler's queue together (default 64 MiB, and never less than
-    /// [`ClientBuilder::max_message_size`]: one event always fits). What happens at the
-    /// bound is the [`ClientBuilder::overflow`] policy's.
+    /// handler's queue together (default 64 MiB; must be more than zero). An event is let
+    /// in while the bound is not reached yet, so one event of any size always gets through
+    /// and the bound is passed by one message at most. What happens at the bound is the
+    /// [`ClientBuilder::overflow`] policy's.
     pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
         self.max_buffered_bytes = bytes;
         self
@@ -396,7 +397,7 @@ impl ClientBuilder {
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// use relink::{Client, Transport};
     /// // A network whose proxy breaks WebSocket: long-polling only.
-    /// let (client, _events) = Client::builder("https://example.com")
+    /// let (client, _) = Client::builder("https://example.com")
     ///     .token("s3cret")
     ///     .transports([Transport::Polling])
     ///     .connect()?;
@@ -422,7 +423,7 @@ impl ClientBuilder {
     /// ```no_run
     /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let password = std::env::var("PROXY_PASSWORD")?;
-    /// let (client, _events) = relink::Client::builder("https://example.com")
+    /// let (client, _) = relink::Client::builder("https://example.com")
     ///     .token("s3cret")
     ///     .proxy(format!("http://me:{password}@proxy.internal:3128"))
     ///     .connect()?;
@@ -504,6 +505,11 @@ impl ClientBuilder {
             "must be more than zero",
         )?;
         setting(
+            "max_buffered_bytes",
+            self.max_buffered_bytes > 0,
+            "must be more than zero",
+        )?;
+        setting(
             "max_message_size",
             self.max_message_size >= 1024,
             "must be at least 1024 bytes",
@@ -556,7 +562,7 @@ impl ClientBuilder {
             outbox_bytes: self.outbox_bytes,
             event_buffer: self.event_buffer,
             overflow: self.overflow,
-            max_buffered_bytes: self.max_buffered_bytes.max(self.max_message_size),
+            max_buffered_bytes: self.max_buffered_bytes,
             max_message_size: self.max_message_size,
             max_attachments: self.max_attachments,
         })
@@ -872,6 +878,31 @@ mod tests {
 
     #[test]
     fn settings_are_checked() {
+        for (builder, name) in [
+            (
+                ClientBuilder::new("http://h").event_buffer(0),
+                "event_buffer",
+            ),
+            (
+                ClientBuilder::new("http://h").max_buffered_bytes(0),
+                "max_buffered_bytes",
+            ),
+        ] {
+            assert!(
+                matches!(builder.build(), Err(BuildError::InvalidSetting { name: n, .. }) if n == name),
+                "{name}"
+            );
+        }
+        // Any count and any size a budget can be is honoured: nothing is sized by them.
+        let config = ClientBuilder::new("http://h")
+            .event_buffer(usize::MAX)
+            .max_buffered_bytes(usize::MAX)
+            .build()
+            .expect("valid");
+        assert_eq!(
+            (config.event_buffer, config.max_buffered_bytes),
+            (usize::MAX, usize::MAX)
+        );
         assert!(matches!(
             ClientBuilder::new("http://h")
                 .backoff_initial(Duration::ZERO)

@@ -6,9 +6,9 @@
 //! (one lock per batch) and the reader swaps out whole (one lock per batch), with one
 //! wake-up per batch and only when the reader is parked. The budget is two counters: the
 //! connection task adds what it hands over, the reader takes back what it has read, a
-//! stretch at a time. With [`Overflow::Backpressure`] the connection task stops reading the
-//! socket while the budget is spent ([`Budget::blocks`]) and the reader wakes it when it
-//! makes room; with [`Overflow::Drop`] it goes on reading and drops what comes while the
+//! stretch (1/16 of the budget) at a time. With [`Overflow::Backpressure`] the connection task stops reading the
+//! socket while the budget is spent ([`Budget::blocks`]) and the reader wakes it once it
+//! has made a stretch of room (one wake-up per stretch, not per event); with [`Overflow::Drop`] it goes on reading and drops what comes while the
 //! budget is spent, and the reader is told how much (a notice, where the reader has one).
 
 use std::collections::VecDeque;
@@ -121,25 +121,43 @@ impl Budget {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Whether the driver must stop reading: backpressure and a spent budget. If so, the
-    /// next reader to make room wakes it (`on_room`).
+    /// Whether the driver must stop reading: backpressure, and the budget is spent (or was,
+    /// and not a stretch of it has been given back yet). If so, the reader that gives back
+    /// that stretch wakes it (`on_room`).
     pub(crate) fn blocks(&self) -> bool {
         self.policy == Overflow::Backpressure && self.wait_for_room()
     }
 
-    /// Asks to be woken when there is room; false (and no wake-up owed) when there is
-    /// room already.
+    /// Asks to be woken when there is room again; false (and no wake-up owed) when there is
+    /// room already. Room again means a stretch below the bound, not one byte below it: the
+    /// driver then reads a batch, not one frame per wake-up.
     fn wait_for_room(&self) -> bool {
-        if !self.full() {
+        let spent = self.full() || (self.waiting.load(Ordering::SeqCst) && !self.room_again());
+        if !spent {
+            self.waiting.store(false, Ordering::SeqCst);
             return false;
         }
         self.waiting.store(true, Ordering::SeqCst);
-        // A reader may have made room between the look and the flag, and seen no flag.
-        if self.full() {
-            return true;
+        // A reader may have given room back between the look and the flag, and seen no flag.
+        if self.room_again() {
+            self.waiting.store(false, Ordering::SeqCst);
+            return false;
         }
-        self.waiting.store(false, Ordering::SeqCst);
-        false
+        true
+    }
+
+    /// A stretch (1/16) of the budget is free again, in bytes and in items.
+    fn room_again(&self) -> bool {
+        self.bytes.load(Ordering::SeqCst) <= self.max_bytes - self.step_bytes()
+            && self.items.load(Ordering::SeqCst) <= self.max_items - self.step_items()
+    }
+
+    fn step_bytes(&self) -> usize {
+        (self.max_bytes / 16).max(1)
+    }
+
+    fn step_items(&self) -> usize {
+        (self.max_items / 16).max(1)
     }
 
     fn charge(&self, items: usize, bytes: usize) {
@@ -148,7 +166,7 @@ impl Budget {
     }
 
     /// Gives back what a reader has read (or dropped unread); wakes the driver if it
-    /// waits for room and there is some now.
+    /// waits for room and there is a stretch of it now.
     fn release(&self, items: usize, bytes: usize) {
         if items == 0 && bytes == 0 {
             return;
@@ -156,23 +174,17 @@ impl Budget {
         self.items.fetch_sub(items, Ordering::SeqCst);
         self.bytes.fetch_sub(bytes, Ordering::SeqCst);
         if self.waiting.load(Ordering::SeqCst)
-            && !self.full()
+            && self.room_again()
             && self.waiting.swap(false, Ordering::SeqCst)
         {
             (self.on_room)();
         }
     }
 
-    /// Whether the driver waits for room: the reader then gives back what it read at once
-    /// rather than a stretch at a time.
-    fn is_waited_for(&self) -> bool {
-        self.waiting.load(Ordering::Relaxed)
-    }
-
-    /// How much a reader reads before giving it back: small against the budget, so the
-    /// driver resumes well before the reader runs dry.
-    fn release_step(&self) -> usize {
-        (self.max_bytes / 16).max(1)
+    /// Whether a reader that has read this much should give it back now: a stretch of the
+    /// budget, in bytes or in items.
+    fn release_due(&self, (items, bytes): (usize, usize)) -> bool {
+        bytes >= self.step_bytes() || items >= self.step_items()
     }
 }
 
@@ -181,6 +193,8 @@ struct Queue<T> {
     inner: Mutex<Inner<T>>,
     /// The reader is gone: nothing more is kept for it.
     reader_gone: AtomicBool,
+    /// The sender gave up on the reader (a handler removed): what waits is discarded.
+    abandoned: AtomicBool,
 }
 
 struct Inner<T> {
@@ -206,6 +220,7 @@ pub(crate) fn queue<T: Item>(budget: &Arc<Budget>, reader: &str) -> (Sender<T>, 
             closed: false,
         }),
         reader_gone: AtomicBool::new(false),
+        abandoned: AtomicBool::new(false),
     });
     let sender = Sender {
         queue: Arc::clone(&queue),
@@ -295,6 +310,17 @@ impl<T: Item> Sender<T> {
         }
     }
 
+    /// Gives up on the reader: what waits for it and what comes is discarded (its budget
+    /// given back), and it ends after the item it has.
+    pub(crate) fn abandon(&mut self) {
+        self.queue.abandoned.store(true, Ordering::SeqCst);
+        self.discard();
+        let waker = self.queue.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
     /// Whether the reader is gone (nothing pushed reaches anybody).
     pub(crate) fn is_gone(&self) -> bool {
         self.queue.reader_gone.load(Ordering::Relaxed)
@@ -311,7 +337,9 @@ impl<T: Item> Sender<T> {
         }
         let waker = {
             let mut inner = self.queue.lock();
-            if self.queue.reader_gone.load(Ordering::Relaxed) {
+            if self.queue.reader_gone.load(Ordering::Relaxed)
+                || self.queue.abandoned.load(Ordering::Relaxed)
+            {
                 drop(inner);
                 self.discard();
                 return;
@@ -373,6 +401,13 @@ pub(crate) struct Receiver<T: Item> {
 impl<T: Item> Receiver<T> {
     /// The next item; `None` once the sender is gone and everything was read.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if self.queue.abandoned.load(Ordering::SeqCst) {
+            let discarded = self.give_back_all();
+            if discarded > 0 {
+                tracing::debug!(discarded, "a removed handler's events discarded");
+            }
+            return Poll::Ready(None);
+        }
         if let Some(item) = self.next_local() {
             return Poll::Ready(Some(item));
         }
@@ -404,7 +439,7 @@ impl<T: Item> Receiver<T> {
     }
 
     /// The next item of the batch being read, giving back what was read a stretch at a
-    /// time (at once while the driver waits for room, and when the batch is done).
+    /// time (and when the batch is done).
     fn next_local(&mut self) -> Option<T> {
         let Some(item) = self.local.pop_front() else {
             self.release();
@@ -412,10 +447,7 @@ impl<T: Item> Receiver<T> {
         };
         self.unreleased.0 += 1;
         self.unreleased.1 += item.weight();
-        if self.local.is_empty()
-            || self.unreleased.1 >= self.budget.release_step()
-            || self.budget.is_waited_for()
-        {
+        if self.local.is_empty() || self.budget.release_due(self.unreleased) {
             self.release();
         }
         Some(item)
@@ -427,11 +459,11 @@ impl<T: Item> Receiver<T> {
     }
 }
 
-impl<T: Item> Drop for Receiver<T> {
-    fn drop(&mut self) {
-        // Nobody reads any more: nothing more is kept, and what was kept is given back.
-        self.queue.reader_gone.store(true, Ordering::Relaxed);
+impl<T: Item> Receiver<T> {
+    /// Gives back everything kept for this reader, read or not; how many were unread.
+    fn give_back_all(&mut self) -> usize {
         let rest = std::mem::take(&mut self.queue.lock().items);
+        let unread = self.local.len() + rest.len();
         let (items, bytes) = self
             .local
             .drain(..)
@@ -439,6 +471,15 @@ impl<T: Item> Drop for Receiver<T> {
             .fold(self.unreleased, |(n, b), item| (n + 1, b + item.weight()));
         self.unreleased = (0, 0);
         self.budget.release(items, bytes);
+        unread
+    }
+}
+
+impl<T: Item> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        // Nobody reads any more: nothing more is kept, and what was kept is given back.
+        self.queue.reader_gone.store(true, Ordering::Relaxed);
+        self.give_back_all();
     }
 }
 
@@ -579,6 +620,24 @@ mod tests {
         assert_eq!(budget.used(), (0, 0), "nothing kept for nobody");
         assert_eq!(tx.push(It::N(6, 0)), Pushed::Gone);
         assert_eq!(budget.used(), (0, 0));
+    }
+
+    #[test]
+    fn an_abandoned_reader_ends_and_gives_its_budget_back() {
+        let (budget, _) = budget(Overflow::Backpressure, usize::MAX, 3 * ITEM_COST);
+        let (mut tx, mut rx) = queue::<It>(&budget, "test");
+        for n in 1..=3 {
+            tx.push(It::N(n, 0));
+        }
+        tx.flush();
+        assert_eq!(next(&mut rx), Some(It::N(1, 0)));
+        tx.push(It::N(4, 0));
+        assert!(budget.blocks());
+        tx.abandon();
+        assert_eq!(next(&mut rx), None, "ends after the item it had");
+        drop(tx);
+        assert_eq!(budget.used(), (0, 0));
+        assert!(!budget.blocks());
     }
 
     #[test]

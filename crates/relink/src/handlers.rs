@@ -122,7 +122,7 @@ impl Handlers {
     }
 
     /// Removes the handler for `name` (`None`: the catch-all); its task ends after the
-    /// events it has.
+    /// event it is running, and the events still waiting for it are discarded.
     pub(crate) fn off(&self, name: Option<&str>) {
         let mut routes = self.routes();
         // Tasks that have finished what they had are forgotten.
@@ -131,7 +131,10 @@ impl Handlers {
             Some(name) => routes.named.remove(name),
             None => routes.any.take(),
         };
-        if let Some(route) = removed {
+        if let Some(mut route) = removed {
+            // Removed means no more of them: what waits for it is freed (its budget given
+            // back), and its task ends after the event it is running.
+            route.tx.abandon();
             routes.retired.insert(name.map(str::to_owned), route.task);
         }
     }
@@ -223,6 +226,41 @@ mod tests {
                 let _ = log.send(format!("{tag}{}", e.name()));
             }
         })
+    }
+
+    #[tokio::test]
+    async fn a_removed_handler_frees_what_waits_for_it() {
+        let handlers = handlers();
+        let (started, mut running) = mpsc::unbounded_channel();
+        let (release, gate) = tokio::sync::watch::channel(false);
+        handlers.on(
+            Some("slow".into()),
+            boxed(move |_e: Event| {
+                let started = started.clone();
+                let mut gate = gate.clone();
+                async move {
+                    let _ = started.send(());
+                    let _ = gate.wait_for(|open| *open).await;
+                }
+            }),
+        );
+        for _ in 0..3 {
+            assert!(handlers.route(event("slow")).is_none());
+        }
+        handlers.flush();
+        running.recv().await.expect("the first event runs");
+        assert!(handlers.budget().used().0 >= 2, "two wait behind it");
+        handlers.off(Some("slow"));
+        let _ = release.send(true);
+        // The running event finishes; the two behind it are not run, and their budget is back.
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while handlers.budget().used() != (0, 0) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("budget given back");
+        assert!(running.try_recv().is_err(), "no other event ran");
     }
 
     #[tokio::test]

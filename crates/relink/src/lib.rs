@@ -20,7 +20,9 @@
 //! # let server = relink_testkit::node::NodeServer::start(Default::default()).await?;
 //! let url = "http://127.0.0.1:3000";
 //! # let url = server.url();
-//! let (client, _events) = Client::builder(url).token("secret").connect()?;
+//! // `_`: this client reads no events. (`Events` kept and never read would hold the
+//! // connection once the events waiting in it reach their budget: nothing is dropped.)
+//! let (client, _) = Client::builder(url).token("secret").connect()?;
 //! // Waits for the connection (emits made before it are queued and sent once connected).
 //! let reply = client
 //!     .emit_with_ack("echo", ("hello", 1), Duration::from_secs(5))

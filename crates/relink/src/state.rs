@@ -191,7 +191,7 @@ impl std::fmt::Display for Transport {
 /// # let server = relink_testkit::node::NodeServer::start(Default::default()).await?;
 /// let url = "http://127.0.0.1:3000";
 /// # let url = server.url();
-/// let (client, _events) = Client::builder(url).token("secret").connect()?;
+/// let (client, _) = Client::builder(url).token("secret").connect()?;
 /// let mut states = client.watch_state();
 /// // The latest state; `wait_for` checks it, then every change after it.
 /// let state = states.wait_for(|s| s.status == Status::Connected).await?.clone();

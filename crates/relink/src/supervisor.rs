@@ -136,6 +136,10 @@ impl Supervisor {
             self.apply();
             match self.core.phase() {
                 Phase::Dial => {
+                    if self.room_to_dial().await.is_err() {
+                        self.stop();
+                        continue;
+                    }
                     self.core.begin_attempt(now());
                     self.tally.attempt_began();
                     self.apply();
@@ -254,6 +258,27 @@ impl Supervisor {
         let _ = shutdown.wait_for(|stop| *stop).await;
     }
 
+    /// The application holds all the events it may (backpressure): a new link would only
+    /// be left unread until the server gives up on it, so the dial waits until the
+    /// application makes room, or the user stops.
+    async fn room_to_dial(&mut self) -> Result<(), Stop> {
+        let budget = Arc::clone(self.handlers.budget());
+        if !budget.blocks() {
+            return Ok(());
+        }
+        info!(
+            url = %self.cfg.endpoint.display,
+            "reconnecting once the application reads the events it holds"
+        );
+        while budget.blocks() {
+            tokio::select! {
+                () = Self::stop_requested(&mut self.shutdown) => return Err(Stop),
+                () = self.shared.wake.notified() => self.events.flush(),
+            }
+        }
+        Ok(())
+    }
+
     /// Waits for the core's deadline unless shutdown comes first; a reader that makes
     /// room meanwhile learns what it missed.
     async fn sleep(&mut self) -> Result<(), Stop> {
@@ -365,7 +390,10 @@ impl Supervisor {
             // No room for more events (backpressure): the socket is not read until the
             // application makes room and wakes this task (`shared.wake`), so TCP pushes
             // back on the server. The core suspends the heartbeat meanwhile.
-            let room = !budget.blocks();
+            // The handshake is always read: it holds no events (those that come before the
+            // CONNECT reply wait in the session, bounded), and a link left unread there
+            // would only time out.
+            let room = self.core.phase() == Phase::Attempt || !budget.blocks();
             if room != reading {
                 reading = room;
                 self.core.set_reading(reading, now());

@@ -944,6 +944,47 @@ async fn a_reader_that_stops_reading_stops_the_reads_not_the_emits_and_loses_not
 }
 
 #[tokio::test]
+async fn a_client_whose_reader_holds_a_full_budget_reconnects_once_it_reads() {
+    let mut peer = bind().await;
+    let (client, mut events) = builder(peer.url())
+        .event_buffer(2)
+        .backoff_initial(ms(10))
+        .backoff_max(ms(10))
+        .connect()
+        .unwrap();
+    let conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    // `Connected` and one event fill the budget; nobody reads. The link goes.
+    let mut conn = conn;
+    conn.send_text(r#"42["e",0]"#).await.unwrap();
+    assert_quiet(&mut conn).await;
+    conn.drop_tcp();
+    // Unread, the socket's end is not seen; a write to it is (the emits keep going).
+    timeout(WAIT, async {
+        while client.state().status == Status::Connected {
+            let _ = client.try_emit("x", json_payload(json!(1)));
+            tokio::time::sleep(ms(20)).await;
+        }
+    })
+    .await
+    .expect("the lost link noticed through a write");
+    // A new link would only be left unread: no dial while the application holds all it may.
+    assert!(
+        peer.accept(QUIET * 3).await.is_none(),
+        "dialled with the budget spent"
+    );
+    // The reader reads what it holds; the client dials at once.
+    for _ in 0..3 {
+        next_incoming(&mut events).await;
+    }
+    let _conn = connect_on(&mut peer, &client, DEFAULT_OPEN).await;
+    assert!(matches!(
+        next_incoming(&mut events).await,
+        Incoming::Connected { .. }
+    ));
+    client.disconnect().await;
+}
+
+#[tokio::test]
 async fn with_the_drop_policy_a_reader_that_stops_reading_does_not_stop_the_connection() {
     let mut peer = bind().await;
     let (client, mut events) = builder(peer.url())

@@ -232,8 +232,12 @@ pub(crate) struct Connection<W> {
     rng: u64,
     /// Since when the driver has not read the link (the application's buffer is full).
     unread_since: Option<Instant>,
-    /// The longest the driver went without reading this link.
-    unread_longest: Duration,
+    /// The longest stall of this link as long as the server's ping timeout, until the link
+    /// has been read without a stall for a heartbeat window (the server's verdict on it
+    /// comes after the backlog it left, which may take several short stalls to read).
+    long_stall: Option<Duration>,
+    /// When the driver last started reading again.
+    resumed: Option<Instant>,
 }
 
 impl<W> std::fmt::Debug for Connection<W> {
@@ -269,7 +273,8 @@ impl<W> Connection<W> {
             // xorshift must not start at 0.
             rng: seed | 1,
             unread_since: None,
-            unread_longest: Duration::ZERO,
+            long_stall: None,
+            resumed: None,
         }
     }
 
@@ -333,7 +338,8 @@ impl<W> Connection<W> {
         }
         self.generation += 1;
         self.unread_since = None;
-        self.unread_longest = Duration::ZERO;
+        self.long_stall = None;
+        self.resumed = None;
         // Published with the connection.
         self.state.transport = Some(transport);
         let recovery = match (&self.pid, &self.offset) {
@@ -385,26 +391,39 @@ impl<W> Connection<W> {
         }
         if reading {
             if let Some(since) = self.unread_since.take() {
-                self.unread_longest = self
-                    .unread_longest
-                    .max(now.saturating_duration_since(since));
+                let stall = now.saturating_duration_since(since);
+                let ping_timeout = self
+                    .session
+                    .as_ref()
+                    .and_then(Session::open_data)
+                    .map(|open| open.ping_timeout);
+                if ping_timeout.is_some_and(|t| stall >= t) {
+                    self.long_stall = self.long_stall.max(Some(stall));
+                }
+                self.resumed = Some(now);
             }
         } else {
             self.unread_since.get_or_insert(now);
         }
     }
 
-    /// Why a link was lost, knowing how long it went unread.
+    /// Why a link was lost, knowing how long it went unread: a stall still going on, or a
+    /// long one after which the link has not yet been read for a heartbeat window without
+    /// a stall; either as long as the server's ping timeout or longer.
     fn blame_unread(&self, error: LinkError, now: Instant) -> LinkError {
-        let unread = self
+        let Some(open) = self.session.as_ref().and_then(Session::open_data) else {
+            return error;
+        };
+        let ongoing = self
             .unread_since
-            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
-            .max(self.unread_longest);
-        let ping_timeout = self
-            .session
-            .as_ref()
-            .and_then(Session::open_data)
-            .map(|open| open.ping_timeout);
+            .map(|since| now.saturating_duration_since(since));
+        let recent = self.long_stall.filter(|_| {
+            ongoing.is_some()
+                || self
+                    .resumed
+                    .is_some_and(|at| now.saturating_duration_since(at) <= open.heartbeat_window())
+        });
+        let unread = ongoing.into_iter().chain(recent).max();
         // What a server that gave up on its pings looks like: the socket closed, or (over
         // long-polling) the session it forgot.
         let closed = matches!(
@@ -412,10 +431,9 @@ impl<W> Connection<W> {
             LinkError::TransportClose | LinkError::Network(_) | LinkError::WebSocket(_)
         ) || error.engine_error()
             == Some(relink_proto::engine::EngineError::SessionIdUnknown);
-        if closed && ping_timeout.is_some_and(|t| unread >= t) {
-            LinkError::Unread { unread }
-        } else {
-            error
+        match unread {
+            Some(unread) if closed && unread >= open.ping_timeout => LinkError::Unread { unread },
+            _ => error,
         }
     }
 

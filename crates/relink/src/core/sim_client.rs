@@ -758,7 +758,8 @@ impl World {
     /// The driver reads the link while the budget has room (under backpressure), and tells
     /// the core when that changes, as the supervisor does.
     fn update_reading(&mut self) {
-        let room = !self.budget.blocks();
+        // The handshake is always read (it holds no events).
+        let room = self.core.phase() == Phase::Attempt || !self.budget.blocks();
         if self.link.is_some() && room != self.reading {
             self.reading = room;
             self.pauses += usize::from(!room);
@@ -835,7 +836,8 @@ impl World {
         }
         for _ in 0..8 {
             self.caller_timeouts();
-            if self.core.phase() == Phase::Dial {
+            // As the supervisor: no dial while the application holds all it may.
+            if self.core.phase() == Phase::Dial && !self.budget.blocks() {
                 self.core.begin_attempt(self.now);
                 self.dial();
             }
