@@ -5,7 +5,8 @@ use crate::connect::builder;
 use crate::exit::CliError;
 use crate::output::{Output, StdoutClosed};
 use crate::stdin::{Delivery, StdinEmits};
-use relink::{Client, ConnectionState, Incoming};
+use relink::{Client, ConnectionState, Incoming, Status};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -31,6 +32,67 @@ enum End {
     StdoutClosed,
     /// The client ended.
     Client(CliError),
+}
+
+/// States wait here for the events that came before them. A state is published as soon as
+/// the connection changes, while the events of the link before it may still wait to be
+/// printed (a slow stdout, a backlog): a state that begins or ends a connection is printed
+/// once the events reach the same point (`Incoming::Connected` / `Disconnected`), so
+/// `connected` never comes after that connection's first event, nor `reconnecting` before
+/// the last one.
+#[derive(Default)]
+struct States {
+    pending: VecDeque<(ConnectionState, bool)>,
+    /// Whether the last state queued is `connected` (to tell which states are marks).
+    connected: bool,
+    /// Marks (a connection begun or ended) read among the events, and printed among the
+    /// states.
+    told: u64,
+    printed: u64,
+    /// Marks may have been dropped (`--overflow drop`) or states missed: no more waiting.
+    ungated: bool,
+}
+
+impl States {
+    fn queue(&mut self, state: ConnectionState) {
+        let connected = state.status == Status::Connected;
+        let mark = connected != self.connected;
+        self.connected = connected;
+        self.pending.push_back((state, mark));
+    }
+
+    /// Queues the states already published and not received yet: a state is published
+    /// before the events that follow it are handed over, whichever branch woke first.
+    fn receive(&mut self, rx: &mut broadcast::Receiver<ConnectionState>, client: &Client) {
+        loop {
+            match rx.try_recv() {
+                Ok(state) => self.queue(state),
+                Err(TryRecvError::Lagged(_)) => {
+                    self.ungated = true;
+                    self.queue(client.state());
+                }
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Prints what may be printed now; ends the loop at a terminal state.
+    async fn print(&mut self, out: &mut Output, all: bool) -> Result<(), End> {
+        while let Some((_, mark)) = self.pending.front() {
+            if *mark && self.printed >= self.told && !self.ungated && !all {
+                return Ok(());
+            }
+            let Some((state, mark)) = self.pending.pop_front() else {
+                break;
+            };
+            self.printed += u64::from(mark);
+            out.state(&state).await?;
+            if state.status.is_terminal() {
+                return Err(End::Client(CliError::from_state(&state)));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl From<StdoutClosed> for End {
@@ -59,6 +121,7 @@ pub(crate) async fn run(
     let (client, mut events) = builder.connect()?;
     let mut out = Output::start(args.json);
     let mut states = client.state_changes();
+    let mut waiting = States::default();
     let delivery = Delivery {
         ack_timeout: args
             .ack_timeout
@@ -87,7 +150,7 @@ pub(crate) async fn run(
         // backpressure) instead of losing events. Only a signal cuts that wait short.
         let printed = tokio::select! {
             () = &mut stop => break End::Stopped,
-            printed = print(step, &mut out, &mut states, &client, ack_with.as_ref()) => printed,
+            printed = print(step, &mut out, (&mut waiting, &mut states), &client, ack_with.as_ref()) => printed,
         };
         if let Err(end) = printed {
             break end;
@@ -110,19 +173,21 @@ pub(crate) async fn run(
 async fn print(
     step: Step,
     out: &mut Output,
-    states: &mut broadcast::Receiver<ConnectionState>,
+    (states, published): (&mut States, &mut broadcast::Receiver<ConnectionState>),
     client: &Client,
     ack_with: Option<&relink::Payload>,
 ) -> Result<(), End> {
+    if matches!(step, Step::Incoming(_)) {
+        states.receive(published, client);
+    }
     match step {
-        Step::State(Ok(state)) => {
-            out.state(&state).await?;
-            if state.status.is_terminal() {
-                return Err(End::Client(CliError::from_state(&state)));
-            }
+        Step::State(Ok(state)) => states.queue(state),
+        Step::State(Err(RecvError::Lagged(_))) => {
+            states.ungated = true;
+            states.queue(client.state());
         }
-        Step::State(Err(RecvError::Lagged(_))) => out.state(&client.state()).await?,
         Step::State(Err(RecvError::Closed)) => {
+            states.print(out, true).await?;
             return Err(End::Client(CliError::from_state(&client.state())));
         }
         Step::Incoming(Some(Incoming::Event(mut event))) => {
@@ -130,42 +195,27 @@ async fn print(
             if let Some(answer) = ack_with {
                 event.ack(answer.clone());
             }
-            // A state is published before the events that follow it are handed over:
-            // printing the states already published first keeps the order (no event before
-            // `connected`), whichever branch woke first.
-            print_published_states(states, client, out).await?;
+            states.print(out, false).await?;
             out.event(&event).await?;
         }
-        Step::Incoming(Some(Incoming::Lagged { missed })) => out.lagged(missed).await?,
+        Step::Incoming(Some(Incoming::Connected { .. } | Incoming::Disconnected { .. })) => {
+            states.told += 1;
+        }
+        Step::Incoming(Some(Incoming::Lagged { missed })) => {
+            // What was dropped may have held the marks states wait for.
+            states.ungated = true;
+            states.print(out, false).await?;
+            out.lagged(missed).await?;
+        }
         Step::Incoming(Some(_)) => {}
         // The client ended: its last states (the terminal one) are printed first, whichever
         // of the two channels said so first.
         Step::Incoming(None) => {
-            print_published_states(states, client, out).await?;
+            states.print(out, true).await?;
             return Err(End::Client(CliError::from_state(&client.state())));
         }
     }
-    Ok(())
-}
-
-/// Prints the states published and not read yet; ends the loop if one is terminal.
-async fn print_published_states(
-    states: &mut broadcast::Receiver<ConnectionState>,
-    client: &Client,
-    out: &mut Output,
-) -> Result<(), End> {
-    loop {
-        match states.try_recv() {
-            Ok(state) => {
-                out.state(&state).await?;
-                if state.status.is_terminal() {
-                    return Err(End::Client(CliError::from_state(&state)));
-                }
-            }
-            Err(TryRecvError::Lagged(_)) => out.state(&client.state()).await?,
-            Err(TryRecvError::Empty | TryRecvError::Closed) => return Ok(()),
-        }
-    }
+    states.print(out, false).await
 }
 
 /// Waits for the lines printed so far to be written: for [`DRAIN_GRACE`] after a stop

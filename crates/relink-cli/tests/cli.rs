@@ -1687,6 +1687,72 @@ async fn listen_prints_every_event_of_a_burst_once_and_in_order_through_a_stalle
 }
 
 #[tokio::test]
+async fn listen_prints_a_lost_connection_after_the_events_it_carried_and_before_the_next_ones() {
+    let mut server = node_with(NodeOptions {
+        burst_on_connect: BURST,
+        recovery: true,
+        ..Default::default()
+    })
+    .await;
+    let cmd = relink_with_token(&[
+        "listen",
+        &server.url(),
+        "--json",
+        "--backoff-initial",
+        "100ms",
+    ]);
+    let what = "listen --json, a burst, the link lost while stdout lags";
+    let (p, stdout) = Relink::spawn_holding_stdout(cmd, what);
+    stdout.wait_until_full(what).await;
+    // The link goes while thousands of its events still wait to be printed; the session is
+    // recovered, and what the server had not written yet is replayed on the new link.
+    server.disconnect_all().await.expect("disconnect-all");
+    let mut lines = stdout.lines();
+    let mut expected = 1;
+    let mut connected = false;
+    let mut links = 0;
+    loop {
+        let line = line_of(&mut lines).await;
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"));
+        match (v["type"].as_str(), v["name"].as_str()) {
+            (Some("state"), _) => {
+                let now = v["status"] == "connected";
+                if now && !connected {
+                    links += 1;
+                }
+                connected = now;
+            }
+            (Some("event"), Some("burst")) => {
+                assert!(
+                    connected,
+                    "event {expected} printed while the state says {connected}: {line}"
+                );
+                assert_eq!(
+                    v["args"],
+                    serde_json::json!([expected]),
+                    "once each, in order"
+                );
+                expected += 1;
+            }
+            (Some("event"), Some("burst-done")) => {
+                assert_eq!(expected, BURST + 1, "every burst event before burst-done");
+            }
+            (Some("lagged"), _) => panic!("nothing may be dropped: {line}"),
+            _ => {}
+        }
+        // The lost link and the recovered one (after the burst, or in the middle of it).
+        if links == 2 && expected == BURST + 1 {
+            break;
+        }
+    }
+    p.sigterm();
+    let done = p.finish().await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn listen_with_a_stalled_stdout_still_stops_on_sigterm_and_sigint() {
     let server = node_with(NodeOptions {
         burst_on_connect: BURST,
