@@ -238,7 +238,16 @@ struct Socket {
 async fn close(client: &Client, forwarders: Vec<JoinHandle<()>>) -> ConnectionState {
     client.disconnect().await;
     for mut task in forwarders {
-        let _ = tokio::time::timeout(FORWARD_GRACE, &mut task).await;
+        if tokio::time::timeout(FORWARD_GRACE, &mut task)
+            .await
+            .is_err()
+        {
+            // A subscriber too slow to take the closed socket's last events within the
+            // grace: closing does not wait for it, and says what it gave up.
+            tracing::warn!(
+                "a subscriber had not taken all of the closed socket's events: the rest were dropped"
+            );
+        }
         task.abort();
     }
     client.state()
