@@ -11,7 +11,7 @@ use relink_testkit::gateway::Gateway;
 use relink_testkit::node::{NodeOptions, NodeServer};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{next_event, next_whole_event};
+use support::{next_event, next_whole_event, read_burst};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -528,46 +528,6 @@ fn work(event: &relink::Event) -> u64 {
     (0..64u64).fold(n, |acc, i| acc.rotate_left(5) ^ i)
 }
 
-/// The numbers of the `burst` events until `burst-done`, with the connections seen.
-async fn read_burst(events: &mut relink::Events) -> (Vec<u64>, Vec<bool>) {
-    let mut got = Vec::new();
-    let mut connects = Vec::new();
-    let mut sum = 0u64;
-    tokio::time::timeout(BURST_WAIT, async {
-        while let Some(item) = events.next().await {
-            match item {
-                Incoming::Event(e) if e.name() == "burst" => {
-                    sum = sum.wrapping_add(work(&e));
-                    got.push(e.args().deserialize::<(u64,)>().expect("numbered").0);
-                    if got.len() % 1000 == 0 {
-                        tokio::task::yield_now().await;
-                    }
-                }
-                Incoming::Event(e) if e.name() == "burst-done" => return,
-                Incoming::Connected { recovered, .. } => connects.push(recovered),
-                Incoming::Lagged { missed } => panic!("{missed} events dropped by default"),
-                _ => {}
-            }
-        }
-        panic!("events ended before burst-done");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("burst-done not within {BURST_WAIT:?}: {} events", got.len()));
-    assert_ne!(sum, 1, "the work is not optimised away");
-    (got, connects)
-}
-
-fn assert_whole(got: &[u64], n: u64) {
-    let missing = n.saturating_sub(got.len() as u64);
-    assert!(
-        got.iter().copied().eq(1..=n),
-        "every event once and in order: {} of {n} arrived ({missing} missing), first out of \
-         place at {:?}",
-        got.len(),
-        got.iter().zip(1..).position(|(g, want)| *g != want)
-    );
-}
-
 #[tokio::test]
 async fn a_burst_of_100000_events_at_connect_reaches_a_slow_reader_whole_and_in_order() {
     let server = node(NodeOptions {
@@ -579,9 +539,18 @@ async fn a_burst_of_100000_events_at_connect_reaches_a_slow_reader_whole_and_in_
         .token("secret")
         .connect()
         .unwrap();
-    let (got, connects) = read_burst(&mut events).await;
-    assert_whole(&got, 100_000);
-    assert_eq!(connects, [false], "one connection held through the burst");
+    let mut sum = 0u64;
+    let burst = read_burst(&mut events, BURST_WAIT, None, |e| {
+        sum = sum.wrapping_add(work(e));
+    })
+    .await;
+    assert_ne!(sum, 1, "the work is not optimised away");
+    burst.assert_whole(100_000);
+    assert_eq!(
+        burst.connects,
+        [false],
+        "one connection held through the burst"
+    );
     client.disconnect().await;
 }
 
@@ -625,7 +594,11 @@ async fn a_burst_of_100000_events_at_connect_reaches_a_slow_handler_whole_and_in
     })
     .await
     .unwrap_or_else(|_| panic!("not whole within {BURST_WAIT:?}: {} events", got.len()));
-    assert_whole(&got, 100_000);
+    support::Burst {
+        got,
+        ..Default::default()
+    }
+    .assert_whole(100_000);
     client.disconnect().await;
 }
 
@@ -645,8 +618,8 @@ async fn a_recovery_replay_of_20000_missed_events_arrives_whole_in_order_exactly
     // The server closes the link, then sends 20,000 events to the room of the socket that
     // is away: kept for it, and replayed when it comes back.
     server.disconnect_all_then_burst(20_000, 0).await.unwrap();
-    let (got, connects) = read_burst(&mut events).await;
-    assert_eq!(connects, [true], "the session was recovered");
-    assert_whole(&got, 20_000);
+    let burst = read_burst(&mut events, BURST_WAIT, None, |_| {}).await;
+    assert_eq!(burst.connects, [true], "the session was recovered");
+    burst.assert_whole(20_000);
     client.disconnect().await;
 }

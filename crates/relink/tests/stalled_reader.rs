@@ -4,9 +4,12 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use relink::{Client, Incoming, Reason};
+mod support;
+
+use relink::{Client, Reason};
 use relink_testkit::node::{NodeOptions, NodeServer};
 use std::time::Duration;
+use support::read_burst;
 
 const EVENTS: u64 = 20_000;
 const EVENT_BYTES: u64 = 2_000;
@@ -49,17 +52,7 @@ async fn a_reader_stalled_for_three_heartbeats_costs_its_budget_and_loses_nothin
         .backoff_initial(Duration::from_millis(100))
         .connect()
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.next().await {
-                Some(Incoming::Event(e)) if e.name() == "welcome" => break,
-                Some(_) => {}
-                None => panic!("ended before welcome"),
-            }
-        }
-    })
-    .await
-    .expect("welcome");
+    support::next_event(&mut events, "welcome").await;
     let before = rss_bytes();
     client
         .emit("burst", (EVENTS, EVENT_BYTES))
@@ -79,42 +72,20 @@ async fn a_reader_stalled_for_three_heartbeats_costs_its_budget_and_loses_nothin
         "grew by {grew} bytes while stalled (budget {BUDGET}, slack {SLACK})"
     );
     // Reading again: every event once and in order, through the same link or a recovered
-    // one; a link the server closed for its unanswered pings says so.
-    let mut next = 1;
-    let mut reasons = Vec::new();
-    tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            match events.next().await.expect("events go on") {
-                Incoming::Event(e) if e.name() == "burst" => {
-                    let (n, _): (u64, String) = e.args().deserialize().expect("numbered");
-                    assert_eq!(n, next, "event {n} where {next} was due");
-                    next += 1;
-                }
-                Incoming::Event(e) if e.name() == "burst-done" => break,
-                Incoming::Disconnected { reason } => reasons.push(reason),
-                Incoming::Connected { recovered, .. } => {
-                    assert!(recovered, "the session was recovered, nothing lost")
-                }
-                Incoming::Lagged { missed } => panic!("{missed} dropped"),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("not whole in time: {} events", next - 1));
-    assert_eq!(next - 1, EVENTS);
-    // What came after the burst: the server's close (read only now), and the way back.
-    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_secs(2), events.next()).await {
-        match item {
-            Incoming::Disconnected { reason } => reasons.push(reason),
-            Incoming::Event(e) if e.name() == "burst" => panic!("a burst event again"),
-            Incoming::Connected { recovered, .. } => assert!(recovered, "recovered"),
-            _ => {}
-        }
-    }
+    // one; then what came after the burst (the server's close, read only now, and the way
+    // back). The link the server closed for its unanswered pings says so.
+    let mut burst = read_burst(&mut events, Duration::from_secs(120), None, |_| {}).await;
+    burst.assert_whole(EVENTS);
+    burst.read_after(&mut events, Duration::from_secs(2)).await;
+    let reasons = burst.reasons;
     assert!(
         !reasons.is_empty() && reasons.iter().all(|r| *r == Reason::Unread),
         "a link lost while unread says so: {reasons:?}"
+    );
+    assert!(
+        burst.connects.iter().all(|r| *r),
+        "the session was recovered, nothing lost: {:?}",
+        burst.connects
     );
     eprintln!(
         "grew by {} KiB while stalled; links lost: {reasons:?}",

@@ -13,7 +13,7 @@ use relink_testkit::tls::TlsFront;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{WAIT, next_event, next_whole_event, until, until_status};
+use support::{WAIT, next_event, next_whole_event, read_burst, until, until_status};
 
 async fn node(opts: NodeOptions) -> NodeServer {
     NodeServer::start(opts)
@@ -680,29 +680,10 @@ async fn over_long_polling_a_burst_of_50000_events_at_connect_arrives_whole_and_
         .transports([Transport::Polling])
         .connect()
         .unwrap();
-    let mut next = 1u64;
-    tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            match events.next().await.expect("events go on") {
-                Incoming::Event(e) if e.name() == "burst" => {
-                    let (n,): (u64,) = e.args().deserialize().expect("numbered");
-                    assert_eq!(n, next, "event {n} where {next} was due");
-                    next += 1;
-                    // A reader slower than the wire: the budget fills now and then.
-                    if n % 5_000 == 0 {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-                Incoming::Event(e) if e.name() == "burst-done" => break,
-                Incoming::Lagged { missed } => panic!("{missed} dropped by default"),
-                Incoming::Disconnected { reason } => panic!("link lost: {reason}"),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("not whole in time: {} events", next - 1));
-    assert_eq!(next - 1, 50_000);
+    // A reader slower than the wire: the budget fills now and then.
+    read_burst(&mut events, Duration::from_secs(120), Some(5_000), |_| {})
+        .await
+        .assert_whole(50_000);
     client.disconnect().await;
 }
 
@@ -728,36 +709,19 @@ async fn over_long_polling_a_stalled_reader_loses_nothing_and_a_forgotten_sessio
     // Nobody reads for three of the server's heartbeat windows: relink stops polling once
     // the budget is spent, so the server's pings go unheard and it forgets the session.
     tokio::time::sleep(Duration::from_millis(2_400)).await;
-    let mut next = 1u64;
-    let mut reasons = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match events.next().await.expect("events go on") {
-                Incoming::Event(e) if e.name() == "burst" => {
-                    let (n,): (u64,) = e.args().deserialize().expect("numbered");
-                    assert_eq!(n, next, "event {n} where {next} was due");
-                    next += 1;
-                }
-                Incoming::Event(e) if e.name() == "burst-done" => break,
-                Incoming::Disconnected { reason } => reasons.push(reason),
-                Incoming::Connected { recovered, .. } => assert!(recovered, "recovered"),
-                Incoming::Lagged { missed } => panic!("{missed} dropped by default"),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("not whole in time: {} events", next - 1));
-    assert_eq!(next - 1, 20_000);
+    let mut burst = read_burst(&mut events, Duration::from_secs(60), None, |_| {}).await;
+    burst.assert_whole(20_000);
     // The server's verdict, read only now.
-    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_secs(2), events.next()).await {
-        if let Incoming::Disconnected { reason } = item {
-            reasons.push(reason);
-        }
-    }
+    burst.read_after(&mut events, Duration::from_secs(2)).await;
     assert!(
-        !reasons.is_empty() && reasons.iter().all(|r| *r == Reason::Unread),
-        "a session lost while unread says so: {reasons:?}"
+        !burst.reasons.is_empty() && burst.reasons.iter().all(|r| *r == Reason::Unread),
+        "a session lost while unread says so: {:?}",
+        burst.reasons
+    );
+    assert!(
+        burst.connects.iter().all(|r| *r),
+        "recovered: {:?}",
+        burst.connects
     );
     client.disconnect().await;
 }

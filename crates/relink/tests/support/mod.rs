@@ -126,3 +126,88 @@ impl<S: Subscriber> Layer<S> for Capture {
         self.records.lock().unwrap().push(record);
     }
 }
+
+/// What a reader saw of a numbered burst (`("burst", i, ...)` then `("burst-done", n)`).
+#[derive(Debug, Default)]
+pub struct Burst {
+    /// The numbers of the `burst` events, in the order read.
+    pub got: Vec<u64>,
+    /// `recovered` of each `Incoming::Connected` read meanwhile.
+    pub connects: Vec<bool>,
+    /// The reason of each `Incoming::Disconnected` read meanwhile.
+    pub reasons: Vec<relink::Reason>,
+}
+
+impl Burst {
+    /// Fails unless events 1..=n arrived, each once, in order.
+    pub fn assert_whole(&self, n: u64) {
+        assert!(
+            self.got.iter().copied().eq(1..=n),
+            "every event once and in order: {} of {n} arrived, first out of place at {:?}",
+            self.got.len(),
+            self.got.iter().zip(1..).position(|(g, want)| *g != want)
+        );
+    }
+
+    /// Reads on for `quiet` after the burst (what came after it: a link the server closed,
+    /// the way back), failing on another burst event.
+    pub async fn read_after(&mut self, events: &mut relink::Events, quiet: Duration) {
+        while let Ok(Some(item)) = tokio::time::timeout(quiet, events.next()).await {
+            match item {
+                relink::Incoming::Event(e) if e.name() == "burst" => {
+                    panic!("a burst event after burst-done")
+                }
+                relink::Incoming::Connected { recovered, .. } => self.connects.push(recovered),
+                relink::Incoming::Disconnected { reason } => self.reasons.push(reason),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Reads `events` until `burst-done` (failing after `wait`, or on an `Incoming::Lagged`:
+/// nothing is dropped by default), calling `each` with every `burst` event; every `pause`
+/// events the reader sleeps 50 ms, slower than the wire.
+pub async fn read_burst(
+    events: &mut relink::Events,
+    wait: Duration,
+    pause: Option<u64>,
+    mut each: impl FnMut(&relink::Event),
+) -> Burst {
+    let mut burst = Burst::default();
+    let read = async {
+        loop {
+            match events.next().await {
+                Some(relink::Incoming::Event(e)) if e.name() == "burst" => {
+                    each(&e);
+                    let n = e
+                        .args()
+                        .first::<u64>()
+                        .ok()
+                        .flatten()
+                        .expect("a numbered burst event");
+                    burst.got.push(n);
+                    if pause.is_some_and(|every| n % every == 0) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    } else if burst.got.len() % 1000 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Some(relink::Incoming::Event(e)) if e.name() == "burst-done" => return,
+                Some(relink::Incoming::Connected { recovered, .. }) => {
+                    burst.connects.push(recovered)
+                }
+                Some(relink::Incoming::Disconnected { reason }) => burst.reasons.push(reason),
+                Some(relink::Incoming::Lagged { missed }) => {
+                    panic!("{missed} events dropped by default")
+                }
+                Some(_) => {}
+                None => panic!("events ended before burst-done"),
+            }
+        }
+    };
+    if tokio::time::timeout(wait, read).await.is_err() {
+        panic!("burst-done not within {wait:?}: {} events", burst.got.len());
+    }
+    burst
+}
