@@ -1385,6 +1385,32 @@ async fn the_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host()
 }
 
 #[tokio::test]
+async fn a_proxy_variable_that_cannot_be_used_fails_at_once_naming_it() {
+    let server = node().await;
+    for (name, value) in [
+        ("HTTPS_PROXY", "ftp://bob:s3cret@proxy:21"),
+        ("HTTPS_PROXY", "::::x"),
+        ("http_proxy", "http://[::1"),
+        ("HTTP_PROXY", "http://127.0.0.1:notaport"),
+    ] {
+        let mut cmd = relink_with_token(&["emit", &server.url(), "echo", "1"]);
+        cmd.env(name, value);
+        let done = run(cmd, &format!("emit with {name}={value}")).await;
+        // Not a direct connection without a word: a configuration error, before any dial.
+        assert_eq!(done.code(), Some(2), "{name}={value}: {:?}", done.stderr);
+        let error = last_error(&done);
+        assert!(error.contains(name), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
+    }
+    // --no-proxy says the variables do not matter.
+    let mut cmd = relink_with_token(&["emit", &server.url(), "echo", "1", "--no-proxy"]);
+    cmd.env("HTTPS_PROXY", "ftp://proxy")
+        .env("HTTP_PROXY", "ftp://proxy");
+    let done = run(cmd, "emit --no-proxy with a broken HTTPS_PROXY").await;
+    assert_eq!(done.code(), Some(0), "stderr: {:?}", done.stderr);
+}
+
+#[tokio::test]
 async fn a_proxy_that_wants_credentials_is_said_so_and_not_retried() {
     let server = node().await;
     let proxy = relink_testkit::proxy::Proxy::start(Some(("bob", "pw")))

@@ -1,7 +1,8 @@
 //! Which proxy a connection goes through, and the tunnel through it.
 //!
 //! The rules are hyper-util's: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (lower
-//! case too) read as curl reads them, a CONNECT tunnel for `http://` proxies with Basic
+//! case too) read as curl reads them (and, as curl does, a proxy variable that cannot be
+//! used is refused, not skipped), a CONNECT tunnel for `http://` proxies with Basic
 //! credentials from the proxy URL, SOCKS5 for `socks5://` and `socks5h://`. Both transports
 //! tunnel, plain `http://` servers included, so a proxy sees only where we connect.
 //!
@@ -50,33 +51,11 @@ impl Proxy {
     pub(crate) fn new(choice: &ProxyChoice) -> Result<Self, String> {
         let matcher = match choice {
             ProxyChoice::Off => None,
-            ProxyChoice::Environment => Some(Matcher::from_env()),
-            ProxyChoice::Url(raw) => {
-                let url = url::Url::parse(raw.trim()).map_err(|e| {
-                    format!("the proxy URL does not parse ({e}); expected http://host:port")
-                })?;
-                if !matches!(url.scheme(), "http" | "socks5" | "socks5h") {
-                    return Err(format!(
-                        "proxy scheme {} is not supported: use http://, socks5:// or socks5h://",
-                        url.scheme()
-                    ));
-                }
-                if url.host_str().is_none_or(str::is_empty) {
-                    return Err("the proxy URL has no host".into());
-                }
-                // url's normal form (percent-encoded userinfo, punycode host) is what the
-                // matcher's stricter parser accepts; checked below all the same, since a
-                // URL it cannot read would silently mean "no proxy".
-                let matcher = Matcher::builder().all(url.as_str().to_owned()).build();
-                let probe: http::Uri = "http://relink.invalid/".parse().map_err(|_| "")?;
-                if matcher.intercept(&probe).is_none() {
-                    return Err(
-                        "the proxy URL cannot be used (expected scheme://[user:password@]host:port)"
-                            .into(),
-                    );
-                }
-                Some(matcher)
+            ProxyChoice::Environment => {
+                check_environment(|name| std::env::var_os(name))?;
+                Some(Matcher::from_env())
             }
+            ProxyChoice::Url(raw) => Some(usable(raw)?),
         };
         Ok(Proxy { matcher })
     }
@@ -88,6 +67,67 @@ impl Proxy {
         let uri: http::Uri = format!("{scheme}://{}/", target.authority()).parse().ok()?;
         matcher.intercept(&uri).map(Route)
     }
+}
+
+/// The variables the environment's rule reads for proxies (`NO_PROXY` aside).
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// Refuses a proxy variable that cannot be used, as curl does: hyper-util's matcher skips
+/// one it cannot read, which would mean a direct connection without a word. The message
+/// names the variable, never its value (it may hold a password).
+fn check_environment(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<(), String> {
+    for name in PROXY_VARIABLES {
+        let Some(value) = var(name) else { continue };
+        let fix = "set it to scheme://[user:password@]host:port, or unset it";
+        let value = value
+            .to_str()
+            .ok_or_else(|| format!("the environment's {name} is not UTF-8: {fix}"))?
+            .trim();
+        if value.is_empty() {
+            continue;
+        }
+        // As curl reads it: without a scheme, an http:// proxy.
+        let url = if value.contains("://") {
+            value.to_owned()
+        } else {
+            format!("http://{value}")
+        };
+        usable(&url).map_err(|e| format!("the environment's {name}: {e}; {fix}"))?;
+    }
+    Ok(())
+}
+
+/// The matcher for one proxy URL, or why it cannot be used (without repeating it).
+fn usable(raw: &str) -> Result<Matcher, String> {
+    let url = url::Url::parse(raw.trim())
+        .map_err(|e| format!("the proxy URL does not parse ({e}); expected http://host:port"))?;
+    if !matches!(url.scheme(), "http" | "socks5" | "socks5h") {
+        return Err(format!(
+            "proxy scheme {} is not supported: use http://, socks5:// or socks5h://",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the proxy URL has no host".into());
+    }
+    // url's normal form (percent-encoded userinfo, punycode host) is what the matcher's
+    // stricter parser accepts; checked below all the same, since a URL it cannot read would
+    // silently mean "no proxy".
+    let matcher = Matcher::builder().all(url.as_str().to_owned()).build();
+    let probe: http::Uri = "http://relink.invalid/".parse().map_err(|_| "")?;
+    if matcher.intercept(&probe).is_none() {
+        return Err(
+            "the proxy URL cannot be used (expected scheme://[user:password@]host:port)".into(),
+        );
+    }
+    Ok(matcher)
 }
 
 /// A proxy that applies to one target.
@@ -258,5 +298,32 @@ mod tests {
             format!("{:?}", ProxyChoice::Url("http://u:s3cret@p:1".into())),
             "Url(<hidden>)"
         );
+    }
+
+    #[test]
+    fn a_proxy_variable_that_cannot_be_used_is_refused_by_name_not_ignored() {
+        let env = |name: &'static str, value: &'static str| {
+            move |n: &str| (n == name).then(|| std::ffi::OsString::from(value))
+        };
+        for (name, ok) in [
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("https_proxy", "proxy:3128"),
+            ("ALL_PROXY", "socks5h://u:p@proxy"),
+            ("HTTP_PROXY", "  "),
+        ] {
+            assert_eq!(check_environment(env(name, ok)), Ok(()), "{name}={ok}");
+        }
+        for (name, bad) in [
+            ("HTTPS_PROXY", "ftp://u:s3cret@proxy"),
+            ("HTTPS_PROXY", "::::x"),
+            ("http_proxy", "http://[::1"),
+            ("HTTP_PROXY", "http://127.0.0.1:notaport"),
+            ("all_proxy", "https://u:s3cret@proxy:443"),
+        ] {
+            let error = check_environment(env(name, bad)).expect_err(bad);
+            assert!(error.contains(name), "{error}");
+            assert!(!error.contains("s3cret") && !error.contains(bad), "{error}");
+        }
+        assert_eq!(check_environment(|_| None), Ok(()));
     }
 }
