@@ -95,6 +95,8 @@ impl Budget {
         })
     }
 
+    /// The overflow policy (the simulation checks what it may see against it).
+    #[cfg(test)]
     pub(crate) fn policy(&self) -> Overflow {
         self.policy
     }

@@ -461,12 +461,9 @@ impl Supervisor {
         }
     }
 
-    /// Hands over what the core delivered, and says whether the budget is spent (so the
-    /// next frame waits, under backpressure).
+    /// Admits what the core delivered against the budget, and says whether the budget is
+    /// spent (so the next frame waits, under backpressure).
     fn deliver_blocks(&mut self, budget: &flow::Budget) -> bool {
-        if budget.policy() != crate::Overflow::Backpressure {
-            return false;
-        }
         self.carry_out();
         budget.blocks()
     }
